@@ -1,0 +1,429 @@
+//! `Pool`: the handle the rest of the engine calls to reach an LLM. It asks the router for candidate
+//! keys, gets a permit from one, makes the call, reports the outcome, and fails over to a different
+//! key (and provider) on failure, all within the caller's deadline; each request keeps an attempt trail.
+//!
+//! When no key can take the request before the deadline the caller gets [`PoolError::NoCapacity`] at
+//! once: admission answers from the windows' arithmetic, it never waits to find out.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
+use serde::Serialize;
+
+use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
+use crate::key::KeyStatus;
+use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
+use crate::router::{Candidate, RouterMsg};
+
+/// One try of a request on one key.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// Redacted key id (`groq#2`).
+    pub key: String,
+    /// Provider name.
+    pub provider: String,
+    /// `ok`, a refusal reason, or a provider error code.
+    pub outcome: String,
+    /// Time spent on this attempt.
+    pub latency_ms: f64,
+}
+
+/// A completed call.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The answer.
+    pub response: ChatResponse,
+    /// Provider that answered.
+    pub provider: String,
+    /// Key that answered (redacted id).
+    pub key: String,
+    /// Every attempt, the successful one last.
+    pub trail: Vec<Attempt>,
+}
+
+/// A streamed call: metadata and the chunks.
+pub struct StreamCompletion {
+    /// Provider that answers.
+    pub provider: String,
+    /// Key that answers (redacted id).
+    pub key: String,
+    /// Attempts before the stream was opened.
+    pub trail: Vec<Attempt>,
+    /// The chunks; the reservation is settled when the stream ends or is dropped.
+    pub stream: ChunkStream,
+}
+
+/// Why the pool could not serve a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    /// No provider key is configured at all.
+    #[error("no provider keys are configured")]
+    NoProviders,
+    /// No key can take the request before its deadline.
+    #[error("no provider capacity before the deadline ({} keys considered)", trail.len())]
+    NoCapacity {
+        /// What each key said.
+        trail: Vec<Attempt>,
+    },
+    /// Every key that was tried failed.
+    #[error("every provider attempt failed; last: {last}")]
+    AllFailed {
+        /// The last failure.
+        last: ProviderError,
+        /// Every attempt.
+        trail: Vec<Attempt>,
+    },
+    /// The router did not answer.
+    #[error("provider router unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl PoolError {
+    /// The attempt trail, if any.
+    pub fn trail(&self) -> &[Attempt] {
+        match self {
+            PoolError::NoCapacity { trail } | PoolError::AllFailed { trail, .. } => trail,
+            _ => &[],
+        }
+    }
+}
+
+/// Per-call options.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// How long the caller can wait for the whole call, failovers included.
+    pub deadline: Duration,
+    /// Most keys to try with a real call.
+    pub max_attempts: usize,
+    /// Only keys of this provider (the gateway's `model: "<provider>/..."`).
+    pub provider: Option<String>,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(30),
+            max_attempts: 4,
+            provider: None,
+        }
+    }
+}
+
+/// The handle to the provider pool.
+#[derive(Clone)]
+pub struct Pool {
+    router: ActorRef<RouterMsg>,
+    http: reqwest::Client,
+    keys: Arc<usize>,
+}
+
+const ROUTER_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Pool {
+    /// A pool over a running router with `keys` keys.
+    pub fn new(router: ActorRef<RouterMsg>, http: reqwest::Client, keys: usize) -> Self {
+        Self {
+            router,
+            http,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// Number of configured keys.
+    pub fn key_count(&self) -> usize {
+        *self.keys
+    }
+
+    /// The router actor (for supervision and shutdown).
+    pub fn router(&self) -> &ActorRef<RouterMsg> {
+        &self.router
+    }
+
+    /// Every key's status.
+    pub async fn status(&self) -> Result<Vec<KeyStatus>, PoolError> {
+        match self.router.call(RouterMsg::Status, Some(Duration::from_secs(10))).await {
+            Ok(CallResult::Success(s)) => Ok(s),
+            Ok(CallResult::Timeout) => Err(PoolError::Unavailable("status timed out".into())),
+            Ok(CallResult::SenderError) | Err(_) => Err(PoolError::Unavailable("router stopped".into())),
+        }
+    }
+
+    async fn plan(&self, provider: Option<&str>) -> Result<Vec<Candidate>, PoolError> {
+        if *self.keys == 0 {
+            return Err(PoolError::NoProviders);
+        }
+        match self.router.call(RouterMsg::Plan, Some(ROUTER_TIMEOUT)).await {
+            Ok(CallResult::Success(mut c)) => {
+                if let Some(p) = provider {
+                    c.retain(|c| c.spec.provider == p);
+                }
+                Ok(c)
+            }
+            Ok(CallResult::Timeout) => Err(PoolError::Unavailable("router timed out".into())),
+            Ok(CallResult::SenderError) | Err(_) => Err(PoolError::Unavailable("router stopped".into())),
+        }
+    }
+
+    /// Asks one key for a permit.
+    async fn reserve(
+        c: &Candidate,
+        tokens: u64,
+        deadline: Instant,
+        wait: bool,
+    ) -> Result<Permit, Refusal> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = c
+            .actor
+            .call(
+                |reply| KeyMsg::Reserve {
+                    tokens,
+                    deadline,
+                    wait,
+                    reply,
+                },
+                Some(left.max(Duration::from_millis(1))),
+            )
+            .await;
+        match r {
+            Ok(CallResult::Success(res)) => res,
+            _ => Err(Refusal {
+                reason: crate::key::RefusalReason::DeadlineExceeded,
+                ready_at: None,
+            }),
+        }
+    }
+
+    /// Finds a key that admits the request: first any key with room now (best first), then the key
+    /// whose windows free up soonest, if that is before the deadline.
+    async fn admit(
+        cands: &[Candidate],
+        tried: &mut HashSet<usize>,
+        tokens: u64,
+        deadline: Instant,
+        trail: &mut Vec<Attempt>,
+    ) -> Option<(usize, Permit)> {
+        let mut soonest: Option<(Instant, usize)> = None;
+        for (i, c) in cands.iter().enumerate() {
+            if tried.contains(&i) {
+                continue;
+            }
+            let t0 = Instant::now();
+            match Self::reserve(c, tokens, deadline, false).await {
+                Ok(p) => return Some((i, p)),
+                Err(r) => {
+                    if let Some(at) = r.ready_at.filter(|at| *at <= deadline) {
+                        if soonest.is_none_or(|(s, _)| at < s) {
+                            soonest = Some((at, i));
+                        }
+                    } else {
+                        tried.insert(i);
+                        trail.push(attempt(c, refusal_name(&r), t0));
+                    }
+                }
+            }
+        }
+        let (_, i) = soonest?;
+        let c = &cands[i];
+        let t0 = Instant::now();
+        match Self::reserve(c, tokens, deadline, true).await {
+            Ok(p) => Some((i, p)),
+            Err(r) => {
+                tried.insert(i);
+                trail.push(attempt(c, refusal_name(&r), t0));
+                None
+            }
+        }
+    }
+
+    /// Sends a request and returns the whole answer, failing over across keys within the deadline.
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        opts: CallOptions,
+    ) -> Result<Completion, PoolError> {
+        let deadline = Instant::now() + opts.deadline;
+        let cands = self.plan(opts.provider.as_deref()).await?;
+        let tokens = req.estimated_tokens();
+        let mut tried = HashSet::new();
+        let mut trail = Vec::new();
+        let mut last_err: Option<ProviderError> = None;
+        let mut calls = 0;
+        while calls < opts.max_attempts && Instant::now() < deadline {
+            let Some((i, mut permit)) =
+                Self::admit(&cands, &mut tried, tokens, deadline, &mut trail).await
+            else {
+                break;
+            };
+            tried.insert(i);
+            calls += 1;
+            let c = &cands[i];
+            let spec = permit.spec.clone();
+            let mut target = spec.target.clone();
+            target.timeout = target
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let t0 = Instant::now();
+            permit.mark_sent();
+            let result = spec.format.wire().complete(&self.http, &target, req).await;
+            match result {
+                Ok(resp) => {
+                    permit.report(CallOutcome::Ok);
+                    permit.settle(resp.usage.map_or(tokens, |u| u.total()));
+                    trail.push(attempt(c, "ok".into(), t0));
+                    tracing::debug!(key = %spec.id, attempts = trail.len(), "provider call served");
+                    return Ok(Completion {
+                        response: resp,
+                        provider: spec.provider.clone(),
+                        key: spec.id.clone(),
+                        trail,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(key = %spec.id, error = %e, "provider call failed; failing over");
+                    permit.report(CallOutcome::Failed(e.clone()));
+                    permit.release();
+                    trail.push(attempt(c, e.code().into(), t0));
+                    last_err = Some(e);
+                }
+            }
+        }
+        match last_err {
+            Some(last) => Err(PoolError::AllFailed { last, trail }),
+            None => Err(PoolError::NoCapacity { trail }),
+        }
+    }
+
+    /// Opens a streamed answer, failing over across keys until a stream is open. Failures after the
+    /// first byte end the stream with an error (the caller decides what to do with partial text).
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        opts: CallOptions,
+    ) -> Result<StreamCompletion, PoolError> {
+        let deadline = Instant::now() + opts.deadline;
+        let cands = self.plan(opts.provider.as_deref()).await?;
+        let tokens = req.estimated_tokens();
+        let mut tried = HashSet::new();
+        let mut trail = Vec::new();
+        let mut last_err: Option<ProviderError> = None;
+        let mut calls = 0;
+        while calls < opts.max_attempts && Instant::now() < deadline {
+            let Some((i, mut permit)) =
+                Self::admit(&cands, &mut tried, tokens, deadline, &mut trail).await
+            else {
+                break;
+            };
+            tried.insert(i);
+            calls += 1;
+            let c = &cands[i];
+            let spec = permit.spec.clone();
+            let mut target = spec.target.clone();
+            target.timeout = target
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let t0 = Instant::now();
+            permit.mark_sent();
+            match spec.format.wire().stream(&self.http, &target, req).await {
+                Ok(stream) => {
+                    trail.push(attempt(c, "ok".into(), t0));
+                    let prompt_estimate = tokens.saturating_sub(u64::from(req.max_tokens));
+                    return Ok(StreamCompletion {
+                        provider: spec.provider.clone(),
+                        key: spec.id.clone(),
+                        trail,
+                        stream: Box::pin(SettlingStream {
+                            inner: stream,
+                            permit: Some(permit),
+                            prompt_estimate,
+                            streamed_chars: 0,
+                        }),
+                    });
+                }
+                Err(e) => {
+                    permit.report(CallOutcome::Failed(e.clone()));
+                    permit.release();
+                    trail.push(attempt(c, e.code().into(), t0));
+                    last_err = Some(e);
+                }
+            }
+        }
+        match last_err {
+            Some(last) => Err(PoolError::AllFailed { last, trail }),
+            None => Err(PoolError::NoCapacity { trail }),
+        }
+    }
+}
+
+fn attempt(c: &Candidate, outcome: String, t0: Instant) -> Attempt {
+    Attempt {
+        key: c.spec.id.clone(),
+        provider: c.spec.provider.clone(),
+        outcome,
+        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+fn refusal_name(r: &Refusal) -> String {
+    serde_json::to_value(r.reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "refused".into())
+}
+
+/// Wraps a provider stream so its reservation is settled when it ends: to the reported usage, or
+/// (cut, cancelled) to the prompt estimate plus what was streamed.
+struct SettlingStream {
+    inner: ChunkStream,
+    permit: Option<Permit>,
+    prompt_estimate: u64,
+    streamed_chars: u64,
+}
+
+impl SettlingStream {
+    fn estimate(&self) -> u64 {
+        self.prompt_estimate + self.streamed_chars.div_ceil(4)
+    }
+}
+
+impl Stream for SettlingStream {
+    type Item = Result<StreamChunk, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = futures::ready!(self.inner.poll_next_unpin(cx));
+        match &item {
+            Some(Ok(StreamChunk::Delta(d))) => self.streamed_chars += d.len() as u64,
+            Some(Ok(StreamChunk::Done { usage, .. })) => {
+                let tokens = usage.map_or_else(|| self.estimate(), |u| u.total());
+                if let Some(p) = self.permit.take() {
+                    p.report(CallOutcome::Ok);
+                    p.settle(tokens);
+                }
+            }
+            Some(Err(e)) => {
+                let est = self.estimate();
+                if let Some(p) = self.permit.take() {
+                    p.report(CallOutcome::Failed(e.clone()));
+                    p.settle(est);
+                }
+            }
+            None => {}
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for SettlingStream {
+    fn drop(&mut self) {
+        // Cancelled mid-stream (client went away, interrupt): the provider generated something.
+        let est = self.estimate();
+        if let Some(p) = self.permit.take() {
+            p.settle(est);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Rate windows of one quota (a key, or a scope of keys sharing one quota): requests and tokens per
+//! sliding minute and per calendar day in the provider's reset time zone, and concurrent requests.
+//!
+//! Admission is one step across every window: a request reserves its estimated tokens in all of them
+//! or in none. After the call the reservation is settled to the real usage, or released if the call
+//! never reached the provider. The day windows reset at midnight of `reset_tz`, not 24 hours after start.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// A provider's published limits for one key or scope. `None` means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Requests per day.
+    pub rpd: Option<u32>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Tokens per day.
+    pub tpd: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Why a reservation cannot be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// A minute window is full until the given instant.
+    Until(Instant),
+    /// The concurrency limit is reached; room comes when a call finishes.
+    Concurrency,
+    /// A daily window is spent until the daily reset.
+    Day(DateTime<Utc>),
+    /// The request alone is larger than a window's whole limit: it can never be admitted here.
+    TooLarge,
+    /// The provider told us to wait (429 cool-down, or a day-exhausted park) until the given instant.
+    CoolingDown(Instant),
+}
+
+/// A reservation handle.
+pub type ReservationId = u64;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    id: ReservationId,
+    at: Instant,
+    wall_ms: i64,
+    tokens: u64,
+}
+
+/// The persisted form of a quota's usage (see `storage`). Versioned: an unknown version is ignored
+/// with a warning and the quota starts conservatively from the record it can read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Record layout version.
+    pub version: u16,
+    /// The day (in the reset time zone) the day counters belong to, `YYYY-MM-DD`.
+    pub day: String,
+    /// Requests counted today.
+    pub requests_day: u64,
+    /// Tokens counted today.
+    pub tokens_day: u64,
+    /// The minute window: (unix ms, tokens) of each request in the last 60 s.
+    pub minute: Vec<(i64, u64)>,
+    /// Cool-down or park set by the provider: unix ms until which no request may go out.
+    pub blocked_until_ms: Option<i64>,
+}
+
+/// The current layout version of [`UsageRecord`].
+pub const USAGE_RECORD_VERSION: u16 = 1;
+
+/// Rate windows and the reservations held against them.
+#[derive(Debug)]
+pub struct Quota {
+    limits: Limits,
+    tz: Tz,
+    minute: VecDeque<Slot>,
+    minute_tokens: u64,
+    day: String,
+    requests_day: u64,
+    tokens_day: u64,
+    in_flight: u32,
+    open: HashMap<ReservationId, u64>,
+    next_id: ReservationId,
+    blocked_until: Option<(Instant, i64)>,
+}
+
+/// A snapshot of a quota's usage for status pages and the router.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct QuotaUsage {
+    /// Requests in the last 60 s.
+    pub rpm_used: u64,
+    /// Requests today.
+    pub rpd_used: u64,
+    /// Tokens in the last 60 s.
+    pub tpm_used: u64,
+    /// Tokens today.
+    pub tpd_used: u64,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// The smallest remaining fraction over all limited windows (1.0 when nothing is limited).
+    pub headroom: f64,
+}
+
+impl Quota {
+    /// A fresh quota with nothing used.
+    pub fn new(limits: Limits, tz: Tz) -> Self {
+        Self {
+            limits,
+            tz,
+            minute: VecDeque::new(),
+            minute_tokens: 0,
+            day: String::new(),
+            requests_day: 0,
+            tokens_day: 0,
+            in_flight: 0,
+            open: HashMap::new(),
+            next_id: 1,
+            blocked_until: None,
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The day (`YYYY-MM-DD` in the reset time zone) that `wall` falls in.
+    pub fn day_of(&self, wall: DateTime<Utc>) -> String {
+        let local = wall.with_timezone(&self.tz);
+        format!("{:04}-{:02}-{:02}", local.year(), local.month(), local.day())
+    }
+
+    /// The next daily reset after `wall`: midnight of the following day in the reset time zone.
+    pub fn next_reset(&self, wall: DateTime<Utc>) -> DateTime<Utc> {
+        let local = wall.with_timezone(&self.tz).date_naive();
+        let mut next = local.succ_opt().unwrap_or(local);
+        // Midnight can be skipped by a DST change in a few zones: take the first valid time that day.
+        for _ in 0..3 {
+            if let Some(t) = next.and_hms_opt(0, 0, 0) {
+                if let Some(dt) = self.tz.from_local_datetime(&t).earliest() {
+                    return dt.with_timezone(&Utc);
+                }
+                if let Some(t1) = next.and_hms_opt(1, 0, 0) {
+                    if let Some(dt) = self.tz.from_local_datetime(&t1).earliest() {
+                        return dt.with_timezone(&Utc);
+                    }
+                }
+            }
+            next = next.succ_opt().unwrap_or(next);
+        }
+        wall + chrono::Duration::hours(24)
+    }
+
+    /// Restores usage from a persisted record (after a restart). Minute entries are placed back on the
+    /// monotonic clock by their age; a record from an earlier day restores no day usage.
+    pub fn restore(&mut self, rec: &UsageRecord, now: Instant, wall: DateTime<Utc>) {
+        let today = self.day_of(wall);
+        let wall_ms = wall.timestamp_millis();
+        if rec.day == today {
+            self.day = today;
+            self.requests_day = rec.requests_day;
+            self.tokens_day = rec.tokens_day;
+        }
+        for &(at_ms, tokens) in &rec.minute {
+            let age = Duration::from_millis(u64::try_from(wall_ms - at_ms).unwrap_or(0));
+            if age < MINUTE {
+                if let Some(at) = now.checked_sub(age) {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.minute.push_back(Slot {
+                        id,
+                        at,
+                        wall_ms: at_ms,
+                        tokens,
+                    });
+                    self.minute_tokens += tokens;
+                }
+            }
+        }
+        if let Some(until_ms) = rec.blocked_until_ms {
+            if until_ms > wall_ms {
+                let d = Duration::from_millis(u64::try_from(until_ms - wall_ms).unwrap_or(0));
+                self.blocked_until = Some((now + d, until_ms));
+            }
+        }
+    }
+
+    /// The record to persist for the current state.
+    pub fn record(&self) -> UsageRecord {
+        UsageRecord {
+            version: USAGE_RECORD_VERSION,
+            day: self.day.clone(),
+            requests_day: self.requests_day,
+            tokens_day: self.tokens_day,
+            minute: self.minute.iter().map(|s| (s.wall_ms, s.tokens)).collect(),
+            blocked_until_ms: self.blocked_until.map(|(_, ms)| ms),
+        }
+    }
+
+    fn roll(&mut self, now: Instant, wall: DateTime<Utc>) {
+        while let Some(front) = self.minute.front() {
+            if now.duration_since(front.at) >= MINUTE {
+                self.minute_tokens -= front.tokens;
+                self.minute.pop_front();
+            } else {
+                break;
+            }
+        }
+        let today = self.day_of(wall);
+        if today != self.day {
+            self.day = today;
+            self.requests_day = 0;
+            self.tokens_day = 0;
+        }
+        if let Some((until, _)) = self.blocked_until {
+            if now >= until {
+                self.blocked_until = None;
+            }
+        }
+    }
+
+    /// Whether a request of `tokens` could be admitted now, and if not, why. Does not reserve.
+    pub fn check(&mut self, now: Instant, wall: DateTime<Utc>, tokens: u64) -> Result<(), Blocked> {
+        self.roll(now, wall);
+        let l = self.limits;
+        if let Some((until, _)) = self.blocked_until {
+            return Err(Blocked::CoolingDown(until));
+        }
+        if l.tpm.is_some_and(|t| tokens > t) || l.tpd.is_some_and(|t| tokens > t) {
+            return Err(Blocked::TooLarge);
+        }
+        if l.rpd.is_some_and(|r| self.requests_day >= u64::from(r))
+            || l.tpd.is_some_and(|t| self.tokens_day + tokens > t)
+        {
+            return Err(Blocked::Day(self.next_reset(wall)));
+        }
+        let mut free_at: Option<Instant> = None;
+        if let Some(rpm) = l.rpm {
+            let rpm = rpm as usize;
+            if self.minute.len() >= rpm {
+                // The request that must leave the window for one more to fit.
+                let idx = self.minute.len() - rpm;
+                if let Some(s) = self.minute.get(idx) {
+                    free_at = Some(s.at + MINUTE);
+                }
+            }
+        }
+        if let Some(tpm) = l.tpm {
+            if self.minute_tokens + tokens > tpm {
+                let mut excess = self.minute_tokens + tokens - tpm;
+                for s in &self.minute {
+                    excess = excess.saturating_sub(s.tokens);
+                    if excess == 0 {
+                        let t = s.at + MINUTE;
+                        free_at = Some(free_at.map_or(t, |f| f.max(t)));
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(at) = free_at {
+            return Err(Blocked::Until(at));
+        }
+        if l.concurrency.is_some_and(|c| self.in_flight >= c) {
+            return Err(Blocked::Concurrency);
+        }
+        Ok(())
+    }
+
+    /// Reserves `tokens` in every window at once, or nothing.
+    pub fn try_reserve(
+        &mut self,
+        now: Instant,
+        wall: DateTime<Utc>,
+        tokens: u64,
+    ) -> Result<ReservationId, Blocked> {
+        self.check(now, wall, tokens)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.minute.push_back(Slot {
+            id,
+            at: now,
+            wall_ms: wall.timestamp_millis(),
+            tokens,
+        });
+        self.minute_tokens += tokens;
+        self.requests_day += 1;
+        self.tokens_day += tokens;
+        self.in_flight += 1;
+        self.open.insert(id, tokens);
+        Ok(id)
+    }
+
+    fn adjust_tokens(&mut self, id: ReservationId, reserved: u64, actual: u64) {
+        if let Some(slot) = self.minute.iter_mut().find(|s| s.id == id) {
+            self.minute_tokens = self.minute_tokens - slot.tokens + actual;
+            slot.tokens = actual;
+        }
+        self.tokens_day = self.tokens_day - reserved.min(self.tokens_day) + actual;
+    }
+
+    /// Settles a reservation to the tokens the provider reported. Unknown ids are ignored.
+    pub fn settle(&mut self, id: ReservationId, actual_tokens: u64) {
+        if let Some(reserved) = self.open.remove(&id) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.adjust_tokens(id, reserved, actual_tokens);
+        }
+    }
+
+    /// Releases a reservation whose call failed or was cancelled. `sent` says whether the request
+    /// reached the provider: a sent request stays counted as a request (the provider counted it), with
+    /// no tokens; an unsent one is removed from every window.
+    pub fn release(&mut self, id: ReservationId, sent: bool) {
+        if let Some(reserved) = self.open.remove(&id) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            if sent {
+                self.adjust_tokens(id, reserved, 0);
+            } else {
+                self.adjust_tokens(id, reserved, 0);
+                if let Some(pos) = self.minute.iter().position(|s| s.id == id) {
+                    self.minute.remove(pos);
+                }
+                self.requests_day = self.requests_day.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Blocks the quota until `until` (a 429 cool-down or a day-exhausted park).
+    pub fn block_until(&mut self, now: Instant, wall: DateTime<Utc>, until: Instant) {
+        let ms = wall.timestamp_millis()
+            + i64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX / 2);
+        match self.blocked_until {
+            Some((u, _)) if u >= until => {}
+            _ => self.blocked_until = Some((until, ms)),
+        }
+    }
+
+    /// The instant the quota is blocked until by the provider, if it is.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.blocked_until.map(|(u, _)| u)
+    }
+
+    /// Current usage and headroom.
+    pub fn usage(&mut self, now: Instant, wall: DateTime<Utc>) -> QuotaUsage {
+        self.roll(now, wall);
+        let l = self.limits;
+        let frac = |used: u64, limit: Option<u64>| -> f64 {
+            match limit {
+                Some(lim) if lim > 0 => 1.0 - (used.min(lim) as f64 / lim as f64),
+                _ => 1.0,
+            }
+        };
+        let headroom = [
+            frac(self.minute.len() as u64, l.rpm.map(u64::from)),
+            frac(self.requests_day, l.rpd.map(u64::from)),
+            frac(self.minute_tokens, l.tpm),
+            frac(self.tokens_day, l.tpd),
+            frac(u64::from(self.in_flight), l.concurrency.map(u64::from)),
+        ]
+        .into_iter()
+        .fold(1.0f64, f64::min);
+        QuotaUsage {
+            rpm_used: self.minute.len() as u64,
+            rpd_used: self.requests_day,
+            tpm_used: self.minute_tokens,
+            tpd_used: self.tokens_day,
+            in_flight: self.in_flight,
+            headroom,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn limits(rpm: u32, tpm: u64) -> Limits {
+        Limits {
+            rpm: Some(rpm),
+            tpm: Some(tpm),
+            rpd: Some(5),
+            tpd: None,
+            concurrency: Some(10),
+        }
+    }
+
+    #[test]
+    fn all_windows_or_none() {
+        let mut q = Quota::new(limits(2, 100), chrono_tz::UTC);
+        let (now, wall) = (Instant::now(), Utc::now());
+        assert!(q.try_reserve(now, wall, 60).is_ok());
+        // 60 + 50 > 100: the token window refuses, and the request window must not be charged.
+        assert!(matches!(q.try_reserve(now, wall, 50), Err(Blocked::Until(_))));
+        assert_eq!(q.usage(now, wall).rpm_used, 1);
+        assert!(q.try_reserve(now, wall, 40).is_ok());
+        assert!(matches!(q.try_reserve(now, wall, 1), Err(Blocked::Until(_))));
+        // A minute later the window has room again.
+        let later = now + Duration::from_secs(61);
+        assert!(q.try_reserve(later, wall, 10).is_ok());
+    }
+
+    #[test]
+    fn settle_and_release_adjust_windows() {
+        let mut q = Quota::new(limits(10, 1000), chrono_tz::UTC);
+        let (now, wall) = (Instant::now(), Utc::now());
+        let a = q.try_reserve(now, wall, 500).unwrap();
+        q.settle(a, 100);
+        assert_eq!(q.usage(now, wall).tpm_used, 100);
+        let b = q.try_reserve(now, wall, 500).unwrap();
+        q.release(b, false);
+        let u = q.usage(now, wall);
+        assert_eq!((u.rpm_used, u.rpd_used, u.tpm_used, u.in_flight), (1, 1, 100, 0));
+    }
+
+    #[test]
+    fn day_limit_parks_until_reset_in_zone() {
+        let mut q = Quota::new(limits(100, 100_000), chrono_tz::America::Los_Angeles);
+        let now = Instant::now();
+        // 23:30 UTC is 15:30 in Los Angeles (winter): the reset is at 08:00 UTC next day.
+        let wall = Utc.with_ymd_and_hms(2026, 11, 23, 23, 30, 0).unwrap();
+        for _ in 0..5 {
+            let id = q.try_reserve(now, wall, 1).unwrap();
+            q.settle(id, 1);
+        }
+        match q.try_reserve(now, wall, 1) {
+            Err(Blocked::Day(reset)) => {
+                assert_eq!(reset, Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap())
+            }
+            other => unreachable!("expected a day block, got {other:?}"),
+        }
+        // After the reset the day counters start again.
+        let next_day = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 1).unwrap();
+        assert!(q.try_reserve(now + Duration::from_secs(120), next_day, 1).is_ok());
+    }
+
+    #[test]
+    fn restore_keeps_day_usage_and_minute_window() {
+        let (now, wall) = (Instant::now(), Utc::now());
+        let mut q = Quota::new(limits(2, 1000), chrono_tz::UTC);
+        q.try_reserve(now, wall, 10).unwrap();
+        q.try_reserve(now, wall, 10).unwrap();
+        let rec = q.record();
+        let mut restored = Quota::new(limits(2, 1000), chrono_tz::UTC);
+        restored.restore(&rec, now, wall);
+        assert!(matches!(restored.try_reserve(now, wall, 1), Err(Blocked::Until(_))));
+        assert_eq!(restored.usage(now, wall).rpd_used, 2);
+    }
+
+    #[test]
+    fn too_large_is_never_admitted() {
+        let mut q = Quota::new(limits(2, 100), chrono_tz::UTC);
+        assert_eq!(q.try_reserve(Instant::now(), Utc::now(), 101), Err(Blocked::TooLarge));
+    }
+}

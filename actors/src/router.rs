@@ -1,0 +1,194 @@
+//! `RouterActor`: owns and supervises the key actors and answers which keys to try for a request:
+//! by priority tier first, then by headroom (the remaining fraction of each key's tightest window).
+//!
+//! The failover loop itself runs in the caller's task ([`crate::pool::Pool`]), so the router is never a
+//! bottleneck: one `Plan` message per request, answered from gauges the key actors publish.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::key::{KeyActor, KeyArgs, KeyGauge, KeyMsg, KeySpec, KeyStatus, SharedQuota};
+use crate::storage::UsageLedger;
+
+/// One key as the router knows it.
+#[derive(Clone)]
+pub struct Candidate {
+    /// The key's description.
+    pub spec: Arc<KeySpec>,
+    /// Its actor.
+    pub actor: ActorRef<KeyMsg>,
+    gauge: Arc<KeyGauge>,
+}
+
+/// Messages of the router.
+pub enum RouterMsg {
+    /// The keys to try for a request, best first (invalid keys left out).
+    Plan(RpcReplyPort<Vec<Candidate>>),
+    /// Every key's status.
+    Status(RpcReplyPort<Vec<KeyStatus>>),
+}
+
+/// A key to run: its spec and the quota it draws on.
+pub struct KeyConfig {
+    /// The key.
+    pub spec: Arc<KeySpec>,
+    /// Its quota (shared by the keys of one scope).
+    pub quota: Arc<SharedQuota>,
+}
+
+/// What the router starts with.
+pub struct RouterArgs {
+    /// All keys of all providers.
+    pub keys: Vec<KeyConfig>,
+    /// The usage ledger.
+    pub ledger: Arc<dyn UsageLedger>,
+}
+
+struct Slot {
+    config: KeyConfig,
+    candidate: Candidate,
+    restarts: u32,
+}
+
+/// The router's state: one slot per key.
+pub struct RouterState {
+    slots: Vec<Slot>,
+    ledger: Arc<dyn UsageLedger>,
+}
+
+/// The router actor.
+pub struct RouterActor;
+
+const MAX_KEY_RESTARTS: u32 = 10;
+
+async fn spawn_key(
+    config: &KeyConfig,
+    ledger: &Arc<dyn UsageLedger>,
+    gauge: Arc<KeyGauge>,
+    supervisor: ActorCell,
+) -> Result<ActorRef<KeyMsg>, ActorProcessingErr> {
+    let args = KeyArgs {
+        spec: config.spec.clone(),
+        quota: config.quota.clone(),
+        ledger: ledger.clone(),
+        gauge,
+    };
+    let (actor, _) = Actor::spawn_linked(None, KeyActor, args, supervisor).await?;
+    Ok(actor)
+}
+
+#[ractor::async_trait]
+impl Actor for RouterActor {
+    type Msg = RouterMsg;
+    type State = RouterState;
+    type Arguments = RouterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        args: RouterArgs,
+    ) -> Result<RouterState, ActorProcessingErr> {
+        let mut slots = Vec::with_capacity(args.keys.len());
+        for config in args.keys {
+            let gauge = Arc::new(KeyGauge::default());
+            let actor = spawn_key(&config, &args.ledger, gauge.clone(), myself.get_cell()).await?;
+            let candidate = Candidate {
+                spec: config.spec.clone(),
+                actor,
+                gauge,
+            };
+            slots.push(Slot {
+                config,
+                candidate,
+                restarts: 0,
+            });
+        }
+        Ok(RouterState {
+            slots,
+            ledger: args.ledger,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        msg: RouterMsg,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RouterMsg::Plan(reply) => {
+                let _ = reply.send(plan(&state.slots));
+            }
+            RouterMsg::Status(reply) => {
+                let mut out = Vec::with_capacity(state.slots.len());
+                for slot in &state.slots {
+                    let actor = &slot.candidate.actor;
+                    match actor
+                        .call(KeyMsg::Status, Some(std::time::Duration::from_secs(2)))
+                        .await
+                    {
+                        Ok(ractor::rpc::CallResult::Success(s)) => out.push(s),
+                        _ => tracing::warn!(key = %slot.config.spec.id, "key actor did not answer a status call"),
+                    }
+                }
+                let _ = reply.send(out);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        event: SupervisionEvent,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match &event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell.clone(), err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell.clone(), reason.clone().unwrap_or_default())
+            }
+            _ => return Ok(()),
+        };
+        let Some(slot) = state
+            .slots
+            .iter_mut()
+            .find(|s| s.candidate.actor.get_id() == cell.get_id())
+        else {
+            return Ok(());
+        };
+        if slot.restarts >= MAX_KEY_RESTARTS {
+            tracing::error!(key = %slot.config.spec.id, why, "key actor keeps failing; left stopped");
+            return Ok(());
+        }
+        slot.restarts += 1;
+        tracing::warn!(key = %slot.config.spec.id, why, restarts = slot.restarts, "key actor stopped; restarting (quota state is kept)");
+        let actor = spawn_key(
+            &slot.config,
+            &state.ledger,
+            slot.candidate.gauge.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        slot.candidate.actor = actor;
+        Ok(())
+    }
+}
+
+/// Orders keys: valid ones only; unblocked before blocked; lower priority first; more headroom first.
+fn plan(slots: &[Slot]) -> Vec<Candidate> {
+    let mut c: Vec<&Candidate> = slots
+        .iter()
+        .map(|s| &s.candidate)
+        .filter(|c| !c.gauge.is_invalid())
+        .collect();
+    c.sort_by(|a, b| {
+        a.gauge
+            .is_blocked()
+            .cmp(&b.gauge.is_blocked())
+            .then(a.spec.priority.cmp(&b.spec.priority))
+            .then(b.gauge.headroom().total_cmp(&a.gauge.headroom()))
+    });
+    c.into_iter().cloned().collect()
+}

@@ -1,0 +1,3 @@
+//! Operator commands other than `serve`: one file each.
+
+pub mod check_keys;

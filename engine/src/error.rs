@@ -1,0 +1,106 @@
+//! `ApiError`: every error the HTTP layer answers, mapped in one `match` to a status and the JSON body
+//! `{"error": {"code", "message"}}`. Messages never contain a secret.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use actors::pool::PoolError;
+use serde_json::json;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or a field is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is not the JSON the route expects.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The request names a provider that is not configured.
+    #[error("unknown provider {0:?}: not configured or has no keys")]
+    UnknownProvider(String),
+    /// No provider key is configured.
+    #[error("no provider keys are configured")]
+    NoProviders,
+    /// No key can take the request before its deadline.
+    #[error("no provider capacity before the deadline; retry later")]
+    NoCapacity,
+    /// Every provider attempt failed.
+    #[error("every provider attempt failed: {0}")]
+    Upstream(String),
+    /// A component is not answering.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug; the details are in the log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// Status and machine-readable code.
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnknownProvider(_) => (StatusCode::BAD_REQUEST, "unknown_provider"),
+            ApiError::NoProviders => (StatusCode::SERVICE_UNAVAILABLE, "no_providers"),
+            ApiError::NoCapacity => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.parts();
+        let mut resp = HttpResponse::build(status);
+        if matches!(self, ApiError::NoCapacity) {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.json(json!({"error": {"code": code, "message": self.to_string()}}))
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::NoProviders => ApiError::NoProviders,
+            PoolError::NoCapacity { .. } => ApiError::NoCapacity,
+            PoolError::AllFailed { last, .. } => ApiError::Upstream(last.to_string()),
+            PoolError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// Maps actix's JSON extractor errors to [`ApiError`] (size first, then syntax).
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match err {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
+        J::ContentType => ApiError::InvalidJson("Content-Type must be application/json".into()),
+        J::Deserialize(e) => ApiError::InvalidJson(e.to_string()),
+        other => ApiError::InvalidJson(other.to_string()),
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTTP surface: routes, the shared application state, admin-token checks and JSON error
+//! handling. One file per group of routes; handlers are thin and call into the engine's actors.
+
+pub mod gateway;
+pub mod health;
+pub mod status;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest};
+use actors::pool::Pool;
+use actors::storage::SledStore;
+
+use crate::config::Config;
+use crate::error::{json_error, ApiError};
+
+/// What every handler can reach. Cloned per worker as `web::Data`.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// The provider pool.
+    pub pool: Pool,
+    /// The engine runtime: actor and provider work is spawned here, never on an HTTP worker.
+    pub engine: tokio::runtime::Handle,
+    /// The database.
+    pub store: SledStore,
+    /// Names of providers that have keys.
+    pub active_providers: Vec<String>,
+}
+
+impl AppState {
+    /// Checks the admin bearer token when one is configured.
+    pub fn require_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let token = &self.config.server.admin_token.0;
+        if token.is_empty() {
+            return Ok(());
+        }
+        match bearer(req) {
+            Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// Runs `fut` on the engine runtime and waits for it.
+    pub async fn on_engine<F, T>(&self, fut: F) -> Result<T, ApiError>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.engine.spawn(fut).await.map_err(|e| {
+            tracing::error!(error = %e, "engine task failed");
+            ApiError::Internal
+        })
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(move |err, _| json_error(err, max_body).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/api/system_status", web::get().to(status::system_status))
+    .route("/v1/chat/completions", web::post().to(gateway::chat_completions))
+    .route("/v1/models", web::get().to(gateway::models))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// The shared state type as handlers extract it.
+pub type State = web::Data<Arc<AppState>>;

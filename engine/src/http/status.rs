@@ -1,0 +1,133 @@
+//! `GET /api/system_status`: per provider and key (redacted ids only) the limits, usage, remaining,
+//! percentage used, health and cool-down; totals and alerts for the operator.
+
+use actix_web::{HttpRequest, HttpResponse};
+use actors::key::KeyStatus;
+use serde_json::{json, Value};
+
+use super::State;
+use crate::error::ApiError;
+
+/// Provider calls a balanced-mode interview costs (resume analysis, 12 evaluations, summary); used to
+/// turn remaining requests into an interview estimate until measured figures exist.
+pub const CALLS_PER_INTERVIEW_ESTIMATE: u64 = 14;
+
+fn window(used: u64, limit: Option<u64>) -> Value {
+    match limit {
+        Some(l) => json!({
+            "limit": l, "used": used, "remaining": l.saturating_sub(used),
+            "percent_used": ((used as f64 / l as f64) * 1000.0).round() / 10.0,
+        }),
+        None => json!({"limit": null, "used": used, "remaining": null, "percent_used": null}),
+    }
+}
+
+fn key_json(k: &KeyStatus) -> Value {
+    let l = &k.limits;
+    json!({
+        "id": k.id,
+        "model": k.model,
+        "priority": k.priority,
+        "scope": k.scope,
+        "health": k.health,
+        "cooldown_s": k.cooldown_s,
+        "last_error": k.last_error,
+        "queued": k.queued,
+        "in_flight": k.usage.in_flight,
+        "concurrency_limit": l.concurrency,
+        "served": k.served,
+        "failed": k.failed,
+        "rate_limited_by_provider": k.rate_limited,
+        "windows": {
+            "rpm": window(k.usage.rpm_used, l.rpm.map(u64::from)),
+            "rpd": window(k.usage.rpd_used, l.rpd.map(u64::from)),
+            "tpm": window(k.usage.tpm_used, l.tpm),
+            "tpd": window(k.usage.tpd_used, l.tpd),
+        },
+    })
+}
+
+/// Builds the status document from key statuses.
+pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
+    let mut providers: Vec<(String, Vec<&KeyStatus>)> = Vec::new();
+    for k in keys {
+        match providers.iter_mut().find(|(p, _)| *p == k.provider) {
+            Some((_, v)) => v.push(k),
+            None => providers.push((k.provider.clone(), vec![k])),
+        }
+    }
+    let mut alerts = Vec::new();
+    let mut remaining_today: Option<u64> = Some(0);
+    let mut unlimited = false;
+    let mut active = 0;
+    for (name, ks) in &providers {
+        let usable: Vec<&&KeyStatus> = ks.iter().filter(|k| k.health != "invalid").collect();
+        if !usable.is_empty() {
+            active += 1;
+        }
+        // Keys of one shared scope draw on one day budget: count each scope once.
+        let mut seen = std::collections::HashSet::new();
+        for k in &usable {
+            if !seen.insert(k.scope.clone()) {
+                continue;
+            }
+            match k.limits.rpd {
+                Some(rpd) if k.health != "day_exhausted" => {
+                    remaining_today = remaining_today.map(|r| r + u64::from(rpd).saturating_sub(k.usage.rpd_used))
+                }
+                Some(_) => {}
+                None => unlimited = true,
+            }
+        }
+        for k in ks.iter() {
+            match k.health {
+                "invalid" => alerts.push(format!("{}: key refused by {name} ({}); no traffic is sent to it", k.id, k.last_error.as_deref().unwrap_or("401/403"))),
+                "circuit_open" => alerts.push(format!("{}: breaker open after repeated failures ({})", k.id, k.last_error.as_deref().unwrap_or("errors"))),
+                "day_exhausted" => alerts.push(format!("{}: daily quota spent; parked until the reset", k.id)),
+                "cooling_down" => alerts.push(format!("{}: cooling down after a 429 from {name}", k.id)),
+                _ => {}
+            }
+            if let Some(rpd) = k.limits.rpd {
+                if k.usage.rpd_used as f64 >= 0.9 * f64::from(rpd) && k.health != "day_exhausted" {
+                    alerts.push(format!("{}: {}% of the daily request quota used", k.id, (k.usage.rpd_used * 100) / u64::from(rpd).max(1)));
+                }
+            }
+        }
+    }
+    if unlimited {
+        remaining_today = None;
+    }
+    let providers_json: Vec<Value> = providers
+        .iter()
+        .map(|(name, ks)| {
+            let first = ks.first();
+            json!({
+                "name": name,
+                "format": first.map(|k| k.format),
+                "model": first.map(|k| k.model.clone()),
+                "keys": ks.iter().map(|k| key_json(k)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "providers": providers_json,
+        "totals": {
+            "keys": keys.len(),
+            "keys_healthy": keys.iter().filter(|k| k.health == "healthy").count(),
+            "providers_active": active,
+            "requests_remaining_today": remaining_today,
+            "estimated_interviews_remaining": remaining_today.map(|r| r / CALLS_PER_INTERVIEW_ESTIMATE),
+            "calls_per_interview_assumed": CALLS_PER_INTERVIEW_ESTIMATE,
+            "gpu_nodes": gpu_nodes,
+        },
+        "alerts": alerts,
+    })
+}
+
+/// `GET /api/system_status` (admin).
+pub async fn system_status(state: State, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.require_admin(&req)?;
+    let pool = state.pool.clone();
+    let keys = state.on_engine(async move { pool.status().await }).await??;
+    Ok(HttpResponse::Ok().json(status_document(&keys, state.config.gpu_nodes.len())))
+}

@@ -1,0 +1,148 @@
+//! `serve`: starts the engine (its own multi-threaded tokio runtime with the actor tree) and the HTTP
+//! server (actix-web workers), and shuts both down in phases.
+//!
+//! Shutdown, on SIGTERM or Ctrl-C:
+//! 1. actix stops accepting connections and gives open requests `server.shutdown_grace_s` to finish;
+//! 2. the router stops its key actors (nothing new is admitted);
+//! 3. sled is flushed, so every acknowledged write is on disk;
+//! 4. the engine runtime is shut down with a bounded wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use actors::pool::Pool;
+use actors::router::{RouterActor, RouterArgs, RouterMsg};
+use actors::storage::{SledStore, UsageLedger};
+use ractor::{Actor, ActorRef};
+
+use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] actors::storage::StorageError),
+    /// The address could not be bound, or the runtime failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// An actor failed to start.
+    #[error("actor start failed: {0}")]
+    Actor(String),
+}
+
+/// The running engine: its runtime, actors and storage.
+pub struct Engine {
+    /// The engine runtime (multi-threaded); actors live here.
+    pub runtime: tokio::runtime::Runtime,
+    /// The provider pool handle.
+    pub pool: Pool,
+    /// The database.
+    pub store: SledStore,
+    /// Providers that have keys.
+    pub active_providers: Vec<String>,
+    router: ActorRef<RouterMsg>,
+}
+
+impl Engine {
+    /// Opens storage and starts the actor tree on a new runtime.
+    pub fn start(config: &Config) -> Result<Engine, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("engine")
+            .enable_all()
+            .build()?;
+        let store = SledStore::open(&config.storage.path)?;
+        let ledger: Arc<dyn UsageLedger> = Arc::new(store.clone());
+        let env = |k: &str| std::env::var(k).ok();
+        let keys = config.key_configs(&env, ledger.as_ref())?;
+        let mut active_providers: Vec<String> = keys.iter().map(|k| k.spec.provider.clone()).collect();
+        active_providers.dedup();
+        let key_count = keys.len();
+        if key_count == 0 {
+            tracing::warn!("no provider keys configured: interviews use templates, the question pool and heuristic scoring only");
+        } else {
+            tracing::info!(keys = key_count, providers = ?active_providers, "provider pool configured");
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| StartError::Actor(format!("http client: {e}")))?;
+        let (router, _) = runtime
+            .block_on(Actor::spawn(
+                Some("router".into()),
+                RouterActor,
+                RouterArgs { keys, ledger },
+            ))
+            .map_err(|e| StartError::Actor(e.to_string()))?;
+        let pool = Pool::new(router.clone(), http, key_count);
+        Ok(Engine {
+            runtime,
+            pool,
+            store,
+            active_providers,
+            router,
+        })
+    }
+
+    /// Phases 2-4 of shutdown: stop the actors, flush storage, stop the runtime.
+    pub fn shutdown(self) {
+        let router = self.router.clone();
+        let store = self.store.clone();
+        self.runtime.block_on(async move {
+            let _ = router
+                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "final storage flush failed");
+            }
+        });
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Runs the server until SIGTERM / Ctrl-C.
+pub fn serve(config: Config) -> Result<(), StartError> {
+    if config.server.admin_token.0.is_empty() {
+        tracing::warn!("server.admin_token is empty: admin routes (/admin, /api/system_status, /metrics, /v1/...) are open to anyone who can reach {}", config.server.bind);
+    }
+    let engine = Engine::start(&config)?;
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        pool: engine.pool.clone(),
+        engine: engine.runtime.handle().clone(),
+        store: engine.store.clone(),
+        active_providers: engine.active_providers.clone(),
+    });
+    let max_body = config.server.max_body_bytes;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(|c| http::routes(c, max_body))
+    })
+    .workers(config.server.workers)
+    .shutdown_timeout(config.server.shutdown_grace_s)
+    .bind(&config.server.bind)?;
+    let addrs = server.addrs();
+    let result = actix_web::rt::System::new().block_on(async move {
+        let running = server.run();
+        for a in &addrs {
+            // The first stdout line tells scripts and tests where the server listens (port 0 works).
+            println!("listening on http://{a}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tracing::info!(addrs = ?addrs, "serving");
+        running.await
+    });
+    tracing::info!("http server stopped; stopping the engine");
+    engine.shutdown();
+    result.map_err(StartError::Io)
+}

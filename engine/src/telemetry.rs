@@ -1,0 +1,14 @@
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Keys never reach a log line: they live in `Secret`, which prints `*****`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber (once; later calls are ignored).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
