@@ -325,6 +325,10 @@ def validate_templates(rep: Report, tpl_dir: Path) -> dict[str, dict[str, int]]:
                     rep.err(path, f"{where}: missing required placeholder {{{p}}}")
                 if fname == "greetings.toml" and "?" in v:
                     rep.err(path, f"{where}: greeting must not contain a question")
+                if fname == "closings.toml" and key == "closing":
+                    low = v.lower()
+                    if "report" not in low or "score" not in low or "feedback" not in low:
+                        rep.err(path, f"{where}: closing must say a report with scores and feedback is ready")
                 if fname == "transitions.toml" and len(v) > MAX_TRANSITION_LEN:
                     rep.err(path, f"{where}: transition longer than {MAX_TRANSITION_LEN} chars")
                 if fname == "acknowledgements.toml":

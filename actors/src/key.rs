@@ -336,17 +336,16 @@ impl KeyState {
         tokens: u64,
     ) -> Result<Permit, Blocked> {
         let (now, wall) = (Instant::now(), Utc::now());
-        let (id, record) = {
+        let id = {
             let mut q = self.args.quota.lock();
             let id = q.try_reserve(now, wall, tokens)?;
-            let record = q.record();
             // Stored under the lock so that records of a shared scope are written in order.
+            let record = q.record(now, wall);
             if let Err(e) = self.args.ledger.store(&self.args.quota.scope, &record) {
                 tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger write failed");
             }
-            (id, record)
+            id
         };
-        drop(record);
         if let Err(e) = self.args.ledger.flush().await {
             tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger flush failed");
         }
@@ -489,7 +488,7 @@ impl KeyState {
                             now + retry_after.unwrap_or(self.args.spec.default_retry_after)
                         };
                         q.block_until(now, wall, until);
-                        let _ = self.args.ledger.store(&self.args.quota.scope, &q.record());
+                        let _ = self.args.ledger.store(&self.args.quota.scope, &q.record(now, wall));
                         tracing::warn!(key = %self.args.spec.id, day_exhausted, wait_s = until.saturating_duration_since(now).as_secs_f64(), "provider rate-limited the key; cooling down");
                         if matches!(self.health, Health::HalfOpen { .. }) {
                             self.health = Health::HalfOpen { probing: false };
@@ -653,7 +652,7 @@ impl Actor for KeyActor {
                 {
                     let mut q = state.args.quota.lock();
                     q.settle(id, tokens);
-                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record());
+                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record(Instant::now(), Utc::now()));
                 }
                 state.drain(&myself).await;
             }
@@ -661,7 +660,7 @@ impl Actor for KeyActor {
                 {
                     let mut q = state.args.quota.lock();
                     q.release(id, sent);
-                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record());
+                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record(Instant::now(), Utc::now()));
                 }
                 if let Health::HalfOpen { probing } = &mut state.health {
                     *probing = false;

@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use serde::Serialize;
 use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
 use crate::key::KeyStatus;
 use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
-use crate::router::{Candidate, RouterMsg};
+use crate::router::{Candidate, KeyDirectory, RouterMsg};
 
 /// One try of a request on one key.
 #[derive(Debug, Clone, Serialize)]
@@ -119,25 +118,23 @@ impl Default for CallOptions {
 #[derive(Clone)]
 pub struct Pool {
     router: ActorRef<RouterMsg>,
+    directory: KeyDirectory,
     http: reqwest::Client,
-    keys: Arc<usize>,
 }
 
-const ROUTER_TIMEOUT: Duration = Duration::from_secs(2);
-
 impl Pool {
-    /// A pool over a running router with `keys` keys.
-    pub fn new(router: ActorRef<RouterMsg>, http: reqwest::Client, keys: usize) -> Self {
+    /// A pool over a running router and the directory it publishes.
+    pub fn new(router: ActorRef<RouterMsg>, directory: KeyDirectory, http: reqwest::Client) -> Self {
         Self {
             router,
+            directory,
             http,
-            keys: Arc::new(keys),
         }
     }
 
-    /// Number of configured keys.
+    /// Number of usable (not invalid) keys.
     pub fn key_count(&self) -> usize {
-        *self.keys
+        self.directory.plan().len()
     }
 
     /// The router actor (for supervision and shutdown).
@@ -155,19 +152,14 @@ impl Pool {
     }
 
     async fn plan(&self, provider: Option<&str>) -> Result<Vec<Candidate>, PoolError> {
-        if *self.keys == 0 {
+        let mut c = self.directory.plan();
+        if c.is_empty() {
             return Err(PoolError::NoProviders);
         }
-        match self.router.call(RouterMsg::Plan, Some(ROUTER_TIMEOUT)).await {
-            Ok(CallResult::Success(mut c)) => {
-                if let Some(p) = provider {
-                    c.retain(|c| c.spec.provider == p);
-                }
-                Ok(c)
-            }
-            Ok(CallResult::Timeout) => Err(PoolError::Unavailable("router timed out".into())),
-            Ok(CallResult::SenderError) | Err(_) => Err(PoolError::Unavailable("router stopped".into())),
+        if let Some(p) = provider {
+            c.retain(|c| c.spec.provider == p);
         }
+        Ok(c)
     }
 
     /// Asks one key for a permit.
@@ -238,6 +230,18 @@ impl Pool {
                 trail.push(attempt(c, refusal_name(&r), t0));
                 None
             }
+        }
+    }
+
+    /// Admission alone: plans and reserves `tokens` on the best key that admits them, without a call.
+    /// The permit settles or releases like any other. Used by benchmarks of the admission path.
+    pub async fn acquire(&self, tokens: u64, opts: &CallOptions) -> Result<Permit, PoolError> {
+        let deadline = Instant::now() + opts.deadline;
+        let cands = self.plan(opts.provider.as_deref()).await?;
+        let mut trail = Vec::new();
+        match Self::admit(&cands, &mut HashSet::new(), tokens, deadline, &mut trail).await {
+            Some((_, p)) => Ok(p),
+            None => Err(PoolError::NoCapacity { trail }),
         }
     }
 

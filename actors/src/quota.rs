@@ -48,16 +48,18 @@ pub enum Blocked {
 /// A reservation handle.
 pub type ReservationId = u64;
 
-#[derive(Debug, Clone)]
-struct Slot {
-    id: ReservationId,
-    at: Instant,
-    wall_ms: i64,
+/// One second of the minute window. A bucket stays in the window until 61 s after its second began,
+/// so second granularity can only make the window stricter, never looser.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Seconds since the quota's origin instant (negative for restored history).
+    sec: i64,
+    requests: u64,
     tokens: u64,
 }
 
-/// The persisted form of a quota's usage (see `storage`). Versioned: an unknown version is ignored
-/// with a warning and the quota starts conservatively from the record it can read.
+/// The persisted form of a quota's usage (see `storage`). Versioned: a record of an unknown version is
+/// ignored with a warning.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Record layout version.
@@ -68,8 +70,8 @@ pub struct UsageRecord {
     pub requests_day: u64,
     /// Tokens counted today.
     pub tokens_day: u64,
-    /// The minute window: (unix ms, tokens) of each request in the last 60 s.
-    pub minute: Vec<(i64, u64)>,
+    /// The minute window, one entry per second that had traffic: (unix second, requests, tokens).
+    pub minute: Vec<(i64, u64, u64)>,
     /// Cool-down or park set by the provider: unix ms until which no request may go out.
     pub blocked_until_ms: Option<i64>,
 }
@@ -77,18 +79,25 @@ pub struct UsageRecord {
 /// The current layout version of [`UsageRecord`].
 pub const USAGE_RECORD_VERSION: u16 = 1;
 
+/// Seconds a bucket counts in the window (60 s plus the second it covers).
+const WINDOW_SECS: i64 = 61;
+
 /// Rate windows and the reservations held against them.
 #[derive(Debug)]
 pub struct Quota {
     limits: Limits,
     tz: Tz,
-    minute: VecDeque<Slot>,
+    origin: Instant,
+    /// The minute window, oldest first, at most 61 buckets.
+    minute: VecDeque<Bucket>,
+    minute_requests: u64,
     minute_tokens: u64,
     day: String,
     requests_day: u64,
     tokens_day: u64,
     in_flight: u32,
-    open: HashMap<ReservationId, u64>,
+    /// Open reservations: id → (bucket second, reserved tokens, day it was counted in).
+    open: HashMap<ReservationId, (i64, u64, String)>,
     next_id: ReservationId,
     blocked_until: Option<(Instant, i64)>,
 }
@@ -116,7 +125,9 @@ impl Quota {
         Self {
             limits,
             tz,
+            origin: Instant::now(),
             minute: VecDeque::new(),
+            minute_requests: 0,
             minute_tokens: 0,
             day: String::new(),
             requests_day: 0,
@@ -133,6 +144,20 @@ impl Quota {
         &self.limits
     }
 
+    fn sec_of(&self, now: Instant) -> i64 {
+        i64::try_from(now.saturating_duration_since(self.origin).as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
+    fn instant_of(&self, sec: i64) -> Instant {
+        if sec >= 0 {
+            self.origin + Duration::from_secs(sec.unsigned_abs())
+        } else {
+            self.origin
+                .checked_sub(Duration::from_secs(sec.unsigned_abs()))
+                .unwrap_or(self.origin)
+        }
+    }
+
     /// The day (`YYYY-MM-DD` in the reset time zone) that `wall` falls in.
     pub fn day_of(&self, wall: DateTime<Utc>) -> String {
         let local = wall.with_timezone(&self.tz);
@@ -143,14 +168,11 @@ impl Quota {
     pub fn next_reset(&self, wall: DateTime<Utc>) -> DateTime<Utc> {
         let local = wall.with_timezone(&self.tz).date_naive();
         let mut next = local.succ_opt().unwrap_or(local);
-        // Midnight can be skipped by a DST change in a few zones: take the first valid time that day.
+        // Midnight can be skipped by a DST change in a few zones: take the first valid hour that day.
         for _ in 0..3 {
-            if let Some(t) = next.and_hms_opt(0, 0, 0) {
-                if let Some(dt) = self.tz.from_local_datetime(&t).earliest() {
-                    return dt.with_timezone(&Utc);
-                }
-                if let Some(t1) = next.and_hms_opt(1, 0, 0) {
-                    if let Some(dt) = self.tz.from_local_datetime(&t1).earliest() {
+            for hour in 0..3 {
+                if let Some(t) = next.and_hms_opt(hour, 0, 0) {
+                    if let Some(dt) = self.tz.from_local_datetime(&t).earliest() {
                         return dt.with_timezone(&Utc);
                     }
                 }
@@ -160,32 +182,24 @@ impl Quota {
         wall + chrono::Duration::hours(24)
     }
 
-    /// Restores usage from a persisted record (after a restart). Minute entries are placed back on the
+    /// Restores usage from a persisted record (after a restart). Minute buckets are placed back on the
     /// monotonic clock by their age; a record from an earlier day restores no day usage.
     pub fn restore(&mut self, rec: &UsageRecord, now: Instant, wall: DateTime<Utc>) {
         let today = self.day_of(wall);
-        let wall_ms = wall.timestamp_millis();
         if rec.day == today {
             self.day = today;
             self.requests_day = rec.requests_day;
             self.tokens_day = rec.tokens_day;
         }
-        for &(at_ms, tokens) in &rec.minute {
-            let age = Duration::from_millis(u64::try_from(wall_ms - at_ms).unwrap_or(0));
-            if age < MINUTE {
-                if let Some(at) = now.checked_sub(age) {
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    self.minute.push_back(Slot {
-                        id,
-                        at,
-                        wall_ms: at_ms,
-                        tokens,
-                    });
-                    self.minute_tokens += tokens;
-                }
+        let now_sec = self.sec_of(now);
+        let wall_sec = wall.timestamp();
+        for &(at_sec, requests, tokens) in &rec.minute {
+            let age = wall_sec - at_sec;
+            if (0..WINDOW_SECS).contains(&age) {
+                self.add_to_bucket(now_sec - age, requests, tokens);
             }
         }
+        let wall_ms = wall.timestamp_millis();
         if let Some(until_ms) = rec.blocked_until_ms {
             if until_ms > wall_ms {
                 let d = Duration::from_millis(u64::try_from(until_ms - wall_ms).unwrap_or(0));
@@ -194,21 +208,43 @@ impl Quota {
         }
     }
 
-    /// The record to persist for the current state.
-    pub fn record(&self) -> UsageRecord {
+    fn add_to_bucket(&mut self, sec: i64, requests: u64, tokens: u64) {
+        match self.minute.iter_mut().rev().find(|b| b.sec == sec) {
+            Some(b) => {
+                b.requests += requests;
+                b.tokens += tokens;
+            }
+            None => {
+                let pos = self.minute.iter().position(|b| b.sec > sec).unwrap_or(self.minute.len());
+                self.minute.insert(pos, Bucket { sec, requests, tokens });
+            }
+        }
+        self.minute_requests += requests;
+        self.minute_tokens += tokens;
+    }
+
+    /// The record to persist for the current state (at most 61 minute entries).
+    pub fn record(&self, now: Instant, wall: DateTime<Utc>) -> UsageRecord {
+        let (now_sec, wall_sec) = (self.sec_of(now), wall.timestamp());
         UsageRecord {
             version: USAGE_RECORD_VERSION,
             day: self.day.clone(),
             requests_day: self.requests_day,
             tokens_day: self.tokens_day,
-            minute: self.minute.iter().map(|s| (s.wall_ms, s.tokens)).collect(),
+            minute: self
+                .minute
+                .iter()
+                .map(|b| (wall_sec - (now_sec - b.sec), b.requests, b.tokens))
+                .collect(),
             blocked_until_ms: self.blocked_until.map(|(_, ms)| ms),
         }
     }
 
     fn roll(&mut self, now: Instant, wall: DateTime<Utc>) {
+        let now_sec = self.sec_of(now);
         while let Some(front) = self.minute.front() {
-            if now.duration_since(front.at) >= MINUTE {
+            if now_sec - front.sec >= WINDOW_SECS {
+                self.minute_requests -= front.requests;
                 self.minute_tokens -= front.tokens;
                 self.minute.pop_front();
             } else {
@@ -228,6 +264,17 @@ impl Quota {
         }
     }
 
+    /// When enough of the minute window leaves it that `excess` units (of `unit`) are gone.
+    fn free_at(&self, mut excess: u64, unit: impl Fn(&Bucket) -> u64) -> Option<Instant> {
+        for b in &self.minute {
+            excess = excess.saturating_sub(unit(b));
+            if excess == 0 {
+                return Some(self.instant_of(b.sec + WINDOW_SECS));
+            }
+        }
+        None
+    }
+
     /// Whether a request of `tokens` could be admitted now, and if not, why. Does not reserve.
     pub fn check(&mut self, now: Instant, wall: DateTime<Utc>, tokens: u64) -> Result<(), Blocked> {
         self.roll(now, wall);
@@ -245,26 +292,18 @@ impl Quota {
         }
         let mut free_at: Option<Instant> = None;
         if let Some(rpm) = l.rpm {
-            let rpm = rpm as usize;
-            if self.minute.len() >= rpm {
-                // The request that must leave the window for one more to fit.
-                let idx = self.minute.len() - rpm;
-                if let Some(s) = self.minute.get(idx) {
-                    free_at = Some(s.at + MINUTE);
-                }
+            if self.minute_requests >= u64::from(rpm) {
+                let excess = self.minute_requests + 1 - u64::from(rpm);
+                free_at = self.free_at(excess, |b| b.requests);
             }
         }
         if let Some(tpm) = l.tpm {
             if self.minute_tokens + tokens > tpm {
-                let mut excess = self.minute_tokens + tokens - tpm;
-                for s in &self.minute {
-                    excess = excess.saturating_sub(s.tokens);
-                    if excess == 0 {
-                        let t = s.at + MINUTE;
-                        free_at = Some(free_at.map_or(t, |f| f.max(t)));
-                        break;
-                    }
-                }
+                let t = self.free_at(self.minute_tokens + tokens - tpm, |b| b.tokens);
+                free_at = match (free_at, t) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             }
         }
         if let Some(at) = free_at {
@@ -286,33 +325,39 @@ impl Quota {
         self.check(now, wall, tokens)?;
         let id = self.next_id;
         self.next_id += 1;
-        self.minute.push_back(Slot {
-            id,
-            at: now,
-            wall_ms: wall.timestamp_millis(),
-            tokens,
-        });
-        self.minute_tokens += tokens;
+        let sec = self.sec_of(now);
+        self.add_to_bucket(sec, 1, tokens);
         self.requests_day += 1;
         self.tokens_day += tokens;
         self.in_flight += 1;
-        self.open.insert(id, tokens);
+        self.open.insert(id, (sec, tokens, self.day.clone()));
         Ok(id)
     }
 
-    fn adjust_tokens(&mut self, id: ReservationId, reserved: u64, actual: u64) {
-        if let Some(slot) = self.minute.iter_mut().find(|s| s.id == id) {
-            self.minute_tokens = self.minute_tokens - slot.tokens + actual;
-            slot.tokens = actual;
+    /// Moves a reservation's tokens from `reserved` to `actual` (and drops its request when `unsent`).
+    fn adjust(&mut self, sec: i64, day: &str, reserved: u64, actual: u64, unsent: bool) {
+        if let Some(b) = self.minute.iter_mut().rev().find(|b| b.sec == sec) {
+            let give_back = reserved.min(b.tokens);
+            b.tokens = b.tokens - give_back + actual;
+            self.minute_tokens = self.minute_tokens - give_back + actual;
+            if unsent && b.requests > 0 {
+                b.requests -= 1;
+                self.minute_requests -= 1;
+            }
         }
-        self.tokens_day = self.tokens_day - reserved.min(self.tokens_day) + actual;
+        if day == self.day {
+            self.tokens_day = self.tokens_day - reserved.min(self.tokens_day) + actual;
+            if unsent {
+                self.requests_day = self.requests_day.saturating_sub(1);
+            }
+        }
     }
 
     /// Settles a reservation to the tokens the provider reported. Unknown ids are ignored.
     pub fn settle(&mut self, id: ReservationId, actual_tokens: u64) {
-        if let Some(reserved) = self.open.remove(&id) {
+        if let Some((sec, reserved, day)) = self.open.remove(&id) {
             self.in_flight = self.in_flight.saturating_sub(1);
-            self.adjust_tokens(id, reserved, actual_tokens);
+            self.adjust(sec, &day, reserved, actual_tokens, false);
         }
     }
 
@@ -320,17 +365,9 @@ impl Quota {
     /// reached the provider: a sent request stays counted as a request (the provider counted it), with
     /// no tokens; an unsent one is removed from every window.
     pub fn release(&mut self, id: ReservationId, sent: bool) {
-        if let Some(reserved) = self.open.remove(&id) {
+        if let Some((sec, reserved, day)) = self.open.remove(&id) {
             self.in_flight = self.in_flight.saturating_sub(1);
-            if sent {
-                self.adjust_tokens(id, reserved, 0);
-            } else {
-                self.adjust_tokens(id, reserved, 0);
-                if let Some(pos) = self.minute.iter().position(|s| s.id == id) {
-                    self.minute.remove(pos);
-                }
-                self.requests_day = self.requests_day.saturating_sub(1);
-            }
+            self.adjust(sec, &day, reserved, 0, !sent);
         }
     }
 
@@ -360,7 +397,7 @@ impl Quota {
             }
         };
         let headroom = [
-            frac(self.minute.len() as u64, l.rpm.map(u64::from)),
+            frac(self.minute_requests, l.rpm.map(u64::from)),
             frac(self.requests_day, l.rpd.map(u64::from)),
             frac(self.minute_tokens, l.tpm),
             frac(self.tokens_day, l.tpd),
@@ -369,7 +406,7 @@ impl Quota {
         .into_iter()
         .fold(1.0f64, f64::min);
         QuotaUsage {
-            rpm_used: self.minute.len() as u64,
+            rpm_used: self.minute_requests,
             rpd_used: self.requests_day,
             tpm_used: self.minute_tokens,
             tpd_used: self.tokens_day,
@@ -405,7 +442,7 @@ mod tests {
         assert!(q.try_reserve(now, wall, 40).is_ok());
         assert!(matches!(q.try_reserve(now, wall, 1), Err(Blocked::Until(_))));
         // A minute later the window has room again.
-        let later = now + Duration::from_secs(61);
+        let later = now + Duration::from_secs(62);
         assert!(q.try_reserve(later, wall, 10).is_ok());
     }
 
@@ -449,7 +486,7 @@ mod tests {
         let mut q = Quota::new(limits(2, 1000), chrono_tz::UTC);
         q.try_reserve(now, wall, 10).unwrap();
         q.try_reserve(now, wall, 10).unwrap();
-        let rec = q.record();
+        let rec = q.record(now, wall);
         let mut restored = Quota::new(limits(2, 1000), chrono_tz::UTC);
         restored.restore(&rec, now, wall);
         assert!(matches!(restored.try_reserve(now, wall, 1), Err(Blocked::Until(_))));

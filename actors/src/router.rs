@@ -1,8 +1,9 @@
 //! `RouterActor`: owns and supervises the key actors and answers which keys to try for a request:
 //! by priority tier first, then by headroom (the remaining fraction of each key's tightest window).
 //!
-//! The failover loop itself runs in the caller's task ([`crate::pool::Pool`]), so the router is never a
-//! bottleneck: one `Plan` message per request, answered from gauges the key actors publish.
+//! The router is never on a request's path: it publishes the live key list in a [`KeyDirectory`] that
+//! the caller's task reads ([`crate::pool::Pool`]), ordered at call time from gauges the key actors
+//! publish. The router's job is to own the key actors, restart them, and keep the directory current.
 
 use std::sync::Arc;
 
@@ -21,10 +22,34 @@ pub struct Candidate {
     gauge: Arc<KeyGauge>,
 }
 
+/// The live key list, shared by the router (writer, on restarts) and every `Pool` handle (readers).
+#[derive(Clone, Default)]
+pub struct KeyDirectory(Arc<std::sync::RwLock<Vec<Candidate>>>);
+
+impl KeyDirectory {
+    /// The keys to try for a request, best first: valid ones only; unblocked before blocked; lower
+    /// priority first; more headroom first.
+    pub fn plan(&self) -> Vec<Candidate> {
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut c: Vec<Candidate> = guard.iter().filter(|c| !c.gauge.is_invalid()).cloned().collect();
+        drop(guard);
+        c.sort_by(|a, b| {
+            a.gauge
+                .is_blocked()
+                .cmp(&b.gauge.is_blocked())
+                .then(a.spec.priority.cmp(&b.spec.priority))
+                .then(b.gauge.headroom().total_cmp(&a.gauge.headroom()))
+        });
+        c
+    }
+
+    fn set(&self, list: Vec<Candidate>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = list;
+    }
+}
+
 /// Messages of the router.
 pub enum RouterMsg {
-    /// The keys to try for a request, best first (invalid keys left out).
-    Plan(RpcReplyPort<Vec<Candidate>>),
     /// Every key's status.
     Status(RpcReplyPort<Vec<KeyStatus>>),
 }
@@ -43,6 +68,8 @@ pub struct RouterArgs {
     pub keys: Vec<KeyConfig>,
     /// The usage ledger.
     pub ledger: Arc<dyn UsageLedger>,
+    /// Where the live key list is published.
+    pub directory: KeyDirectory,
 }
 
 struct Slot {
@@ -55,6 +82,14 @@ struct Slot {
 pub struct RouterState {
     slots: Vec<Slot>,
     ledger: Arc<dyn UsageLedger>,
+    directory: KeyDirectory,
+}
+
+impl RouterState {
+    fn publish(&self) {
+        self.directory
+            .set(self.slots.iter().map(|s| s.candidate.clone()).collect());
+    }
 }
 
 /// The router actor.
@@ -104,10 +139,13 @@ impl Actor for RouterActor {
                 restarts: 0,
             });
         }
-        Ok(RouterState {
+        let state = RouterState {
             slots,
             ledger: args.ledger,
-        })
+            directory: args.directory,
+        };
+        state.publish();
+        Ok(state)
     }
 
     async fn handle(
@@ -117,9 +155,6 @@ impl Actor for RouterActor {
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RouterMsg::Plan(reply) => {
-                let _ = reply.send(plan(&state.slots));
-            }
             RouterMsg::Status(reply) => {
                 let mut out = Vec::with_capacity(state.slots.len());
                 for slot in &state.slots {
@@ -172,23 +207,7 @@ impl Actor for RouterActor {
         )
         .await?;
         slot.candidate.actor = actor;
+        state.publish();
         Ok(())
     }
-}
-
-/// Orders keys: valid ones only; unblocked before blocked; lower priority first; more headroom first.
-fn plan(slots: &[Slot]) -> Vec<Candidate> {
-    let mut c: Vec<&Candidate> = slots
-        .iter()
-        .map(|s| &s.candidate)
-        .filter(|c| !c.gauge.is_invalid())
-        .collect();
-    c.sort_by(|a, b| {
-        a.gauge
-            .is_blocked()
-            .cmp(&b.gauge.is_blocked())
-            .then(a.spec.priority.cmp(&b.spec.priority))
-            .then(b.gauge.headroom().total_cmp(&a.gauge.headroom()))
-    });
-    c.into_iter().cloned().collect()
 }

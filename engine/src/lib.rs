@@ -13,5 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod report_html;
 pub mod server;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use actors::pool::Pool;
-use actors::router::{RouterActor, RouterArgs, RouterMsg};
+use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::storage::{SledStore, UsageLedger};
 use ractor::{Actor, ActorRef};
 
@@ -64,6 +64,7 @@ impl Engine {
         let mut active_providers: Vec<String> = keys.iter().map(|k| k.spec.provider.clone()).collect();
         active_providers.dedup();
         let key_count = keys.len();
+        let directory = KeyDirectory::default();
         if key_count == 0 {
             tracing::warn!("no provider keys configured: interviews use templates, the question pool and heuristic scoring only");
         } else {
@@ -77,10 +78,10 @@ impl Engine {
             .block_on(Actor::spawn(
                 Some("router".into()),
                 RouterActor,
-                RouterArgs { keys, ledger },
+                RouterArgs { keys, ledger, directory: directory.clone() },
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
-        let pool = Pool::new(router.clone(), http, key_count);
+        let pool = Pool::new(router.clone(), directory, http);
         Ok(Engine {
             runtime,
             pool,

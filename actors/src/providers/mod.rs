@@ -413,6 +413,50 @@ pub fn body_says_day_exhausted(body: &str) -> bool {
     b.contains("per day") || b.contains("perday") || b.contains("(rpd)") || b.contains("daily")
 }
 
+/// A format's classifier for a failed HTTP answer: status, headers, body (unscrubbed) and the key to scrub.
+/// [`classify_status`] is the default; formats whose error bodies say more wrap it.
+pub type ClassifyFn = fn(u16, &reqwest::header::HeaderMap, &str, &Secret) -> ProviderError;
+
+/// Sends a prepared request and checks its status, classifying a failure with the format's `classify`
+/// (for formats that cannot use `openai::send_json` / `openai::send_stream`, which use [`classify_status`]).
+/// With `stream`, `target.timeout` bounds the time to the response head only, so long streams are not cut;
+/// otherwise it bounds the whole call, body included.
+pub async fn send_classified(
+    rb: reqwest::RequestBuilder,
+    target: &Target,
+    stream: bool,
+    classify: ClassifyFn,
+) -> Result<reqwest::Response, ProviderError> {
+    let resp = if stream {
+        tokio::time::timeout(target.timeout, rb.send())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+    } else {
+        rb.timeout(target.timeout).send().await
+    }
+    .map_err(|e| transport_error(&e, &target.secret))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(classify(status.as_u16(), &headers, &text, &target.secret));
+    }
+    Ok(resp)
+}
+
+/// Reads a successful answer's body as JSON.
+pub async fn read_json(
+    resp: reqwest::Response,
+    target: &Target,
+) -> Result<serde_json::Value, ProviderError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(&e, &target.secret))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ProviderError::Malformed(format!("answer is not JSON: {e}")))
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {

@@ -90,7 +90,7 @@ mod tests {
             day: "2026-11-23".into(),
             requests_day: 7,
             tokens_day: 900,
-            minute: vec![(1, 2)],
+            minute: vec![(1, 2, 3)],
             blocked_until_ms: None,
         };
         {

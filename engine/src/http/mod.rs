@@ -7,6 +7,9 @@ pub mod status;
 
 use std::sync::Arc;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest};
 use actors::pool::Pool;
 use actors::storage::SledStore;
@@ -80,10 +83,37 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     .app_data(web::PayloadConfig::default().limit(max_body))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .route("/api/system_status", web::get().to(status::system_status))
-    .route("/v1/chat/completions", web::post().to(gateway::chat_completions))
-    .route("/v1/models", web::get().to(gateway::models))
+    .service(
+        web::resource("/api/system_status")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(status::system_status)),
+    )
+    .service(
+        web::scope("/v1")
+            .wrap(from_fn(admin_guard))
+            .route("/chat/completions", web::post().to(gateway::chat_completions))
+            .route("/models", web::get().to(gateway::models)),
+    )
     .default_service(web::to(not_found));
+}
+
+/// Middleware for admin routes: checks the bearer token before any extractor reads the body, so an
+/// unauthenticated client learns nothing about the route but 401.
+async fn admin_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let allowed = match req.app_data::<State>() {
+        Some(state) => state.require_admin(req.request()),
+        None => Err(ApiError::Internal),
+    };
+    match allowed {
+        Ok(()) => next.call(req).await.map(ServiceResponse::map_into_left_body),
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+    }
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
