@@ -1,21 +1,32 @@
 //! The engine's actors and the domain pieces they own: provider wire formats, rate windows (quota),
 //! the storage traits, the key actors, the router and the pool handle.
 //!
-//! Supervision tree (each box is one file; arrows are `spawn_linked`):
+//! Supervision tree (each name is one file; arrows are `spawn_linked`):
 //!
 //! ```text
-//! RouterActor (router.rs) ──► KeyActor (key.rs)   one per API key; keys of one
-//!        ▲                      ...                quota scope share a SharedQuota
-//!        │ Plan / Status
-//!   Pool (pool.rs): the caller-side handle; failover runs in the caller's task
+//! InterviewSupervisor (supervisor.rs) ──► InterviewSession (session.rs)   one per live interview,
+//!                                           │                             restarted from its log
+//!                                           │ evaluations, follow-ups
+//!                                           ▼
+//!   Pool (pool.rs): caller-side handle; reads the KeyDirectory, fails over in the caller's task
+//!                                           │ Reserve / Settle / Outcome
+//! RouterActor (router.rs) ──────────────► KeyActor (key.rs)   one per API key; keys of one
+//!                                                               quota scope share a SharedQuota
 //! ```
+//!
+//! A WebSocket connection (engine crate) reaches its session through a `ConnHandle` (conn.rs).
 //!
 //! Storage (`storage/`) sits behind traits (`UsageLedger`) with sled as the first implementation.
 
+pub mod conn;
+pub mod content;
+pub mod interview;
 pub mod key;
 pub mod pool;
 pub mod providers;
 pub mod quota;
 pub mod router;
 pub mod secret;
+pub mod session;
 pub mod storage;
+pub mod supervisor;

@@ -102,6 +102,8 @@ pub struct CallOptions {
     pub max_attempts: usize,
     /// Only keys of this provider (the gateway's `model: "<provider>/..."`).
     pub provider: Option<String>,
+    /// Not this key (a retry after unusable output goes to another key).
+    pub avoid_key: Option<String>,
 }
 
 impl Default for CallOptions {
@@ -110,6 +112,7 @@ impl Default for CallOptions {
             deadline: Duration::from_secs(30),
             max_attempts: 4,
             provider: None,
+            avoid_key: None,
         }
     }
 }
@@ -151,13 +154,18 @@ impl Pool {
         }
     }
 
-    async fn plan(&self, provider: Option<&str>) -> Result<Vec<Candidate>, PoolError> {
+    async fn plan(&self, opts: &CallOptions) -> Result<Vec<Candidate>, PoolError> {
         let mut c = self.directory.plan();
         if c.is_empty() {
             return Err(PoolError::NoProviders);
         }
-        if let Some(p) = provider {
-            c.retain(|c| c.spec.provider == p);
+        if let Some(p) = &opts.provider {
+            c.retain(|c| &c.spec.provider == p);
+        }
+        if let Some(k) = &opts.avoid_key {
+            if c.len() > 1 {
+                c.retain(|c| &c.spec.id != k);
+            }
         }
         Ok(c)
     }
@@ -237,7 +245,7 @@ impl Pool {
     /// The permit settles or releases like any other. Used by benchmarks of the admission path.
     pub async fn acquire(&self, tokens: u64, opts: &CallOptions) -> Result<Permit, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(opts.provider.as_deref()).await?;
+        let cands = self.plan(&opts).await?;
         let mut trail = Vec::new();
         match Self::admit(&cands, &mut HashSet::new(), tokens, deadline, &mut trail).await {
             Some((_, p)) => Ok(p),
@@ -252,7 +260,7 @@ impl Pool {
         opts: CallOptions,
     ) -> Result<Completion, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(opts.provider.as_deref()).await?;
+        let cands = self.plan(&opts).await?;
         let tokens = req.estimated_tokens();
         let mut tried = HashSet::new();
         let mut trail = Vec::new();
@@ -311,7 +319,7 @@ impl Pool {
         opts: CallOptions,
     ) -> Result<StreamCompletion, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(opts.provider.as_deref()).await?;
+        let cands = self.plan(&opts).await?;
         let tokens = req.estimated_tokens();
         let mut tried = HashSet::new();
         let mut trail = Vec::new();

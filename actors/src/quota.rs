@@ -28,7 +28,6 @@ pub struct Limits {
     pub concurrency: Option<u32>,
 }
 
-const MINUTE: Duration = Duration::from_secs(60);
 
 /// Why a reservation cannot be made now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

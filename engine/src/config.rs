@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Grace period on shutdown.
     pub shutdown_grace_s: u64,
+    /// Largest WebSocket text frame accepted from a client.
+    pub max_ws_frame_bytes: usize,
 }
 
 /// A string that is a secret (admin token): redacted in Debug.
@@ -127,6 +129,12 @@ pub struct InterviewConfig {
     pub questions: u32,
     /// Default mode.
     pub mode: Mode,
+    /// Close an interview after this many seconds without activity.
+    pub idle_timeout_s: u64,
+    /// Time an evaluation may take through the providers before the rubric scorer steps in.
+    pub eval_deadline_ms: u64,
+    /// Test hooks (an answer `__panic__` panics its session). Never enable in production.
+    pub test_hooks: bool,
 }
 
 /// `[pool]`.
@@ -266,6 +274,15 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_ws_frame_bytes < 1024 {
+            return Err(invalid("server.max_ws_frame_bytes", "must be at least 1024"));
+        }
+        if self.interview.idle_timeout_s == 0 {
+            return Err(invalid("interview.idle_timeout_s", "must be > 0"));
+        }
+        if self.interview.eval_deadline_ms == 0 {
+            return Err(invalid("interview.eval_deadline_ms", "must be > 0"));
         }
         if !(1..=50).contains(&self.interview.questions) {
             return Err(invalid("interview.questions", "must be between 1 and 50"));

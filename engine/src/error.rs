@@ -21,6 +21,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The resource is not in a state for this (e.g. a report before the interview ended).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnknownProvider(_) => (StatusCode::BAD_REQUEST, "unknown_provider"),
             ApiError::NoProviders => (StatusCode::SERVICE_UNAVAILABLE, "no_providers"),

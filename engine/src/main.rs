@@ -23,6 +23,30 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Drive N complete interviews through the WebSocket protocol and report latency.
+    Loadtest {
+        /// Server root URL.
+        #[arg(long)]
+        url: String,
+        /// Interviews to run.
+        #[arg(long)]
+        interviews: usize,
+        /// Interviews at the same time.
+        #[arg(long)]
+        concurrency: usize,
+        /// Questions (answers) per interview.
+        #[arg(long, default_value_t = 12)]
+        answers_per_interview: u32,
+        /// Admin token, to read provider usage.
+        #[arg(long)]
+        admin_token: Option<String>,
+        /// Interview mode to request (economy | balanced | adaptive | auto).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one minimal request through every configured key and report per key.
     CheckKeys {
         /// TOML config file.
@@ -50,6 +74,37 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("interview-engine: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Loadtest { url, interviews, concurrency, answers_per_interview, admin_token, mode, json } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("interview-engine: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let lt = cli::loadtest::LoadTest {
+                url: url.trim_end_matches('/').to_string(),
+                interviews,
+                concurrency,
+                answers_per_interview,
+                admin_token,
+                mode,
+            };
+            match rt.block_on(cli::loadtest::run(lt)) {
+                Ok(r) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        cli::loadtest::print(&r);
+                    }
+                    if r.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => {
+                    eprintln!("loadtest: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -14,6 +14,10 @@ use actix_web::{web, App, HttpServer};
 use actors::pool::Pool;
 use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::storage::{SledStore, UsageLedger};
+use actors::content::question_pool::QuestionPool;
+use actors::content::templates::Templates;
+use actors::session::SessionDeps;
+use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
 use crate::config::{Config, ConfigError};
@@ -34,6 +38,9 @@ pub enum StartError {
     /// An actor failed to start.
     #[error("actor start failed: {0}")]
     Actor(String),
+    /// A template or question-pool file is broken (path and line in the message).
+    #[error("content: {0}")]
+    Content(#[from] actors::content::ContentError),
 }
 
 /// The running engine: its runtime, actors and storage.
@@ -46,6 +53,10 @@ pub struct Engine {
     pub store: SledStore,
     /// Providers that have keys.
     pub active_providers: Vec<String>,
+    /// The interview supervisor.
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// The question pool.
+    pub questions: Arc<QuestionPool>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -82,11 +93,28 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         let pool = Pool::new(router.clone(), directory, http);
+        // Content is validated at start: a broken file stops the server with its path and line.
+        let templates = Arc::new(Templates::load_embedded()?);
+        let questions = Arc::new(QuestionPool::load_embedded()?);
+        tracing::info!(questions = questions.len(), "question pool loaded");
+        let deps = Arc::new(SessionDeps {
+            log: Arc::new(store.clone()),
+            pool: Some(pool.clone()),
+            templates,
+            idle_timeout: Duration::from_secs(config.interview.idle_timeout_s),
+            eval_deadline: Duration::from_millis(config.interview.eval_deadline_ms),
+            test_hooks: config.interview.test_hooks,
+        });
+        let (supervisor, _) = runtime
+            .block_on(Actor::spawn(Some("interviews".into()), InterviewSupervisor, deps))
+            .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
             runtime,
             pool,
             store,
             active_providers,
+            supervisor,
+            questions,
             router,
         })
     }
@@ -94,8 +122,13 @@ impl Engine {
     /// Phases 2-4 of shutdown: stop the actors, flush storage, stop the runtime.
     pub fn shutdown(self) {
         let router = self.router.clone();
+        let supervisor = self.supervisor.clone();
         let store = self.store.clone();
         self.runtime.block_on(async move {
+            // Sessions first: every step they took is already committed and flushed.
+            let _ = supervisor
+                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
             let _ = router
                 .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
                 .await;
@@ -120,6 +153,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         engine: engine.runtime.handle().clone(),
         store: engine.store.clone(),
         active_providers: engine.active_providers.clone(),
+        supervisor: engine.supervisor.clone(),
+        questions: engine.questions.clone(),
     });
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);

@@ -5,16 +5,25 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use super::{decode, encode, StorageError, UsageLedger};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{decode, encode, SessionLog, StorageError, UsageLedger};
+use crate::interview::InterviewRecord;
 use crate::quota::UsageRecord;
 
 const USAGE_VERSION: u8 = 1;
+const INTERVIEW_VERSION: u8 = 1;
+const EVENT_VERSION: u8 = 1;
 
 /// A sled database holding the engine's durable state.
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
     usage: sled::Tree,
+    interviews: sled::Tree,
+    events: sled::Tree,
+    candidates: sled::Tree,
 }
 
 impl SledStore {
@@ -38,10 +47,14 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db) -> Result<Self, StorageError> {
-        let usage = db
-            .open_tree("usage")
-            .map_err(|e| StorageError::Db(e.to_string()))?;
-        Ok(Self { db, usage })
+        let tree = |name: &str| db.open_tree(name).map_err(|e| StorageError::Db(e.to_string()));
+        Ok(Self {
+            usage: tree("usage")?,
+            interviews: tree("interviews")?,
+            events: tree("events")?,
+            candidates: tree("candidates")?,
+            db,
+        })
     }
 
     /// The underlying database, for other stores that share it.
@@ -74,6 +87,102 @@ impl UsageLedger for SledStore {
             .await
             .map(|_| ())
             .map_err(|e| StorageError::Db(e.to_string()))
+    }
+}
+
+fn db_err(e: sled::Error) -> StorageError {
+    StorageError::Db(e.to_string())
+}
+
+/// Event key: interview id, a 0 byte, then the sequence number big-endian (so keys sort by seq).
+fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 9);
+    k.extend_from_slice(id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+#[async_trait]
+impl SessionLog for SledStore {
+    fn create(&self, record: &InterviewRecord) -> Result<(), StorageError> {
+        let bytes = encode(INTERVIEW_VERSION, record)?;
+        self.interviews
+            .insert(record.id.as_bytes(), bytes)
+            .map_err(db_err)?;
+        // Candidate index: candidate id, 0, creation time (ms, big-endian), interview id.
+        let mut k = record.candidate.id.as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(&record.created_ms.to_be_bytes());
+        k.extend_from_slice(record.id.as_bytes());
+        self.candidates
+            .insert(k, record.id.as_bytes())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn load(&self, id: &str) -> Result<Option<InterviewRecord>, StorageError> {
+        match self.interviews.get(id.as_bytes()).map_err(db_err)? {
+            Some(b) => decode(INTERVIEW_VERSION, &b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn commit(&self, record: &InterviewRecord, events: &[(u64, String)]) -> Result<(), StorageError> {
+        let rec = encode(INTERVIEW_VERSION, record)?;
+        let evs: Vec<(Vec<u8>, Vec<u8>)> = events
+            .iter()
+            .map(|(seq, json)| {
+                let mut v = vec![EVENT_VERSION];
+                v.extend_from_slice(json.as_bytes());
+                (event_key(&record.id, *seq), v)
+            })
+            .collect();
+        (&self.interviews, &self.events)
+            .transaction(|(it, et)| {
+                it.insert(record.id.as_bytes(), rec.as_slice())?;
+                for (k, v) in &evs {
+                    et.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| StorageError::Db(format!("{e:?}")))
+    }
+
+    fn events_after(&self, id: &str, after: u64) -> Result<Vec<(u64, String)>, StorageError> {
+        let start = event_key(id, after.saturating_add(1));
+        let end = event_key(id, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.events.range(start..=end) {
+            let (k, v) = item.map_err(db_err)?;
+            let seq_bytes: [u8; 8] = k[k.len().saturating_sub(8)..]
+                .try_into()
+                .map_err(|_| StorageError::Codec("bad event key".into()))?;
+            let (&ver, body) = v
+                .split_first()
+                .ok_or_else(|| StorageError::Codec("empty event".into()))?;
+            if ver != EVENT_VERSION {
+                return Err(StorageError::UnknownVersion(ver));
+            }
+            let text = String::from_utf8(body.to_vec()).map_err(|e| StorageError::Codec(e.to_string()))?;
+            out.push((u64::from_be_bytes(seq_bytes), text));
+        }
+        Ok(out)
+    }
+
+    fn candidate_interviews(&self, candidate_id: &str) -> Result<Vec<String>, StorageError> {
+        let mut prefix = candidate_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.candidates.scan_prefix(prefix) {
+            let (_, v) = item.map_err(db_err)?;
+            out.push(String::from_utf8_lossy(&v).to_string());
+        }
+        Ok(out)
+    }
+
+    async fn flush(&self) -> Result<(), StorageError> {
+        UsageLedger::flush(self).await
     }
 }
 

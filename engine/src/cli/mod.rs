@@ -1,3 +1,4 @@
 //! Operator commands other than `serve`: one file each.
 
 pub mod check_keys;
+pub mod loadtest;

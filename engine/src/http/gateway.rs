@@ -111,6 +111,7 @@ fn options(state: &State, provider: Option<String>) -> CallOptions {
         deadline: Duration::from_millis(state.config.pool.deadline_ms),
         max_attempts: state.config.pool.max_attempts,
         provider,
+        avoid_key: None,
     }
 }
 

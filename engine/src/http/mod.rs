@@ -3,7 +3,10 @@
 
 pub mod gateway;
 pub mod health;
+pub mod interviews;
+pub mod pages;
 pub mod status;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -29,6 +32,10 @@ pub struct AppState {
     pub store: SledStore,
     /// Names of providers that have keys.
     pub active_providers: Vec<String>,
+    /// The interview supervisor.
+    pub supervisor: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
+    /// The question pool.
+    pub questions: Arc<actors::content::question_pool::QuestionPool>,
 }
 
 impl AppState {
@@ -81,6 +88,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .error_handler(move |err, _| json_error(err, max_body).into()),
     )
     .app_data(web::PayloadConfig::default().limit(max_body))
+    .route("/", web::get().to(pages::index))
+    .route("/api/interviews", web::post().to(interviews::create))
+    .route("/api/interviews/{id}", web::get().to(interviews::get))
+    .route("/api/interviews/{id}/report", web::get().to(interviews::report))
+    .route("/api/resume/analyze", web::post().to(interviews::analyze))
+    .route("/ws/interviews/{id}", web::get().to(ws::connect))
+    .service(
+        web::resource("/api/candidates/{id}/history")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(interviews::history)),
+    )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .service(

@@ -1,0 +1,137 @@
+//! The interview's durable record (everything a session needs to carry on after a crash) and the
+//! events it emits, as sent on the WebSocket and kept in the session log.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::content::question_pool::Question;
+use crate::content::report::ReportItem;
+use crate::content::resume::ResumeAnalysis;
+use crate::content::{Difficulty, Track};
+
+/// The WebSocket protocol version, sent in `ready`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Where an interview is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Created, greeting not sent yet.
+    Created,
+    /// Waiting for the answer to the current question (or its follow-up).
+    AwaitingAnswer,
+    /// An answer is being evaluated.
+    Evaluating,
+    /// Finished: all questions answered.
+    Completed,
+    /// The candidate ended it.
+    EndedEarly,
+    /// Closed after inactivity.
+    Expired,
+}
+
+impl Phase {
+    /// The name used in `ready.state` and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Created => "created",
+            Phase::AwaitingAnswer => "awaiting_answer",
+            Phase::Evaluating => "evaluating",
+            Phase::Completed => "completed",
+            Phase::EndedEarly => "ended_early",
+            Phase::Expired => "expired",
+        }
+    }
+
+    /// Whether the interview is over.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Completed | Phase::EndedEarly | Phase::Expired)
+    }
+}
+
+/// The candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Stable id (history is kept per id).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Everything about one interview. Written with its new events in one transaction at every step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterviewRecord {
+    /// Interview id.
+    pub id: String,
+    /// SHA-256 (hex) of the interview's token; the token itself is never stored.
+    pub token_sha256: String,
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Role applied for.
+    pub role: String,
+    /// Track.
+    pub track: Track,
+    /// Difficulty.
+    pub difficulty: Difficulty,
+    /// Call-budget mode as requested (`economy` | `balanced` | `adaptive` | `auto`).
+    pub mode: String,
+    /// Creation time, unix ms.
+    pub created_ms: i64,
+    /// Last activity, unix ms.
+    pub updated_ms: i64,
+    /// Resume analysis, if a resume was given.
+    pub resume: Option<ResumeAnalysis>,
+    /// The planned questions (placeholders filled).
+    pub questions: Vec<Question>,
+    /// One item per question asked so far (answers, scores, feedback).
+    pub items: Vec<ReportItem>,
+    /// Index of the current question (0-based).
+    pub current: usize,
+    /// Whether the open question is the current question's follow-up.
+    pub in_follow_up: bool,
+    /// Where the interview is.
+    pub phase: Phase,
+    /// The next event's sequence number (the first event is 1).
+    pub next_seq: u64,
+    /// The report, once finished.
+    pub report: Option<Value>,
+    /// Follow-ups asked so far.
+    pub follow_ups_asked: u32,
+}
+
+impl InterviewRecord {
+    /// The last sequence number used.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq.saturating_sub(1)
+    }
+
+    /// The `ready` event for a new connection (connection-level: carries the last logged seq, is not
+    /// itself logged or replayed).
+    pub fn ready_event(&self) -> Value {
+        json!({
+            "type": "ready", "seq": self.last_seq(), "ephemeral": true,
+            "interview_id": self.id, "state": self.phase.as_str(),
+            "question_index": (self.current + 1).min(self.questions.len()),
+            "questions_total": self.questions.len(),
+            "protocol_version": PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// Checks a presented token against the stored hash.
+pub fn token_matches(record: &InterviewRecord, token: &str) -> bool {
+    let given = sha256_hex(token);
+    given.len() == record.token_sha256.len()
+        && given
+            .bytes()
+            .zip(record.token_sha256.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// SHA-256 in lowercase hex.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(s.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}

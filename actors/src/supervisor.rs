@@ -1,0 +1,188 @@
+//! `InterviewSupervisor`: spawns one linked `InterviewSession` per live interview, finds it for
+//! connections (bringing it back from the log after a process restart), and restarts a session that
+//! fails (panic or error) from its last committed record, up to a bound.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde_json::json;
+
+use crate::conn::{ConnSlot, Outbound};
+use crate::interview::InterviewRecord;
+use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
+
+/// Restarts allowed per session before it is closed with an error (its log is kept).
+pub const MAX_SESSION_RESTARTS: u32 = 3;
+
+/// Why a session could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    /// No interview with that id.
+    #[error("no such interview")]
+    NotFound,
+    /// The interview failed too often and was closed.
+    #[error("the interview was closed after repeated internal errors")]
+    Failed,
+    /// Storage failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The actor could not be started.
+    #[error("session could not start: {0}")]
+    Spawn(String),
+}
+
+/// Messages of the supervisor.
+pub enum SupervisorMsg {
+    /// Store a new interview (the session starts when a client connects).
+    Create(Box<InterviewRecord>, RpcReplyPort<Result<(), SessionError>>),
+    /// The live session of an interview, spawned from the log if needed.
+    Get(String, RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>),
+    /// Number of live sessions.
+    Live(RpcReplyPort<usize>),
+}
+
+struct Entry {
+    actor: ActorRef<SessionMsg>,
+    conn: ConnSlot,
+    restarts: u32,
+}
+
+/// The supervisor's state.
+pub struct SupervisorState {
+    deps: Arc<SessionDeps>,
+    live: HashMap<String, Entry>,
+    failed: HashMap<String, u32>,
+}
+
+/// The supervisor actor.
+pub struct InterviewSupervisor;
+
+async fn spawn_session(
+    record: InterviewRecord,
+    deps: Arc<SessionDeps>,
+    conn: ConnSlot,
+    restarted: bool,
+    sup: ActorCell,
+) -> Result<ActorRef<SessionMsg>, SessionError> {
+    let args = SessionArgs {
+        record,
+        deps,
+        conn,
+        restarted,
+    };
+    Actor::spawn_linked(None, InterviewSession, args, sup)
+        .await
+        .map(|(a, _)| a)
+        .map_err(|e| SessionError::Spawn(e.to_string()))
+}
+
+impl SupervisorState {
+    fn load(&self, id: &str) -> Result<InterviewRecord, SessionError> {
+        self.deps
+            .log
+            .load(id)
+            .map_err(|e| SessionError::Storage(e.to_string()))?
+            .ok_or(SessionError::NotFound)
+    }
+}
+
+#[ractor::async_trait]
+impl Actor for InterviewSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<SessionDeps>;
+
+    async fn pre_start(&self, _myself: ActorRef<SupervisorMsg>, deps: Arc<SessionDeps>) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            deps,
+            live: HashMap::new(),
+            failed: HashMap::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Create(record, reply) => {
+                let r = state.deps.log.create(&record).map_err(|e| SessionError::Storage(e.to_string()));
+                let r = match r {
+                    Ok(()) => state.deps.log.flush().await.map_err(|e| SessionError::Storage(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            SupervisorMsg::Get(id, reply) => {
+                if state.failed.contains_key(&id) {
+                    let _ = reply.send(Err(SessionError::Failed));
+                    return Ok(());
+                }
+                if let Some(e) = state.live.get(&id) {
+                    let _ = reply.send(Ok(e.actor.clone()));
+                    return Ok(());
+                }
+                let r = match state.load(&id) {
+                    Ok(record) => {
+                        let conn: ConnSlot = Arc::new(Mutex::new(None));
+                        match spawn_session(record, state.deps.clone(), conn.clone(), false, myself.get_cell()).await {
+                            Ok(actor) => {
+                                state.live.insert(id.clone(), Entry { actor: actor.clone(), conn, restarts: 0 });
+                                Ok(actor)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            SupervisorMsg::Live(reply) => {
+                let _ = reply.send(state.live.len());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<SupervisorMsg>, event: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+            _ => return Ok(()),
+        };
+        let Some(id) = state
+            .live
+            .iter()
+            .find(|(_, e)| e.actor.get_id() == cell.get_id())
+            .map(|(id, _)| id.clone())
+        else {
+            return Ok(());
+        };
+        let Some(entry) = state.live.remove(&id) else { return Ok(()) };
+        let Some(why) = failure else {
+            return Ok(()); // stopped normally (finished, idle)
+        };
+        tracing::error!(interview = %id, error = %why, restarts = entry.restarts, "session failed");
+        if entry.restarts >= MAX_SESSION_RESTARTS {
+            tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");
+            let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(c) = conn {
+                let ev = json!({"type": "error", "seq": 0, "ephemeral": true, "code": "interview_failed",
+                    "message": "the interview was closed after repeated internal errors; everything answered so far is kept"});
+                c.send(Outbound::Text(Arc::from(ev.to_string())));
+                c.send(Outbound::Close("interview failed".into()));
+            }
+            state.failed.insert(id, entry.restarts);
+            return Ok(());
+        }
+        match state.load(&id) {
+            Ok(record) => match spawn_session(record, state.deps.clone(), entry.conn.clone(), true, myself.get_cell()).await {
+                Ok(actor) => {
+                    tracing::warn!(interview = %id, "session restarted from its log");
+                    state.live.insert(id, Entry { actor, conn: entry.conn, restarts: entry.restarts + 1 });
+                }
+                Err(e) => tracing::error!(interview = %id, error = %e, "session restart failed"),
+            },
+            Err(e) => tracing::error!(interview = %id, error = %e, "session record unreadable; not restarted"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,286 @@
+//! Interview routes: create (with resume analysis and question selection), state and transcript,
+//! the report (JSON or HTML), a candidate's history, and `POST /api/resume/analyze`.
+//!
+//! Reads need the interview's token (`Authorization: Bearer` or `?token=`) or the admin token.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::content::prompts;
+use actors::content::question_pool::{Fill, QuestionPool, Selection};
+use actors::content::resume::{self, ResumeAnalysis};
+use actors::content::{Difficulty, Track};
+use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
+use actors::pool::{CallOptions, Pool};
+use actors::storage::SessionLog;
+use actors::supervisor::SupervisorMsg;
+use ractor::rpc::CallResult;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{bearer, AppState, State};
+use crate::error::ApiError;
+
+/// `POST /api/interviews` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInterview {
+    candidate: CandidateIn,
+    role: Option<String>,
+    track: Option<Track>,
+    difficulty: Option<Difficulty>,
+    questions: Option<u32>,
+    mode: Option<String>,
+    resume_text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateIn {
+    id: Option<String>,
+    name: String,
+}
+
+/// Largest resume accepted.
+pub const MAX_RESUME_CHARS: usize = 50_000;
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The token a request presents: bearer header or `?token=`.
+fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(t) = bearer(req) {
+        return Some(t.to_string());
+    }
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+}
+
+/// Loads an interview and checks the token (interview token or admin token).
+pub fn authorized_record(state: &AppState, req: &HttpRequest, id: &str) -> Result<InterviewRecord, ApiError> {
+    let token = presented_token(req).ok_or(ApiError::Unauthorized)?;
+    let record = state
+        .store
+        .load(id)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("no interview {id}")))?;
+    let admin = state.config.server.admin_token.0.expose();
+    if token_matches(&record, &token) || (!admin.is_empty() && admin == token) {
+        Ok(record)
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Resume analysis: cached by a hash of the normalized text; through the pool when keys exist,
+/// else (or when the pool fails) the offline extractor. Returns the analysis and its source.
+pub async fn analyze_resume(store: &actors::storage::SledStore, pool: &Pool, text: &str) -> (ResumeAnalysis, String) {
+    let key = resume::resume_hash(text);
+    let tree = store.db().open_tree("cache_resume_analysis").ok();
+    if let Some(Ok(Some(bytes))) = tree.as_ref().map(|t| t.get(key.as_bytes())) {
+        if let Ok(a) = serde_json::from_slice::<ResumeAnalysis>(&bytes) {
+            return (a, "cache".into());
+        }
+    }
+    let mut result = None;
+    if pool.key_count() > 0 {
+        let opts = CallOptions { deadline: Duration::from_secs(20), ..CallOptions::default() };
+        if let Ok(done) = pool.complete(&prompts::resume_request(text), opts).await {
+            if let Some(a) = prompts::parse_resume(&done.response.text) {
+                result = Some((a, format!("llm:{}", done.provider)));
+            }
+        }
+    }
+    let (analysis, source) = result.unwrap_or_else(|| (resume::analyze_offline(text), "heuristic".into()));
+    if let (Some(t), Ok(bytes)) = (tree, serde_json::to_vec(&analysis)) {
+        let _ = t.insert(key.as_bytes(), bytes);
+    }
+    (analysis, source)
+}
+
+/// `POST /api/interviews`.
+pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let name = b.candidate.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::BadRequest("candidate.name: required, at most 100 characters".into()));
+    }
+    let candidate_id = match b.candidate.id {
+        Some(id) if valid_id(&id) => id,
+        Some(_) => return Err(ApiError::BadRequest("candidate.id: 1-64 letters, digits, '-' or '_'".into())),
+        None => format!("c-{}", uuid::Uuid::new_v4().simple()),
+    };
+    let role = b.role.unwrap_or_else(|| "Software Engineer".into()).trim().to_string();
+    if role.is_empty() || role.chars().count() > 100 {
+        return Err(ApiError::BadRequest("role: 1-100 characters".into()));
+    }
+    let count = b.questions.unwrap_or(state.config.interview.questions);
+    if !(1..=50).contains(&count) {
+        return Err(ApiError::BadRequest("questions: must be between 1 and 50".into()));
+    }
+    let mode = b.mode.unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
+    if !["economy", "balanced", "adaptive", "auto"].contains(&mode.as_str()) {
+        return Err(ApiError::BadRequest("mode: economy | balanced | adaptive | auto".into()));
+    }
+    let resume_text = b.resume_text.unwrap_or_default();
+    if resume_text.chars().count() > MAX_RESUME_CHARS {
+        return Err(ApiError::BadRequest(format!("resume_text: at most {MAX_RESUME_CHARS} characters")));
+    }
+    let track = b.track.unwrap_or_default();
+    let difficulty = b.difficulty.unwrap_or_default();
+    let st = state.get_ref().clone();
+    let record = state
+        .on_engine(async move {
+            let resume = if resume_text.trim().is_empty() {
+                None
+            } else {
+                Some(analyze_resume(&st.store, &st.pool, &resume_text).await.0)
+            };
+            // No question repeats within the candidate's last 5 interviews.
+            let mut exclude = HashSet::new();
+            let past = st.store.candidate_interviews(&candidate_id).unwrap_or_default();
+            for id in past.iter().rev().take(5) {
+                if let Ok(Some(r)) = st.store.load(id) {
+                    exclude.extend(r.questions.iter().map(|q| q.id.clone()));
+                }
+            }
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let empty: Vec<String> = Vec::new();
+            let chosen = st.questions.select(&Selection {
+                role: &role,
+                track,
+                difficulty,
+                count: count as usize,
+                seed: &id,
+                fill: Fill {
+                    role: &role,
+                    technologies: resume.as_ref().map_or(&empty, |r| &r.skills),
+                    projects: resume.as_ref().map_or(&empty, |r| &r.projects),
+                },
+                exclude: &exclude,
+            });
+            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            let now = chrono::Utc::now().timestamp_millis();
+            let record = InterviewRecord {
+                id: id.clone(),
+                token_sha256: sha256_hex(&token),
+                candidate: Candidate { id: candidate_id, name },
+                role,
+                track,
+                difficulty,
+                mode,
+                created_ms: now,
+                updated_ms: now,
+                resume,
+                questions: chosen.into_iter().map(|c| c.question).collect(),
+                items: Vec::new(),
+                current: 0,
+                in_follow_up: false,
+                phase: Phase::Created,
+                next_seq: 1,
+                report: None,
+                follow_ups_asked: 0,
+            };
+            let r = st
+                .supervisor
+                .call(|reply| SupervisorMsg::Create(Box::new(record), reply), Some(Duration::from_secs(10)))
+                .await;
+            match r {
+                Ok(CallResult::Success(Ok(()))) => Ok((id, token)),
+                Ok(CallResult::Success(Err(e))) => Err(ApiError::Unavailable(e.to_string())),
+                _ => Err(ApiError::Unavailable("interview supervisor not answering".into())),
+            }
+        })
+        .await??;
+    let (id, token) = record;
+    Ok(HttpResponse::Created().json(json!({
+        "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
+    })))
+}
+
+/// `GET /api/interviews/{id}`: state and the transcript (the logged events).
+pub async fn get(state: State, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let rec = authorized_record(&state, &req, &path)?;
+    let events: Vec<Value> = state
+        .store
+        .events_after(&rec.id, 0)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .into_iter()
+        .filter_map(|(_, t)| serde_json::from_str(&t).ok())
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "interview_id": rec.id, "state": rec.phase.as_str(),
+        "candidate": rec.candidate, "role": rec.role, "track": rec.track, "difficulty": rec.difficulty,
+        "mode": rec.mode, "question_index": (rec.current + 1).min(rec.questions.len()),
+        "questions_total": rec.questions.len(), "last_seq": rec.last_seq(),
+        "resume": rec.resume, "transcript": events,
+    })))
+}
+
+/// `GET /api/interviews/{id}/report[?format=html]`.
+pub async fn report(state: State, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let rec = authorized_record(&state, &req, &path)?;
+    let Some(report) = rec.report else {
+        return Err(ApiError::Conflict("the report is written when the interview ends".into()));
+    };
+    let html = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("format").cloned())
+        .is_some_and(|f| f == "html");
+    if html {
+        let page = crate::report_html::render(&report).map_err(|e| {
+            tracing::error!(error = %e, "report rendering failed");
+            ApiError::Internal
+        })?;
+        return Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page));
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /api/candidates/{id}/history` (admin): every interview of a candidate, oldest first.
+pub async fn history(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let ids = state
+        .store
+        .candidate_interviews(&path)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Ok(Some(r)) = state.store.load(&id) {
+            out.push(json!({
+                "interview_id": r.id, "role": r.role, "track": r.track, "state": r.phase.as_str(),
+                "created_at": chrono::DateTime::from_timestamp_millis(r.created_ms).map(|d| d.to_rfc3339()),
+                "overall_score": r.report.as_ref().map(|rep| rep["overall_score"].clone()),
+                "questions": r.items.iter().map(|i| json!({"question_id": i.question_id, "score": i.score})).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"candidate_id": path.into_inner(), "interviews": out})))
+}
+
+/// `POST /api/resume/analyze` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeResume {
+    resume_text: String,
+}
+
+/// `POST /api/resume/analyze`.
+pub async fn analyze(state: State, body: web::Json<AnalyzeResume>) -> Result<HttpResponse, ApiError> {
+    let text = body.into_inner().resume_text;
+    if text.trim().is_empty() || text.chars().count() > MAX_RESUME_CHARS {
+        return Err(ApiError::BadRequest(format!("resume_text: 1 to {MAX_RESUME_CHARS} characters")));
+    }
+    let st = state.get_ref().clone();
+    let (analysis, source) = state.on_engine(async move { analyze_resume(&st.store, &st.pool, &text).await }).await?;
+    let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
+    v["source"] = json!(source);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Validates a question pool at start (used by `serve`).
+pub fn pool_size(p: &QuestionPool) -> usize {
+    p.len()
+}
