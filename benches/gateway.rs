@@ -5,7 +5,8 @@
 // Run: `cargo bench --bench gateway`. Both binaries are the release builds cargo makes for the bench.
 // Knobs (environment): GATEWAY_BENCH_REQUESTS (per level and path, default 2000),
 // GATEWAY_BENCH_STORAGE (parent directory of the engine's sled database, default the system temp
-// directory; e.g. /dev/shm to take the disk out of the admission flush).
+// directory; e.g. /dev/shm to take the disk out of the admission flush), GATEWAY_BENCH_ENGINE_BIN and
+// GATEWAY_BENCH_FAKE_BIN (other builds of the two binaries, for A/B runs of a change).
 // The table goes to stdout, the same numbers as JSON to target/bench-gateway.json.
 
 use std::collections::BTreeMap;
@@ -196,12 +197,34 @@ fn cpu_us(pid: &str) -> u64 {
     f.iter().sum::<u64>() * 10_000
 }
 
-/// CPU µs per request spent by the engine, the fake and this client during one run.
+/// Busy CPU time of the whole machine so far (all CPUs, `/proc/stat`), in µs; 0 elsewhere.
+fn machine_busy_us() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let first = stat.lines().next().unwrap_or_default();
+    // cpu user nice system idle iowait irq softirq steal ...
+    let f: Vec<u64> = first
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum::<u64>()
+        * 10_000
+}
+
+/// CPU µs per request spent by the engine, the fake and this client during one run, and by
+/// everything else on the machine (other processes, unattributed interrupts): a check that the
+/// machine was otherwise quiet.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     engine: f64,
     fake: f64,
     client: f64,
+    other: f64,
 }
 
 async fn measured(
@@ -211,9 +234,11 @@ async fn measured(
     n: usize,
     pids: &[String; 3],
 ) -> (Run, Cpu) {
+    let machine0 = machine_busy_us();
     let before: Vec<u64> = pids.iter().map(|p| cpu_us(p)).collect();
     let r = run(client, target, conc, n).await;
     let after: Vec<u64> = pids.iter().map(|p| cpu_us(p)).collect();
+    let machine = machine_busy_us().saturating_sub(machine0) as f64 / n as f64;
     let per = |i: usize| after[i].saturating_sub(before[i]) as f64 / n as f64;
     (
         r,
@@ -221,6 +246,7 @@ async fn measured(
             engine: per(0),
             fake: per(1),
             client: per(2),
+            other: (machine - per(0) - per(1) - per(2)).max(0.0),
         },
     )
 }
@@ -244,7 +270,11 @@ fn main() {
         .expect("runtime");
 
     // Fake provider, 0 ms latency, four keys with no limits.
-    let mut fake_cmd = Command::new(env!("CARGO_BIN_EXE_fake-provider"));
+    let bin = |var: &str, built: &str| std::env::var_os(var).unwrap_or_else(|| built.into());
+    let mut fake_cmd = Command::new(bin(
+        "GATEWAY_BENCH_FAKE_BIN",
+        env!("CARGO_BIN_EXE_fake-provider"),
+    ));
     fake_cmd
         .args(["--bind", "127.0.0.1:0"])
         .stderr(Stdio::inherit());
@@ -270,7 +300,10 @@ fn main() {
     )
     .unwrap();
     let log_path = dir.path().join("engine.log");
-    let mut engine_cmd = Command::new(env!("CARGO_BIN_EXE_interview-engine"));
+    let mut engine_cmd = Command::new(bin(
+        "GATEWAY_BENCH_ENGINE_BIN",
+        env!("CARGO_BIN_EXE_interview-engine"),
+    ));
     engine_cmd
         .args(["serve", "--config"])
         .arg(&config_path)
@@ -369,17 +402,19 @@ fn main() {
             "via_engine": {"p50_ms": vp50, "p90_ms": q(v, 0.9), "p99_ms": vp99, "max_ms": ms(v.hist.max()), "throughput_rps": vrps},
             "added": {"p50_ms": vp50 - dp50, "p99_ms": vp99 - dp99},
             "cpu_us_per_request": {
-                "direct": {"engine": dc.engine, "fake": dc.fake, "client": dc.client},
-                "via_engine": {"engine": vc.engine, "fake": vc.fake, "client": vc.client},
+                "direct": {"engine": dc.engine, "fake": dc.fake, "client": dc.client, "other": dc.other},
+                "via_engine": {"engine": vc.engine, "fake": vc.fake, "client": vc.client, "other": vc.other},
             },
             "served_by": v.served_by,
         }));
     }
-    println!("\nCPU per request (µs, user+system from /proc, 10 ms ticks) and keys used through the engine:");
+    println!(
+        "\nCPU per request (µs, user+system from /proc, 10 ms ticks; `other` = rest of the machine) and keys used through the engine:"
+    );
     for (conc, _, v, dc, vc) in &rows {
         println!(
-            "{conc:>5} | direct: fake {:>5.0} client {:>5.0} | via: engine {:>5.0} fake {:>5.0} client {:>5.0} | served by {:?}",
-            dc.fake, dc.client, vc.engine, vc.fake, vc.client, v.served_by
+            "{conc:>5} | direct: fake {:>4.0} client {:>4.0} other {:>4.0} | via: engine {:>4.0} fake {:>4.0} client {:>4.0} other {:>4.0} | served by {:?}",
+            dc.fake, dc.client, dc.other, vc.engine, vc.fake, vc.client, vc.other, v.served_by
         );
     }
     let worst = rows

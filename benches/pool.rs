@@ -27,7 +27,12 @@ fn keys(n: usize, ledger: &dyn UsageLedger) -> Vec<KeyConfig> {
                 concurrency: Some(1_000_000),
             };
             KeyConfig {
-                quota: Arc::new(SharedQuota::restored(id.clone(), limits, chrono_tz::UTC, ledger)),
+                quota: Arc::new(SharedQuota::restored(
+                    id.clone(),
+                    limits,
+                    chrono_tz::UTC,
+                    ledger,
+                )),
                 spec: Arc::new(KeySpec {
                     id,
                     provider: "bench".into(),
@@ -59,8 +64,14 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let opts = CallOptions::default();
     for (label, ledger) in [
-        ("admission_no_ledger_13_keys", Arc::new(NullLedger) as Arc<dyn UsageLedger>),
-        ("admission_sled_ledger_13_keys", Arc::new(SledStore::temporary().expect("sled")) as Arc<dyn UsageLedger>),
+        (
+            "admission_no_ledger_13_keys",
+            Arc::new(NullLedger) as Arc<dyn UsageLedger>,
+        ),
+        (
+            "admission_sled_ledger_13_keys",
+            Arc::new(SledStore::temporary().expect("sled")) as Arc<dyn UsageLedger>,
+        ),
     ] {
         let pool = rt.block_on(async {
             let directory = KeyDirectory::default();

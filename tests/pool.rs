@@ -1,7 +1,14 @@
 //! The provider pool end to end: the real `interview-engine` binary against the fake provider server
 //! over real HTTP. Every wire format plugs into one shared suite; then limits, scopes, restarts,
 //! failover, redaction and bad input.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    missing_docs,
+    dead_code,
+    clippy::useless_vec,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 
@@ -19,12 +26,48 @@ struct Format {
 }
 
 const FORMATS: &[Format] = &[
-    Format { name: "p_openai", format: "openai", path: "/v1", model: "llama-3.1-8b-instant", env: "P_OPENAI_API_KEYS" },
-    Format { name: "p_azure", format: "azure_openai", path: "", model: "gpt-4o-mini", env: "P_AZURE_API_KEYS" },
-    Format { name: "p_gemini", format: "gemini", path: "/v1beta", model: "gemini-2.0-flash", env: "P_GEMINI_API_KEYS" },
-    Format { name: "p_cloudflare", format: "cloudflare", path: "/client/v4", model: "@cf/meta/llama-3.1-8b-instruct", env: "P_CLOUDFLARE_API_KEYS" },
-    Format { name: "p_cohere", format: "cohere", path: "/v2", model: "command-r7b-12-2024", env: "P_COHERE_API_KEYS" },
-    Format { name: "p_anthropic", format: "anthropic", path: "/v1", model: "claude-3-5-haiku-latest", env: "P_ANTHROPIC_API_KEYS" },
+    Format {
+        name: "p_openai",
+        format: "openai",
+        path: "/v1",
+        model: "llama-3.1-8b-instant",
+        env: "P_OPENAI_API_KEYS",
+    },
+    Format {
+        name: "p_azure",
+        format: "azure_openai",
+        path: "",
+        model: "gpt-4o-mini",
+        env: "P_AZURE_API_KEYS",
+    },
+    Format {
+        name: "p_gemini",
+        format: "gemini",
+        path: "/v1beta",
+        model: "gemini-2.0-flash",
+        env: "P_GEMINI_API_KEYS",
+    },
+    Format {
+        name: "p_cloudflare",
+        format: "cloudflare",
+        path: "/client/v4",
+        model: "@cf/meta/llama-3.1-8b-instruct",
+        env: "P_CLOUDFLARE_API_KEYS",
+    },
+    Format {
+        name: "p_cohere",
+        format: "cohere",
+        path: "/v2",
+        model: "command-r7b-12-2024",
+        env: "P_COHERE_API_KEYS",
+    },
+    Format {
+        name: "p_anthropic",
+        format: "anthropic",
+        path: "/v1",
+        model: "claude-3-5-haiku-latest",
+        env: "P_ANTHROPIC_API_KEYS",
+    },
 ];
 
 /// The config header every test shares; providers are appended.
@@ -34,7 +77,15 @@ fn base_config(extra: &str) -> String {
     )
 }
 
-fn provider_toml(name: &str, format: &str, base_url: &str, model: &str, priority: u32, limits: &str, scope: &str) -> String {
+fn provider_toml(
+    name: &str,
+    format: &str,
+    base_url: &str,
+    model: &str,
+    priority: u32,
+    limits: &str,
+    scope: &str,
+) -> String {
     format!(
         "[providers.{name}]\nformat = \"{format}\"\nbase_url = \"{base_url}\"\nmodel = \"{model}\"\npriority = {priority}\nkeys_env = \"{}_API_KEYS\"\nlimits = {limits}\nquota_scope = \"{scope}\"\n",
         name.to_ascii_uppercase()
@@ -42,7 +93,10 @@ fn provider_toml(name: &str, format: &str, base_url: &str, model: &str, priority
 }
 
 fn env_for(name: &str, keys: &[&str]) -> (String, String) {
-    (format!("{}_API_KEYS", name.to_ascii_uppercase()), keys.join(","))
+    (
+        format!("{}_API_KEYS", name.to_ascii_uppercase()),
+        keys.join(","),
+    )
 }
 
 /// Each format: round trip, stream, then 500 ×2 (breaker), malformed, 401 and 429, each as specified.
@@ -58,7 +112,15 @@ async fn every_wire_format_round_trip_stream_and_failures() {
         // each failure is observed on its own.
         for (suffix, key) in [("a", "a"), ("b", "b"), ("c", "c")] {
             let name = format!("{}_{suffix}", f.name);
-            cfg.push_str(&provider_toml(&name, f.format, &format!("{}{}", fake.base, f.path), f.model, 1 + i as u32, "{ rpm = 100 }", "key"));
+            cfg.push_str(&provider_toml(
+                &name,
+                f.format,
+                &format!("{}{}", fake.base, f.path),
+                f.model,
+                1 + i as u32,
+                "{ rpm = 100 }",
+                "key",
+            ));
             let k = format!("sk-{}-{key}-SECRETVALUE0123456789", f.format);
             if key != "b" {
                 fake.add_key(&k, json!({})).await;
@@ -79,10 +141,21 @@ async fn every_wire_format_round_trip_stream_and_failures() {
         // Round trip.
         let r = engine.chat(&a, "Tell me about Rust").await;
         assert_eq!(r.status, 200, "{}: {}", f.format, r.text);
-        let text = r.json["choices"][0]["message"]["content"].as_str().unwrap_or("");
+        let text = r.json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("");
         assert!(!text.is_empty(), "{}: empty answer", f.format);
-        assert!(r.json["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "{}: usage reported", f.format);
-        assert_eq!(fake.requests(&key_a).await.len(), 1, "{}: one request reached the fake", f.format);
+        assert!(
+            r.json["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0,
+            "{}: usage reported",
+            f.format
+        );
+        assert_eq!(
+            fake.requests(&key_a).await.len(),
+            1,
+            "{}: one request reached the fake",
+            f.format
+        );
 
         // Stream: OpenAI-shaped SSE out, text pieces joined equal a real answer, ends with [DONE].
         let body = json!({"model": a, "stream": true, "max_tokens": 16, "messages": [{"role": "user", "content": "Stream please"}]});
@@ -99,12 +172,20 @@ async fn every_wire_format_round_trip_stream_and_failures() {
             }
         }
         assert!(pieces >= 2, "{}: streamed in pieces: {}", f.format, r.text);
-        assert!(r.text.trim_end().ends_with("data: [DONE]"), "{}: stream ends with [DONE]", f.format);
+        assert!(
+            r.text.trim_end().ends_with("data: [DONE]"),
+            "{}: stream ends with [DONE]",
+            f.format
+        );
 
         // Malformed output: 502, no crash, counted as a failure.
         fake.set_fault(&key_a, Some("malformed"), Some(1)).await;
         let r = engine.chat(&a, "hello").await;
-        assert_eq!(r.status, 502, "{}: malformed → upstream_failed: {}", f.format, r.text);
+        assert_eq!(
+            r.status, 502,
+            "{}: malformed → upstream_failed: {}",
+            f.format, r.text
+        );
         assert_eq!(r.json["error"]["code"], "upstream_failed");
 
         // 500 once more opens the breaker (breaker_failures = 2): then no traffic reaches the fake.
@@ -113,28 +194,66 @@ async fn every_wire_format_round_trip_stream_and_failures() {
         assert_eq!(r.status, 502, "{}: 500 → upstream_failed", f.format);
         let before = fake.requests(&key_a).await.len();
         let r = engine.chat(&a, "hello").await;
-        assert_eq!(r.status, 503, "{}: breaker open → no_capacity: {}", f.format, r.text);
-        assert_eq!(fake.requests(&key_a).await.len(), before, "{}: an open breaker sends nothing", f.format);
+        assert_eq!(
+            r.status, 503,
+            "{}: breaker open → no_capacity: {}",
+            f.format, r.text
+        );
+        assert_eq!(
+            fake.requests(&key_a).await.len(),
+            before,
+            "{}: an open breaker sends nothing",
+            f.format
+        );
         let st = engine.status().await;
-        assert_eq!(key_status(&st, &format!("{a}#1"))["health"], "circuit_open", "{}", f.format);
+        assert_eq!(
+            key_status(&st, &format!("{a}#1"))["health"],
+            "circuit_open",
+            "{}",
+            f.format
+        );
 
         // 401 (key unknown to the fake): marked invalid, no further traffic.
         let b = format!("{}_b", f.name);
         let r = engine.chat(&b, "hello").await;
-        assert!(r.status == 502 || r.status == 503, "{}: {}", f.format, r.text);
+        assert!(
+            r.status == 502 || r.status == 503,
+            "{}: {}",
+            f.format,
+            r.text
+        );
         let r = engine.chat(&b, "hello").await;
-        assert_eq!(r.status, 503, "{}: an invalid key takes no traffic", f.format);
+        assert_eq!(
+            r.status, 503,
+            "{}: an invalid key takes no traffic",
+            f.format
+        );
         let st = engine.status().await;
-        assert_eq!(key_status(&st, &format!("{b}#1"))["health"], "invalid", "{}", f.format);
+        assert_eq!(
+            key_status(&st, &format!("{b}#1"))["health"],
+            "invalid",
+            "{}",
+            f.format
+        );
 
         // 429 with Retry-After: the key cools down and takes no traffic meanwhile.
         let c = format!("{}_c", f.name);
         fake.set_fault(&key_c, Some("rate_limit"), Some(1)).await;
         let r = engine.chat(&c, "hello").await;
-        assert!(r.status == 502 || r.status == 503, "{}: {}", f.format, r.text);
+        assert!(
+            r.status == 502 || r.status == 503,
+            "{}: {}",
+            f.format,
+            r.text
+        );
         let r = engine.chat(&c, "hello").await;
         assert_eq!(r.status, 503, "{}: cooling down", f.format);
-        assert_eq!(fake.requests(&key_c).await.len(), 1, "{}: nothing sent while cooling down", f.format);
+        assert_eq!(
+            fake.requests(&key_c).await.len(),
+            1,
+            "{}: nothing sent while cooling down",
+            f.format
+        );
         let st = engine.status().await;
         let ks = key_status(&st, &format!("{c}#1"));
         assert_eq!(ks["health"], "cooling_down", "{}: {ks}", f.format);
@@ -145,7 +264,10 @@ async fn every_wire_format_round_trip_stream_and_failures() {
     let log = engine.log();
     let status = engine.status().await.to_string();
     assert!(!log.contains("SECRETVALUE"), "a key leaked into the log");
-    assert!(!status.contains("SECRETVALUE"), "a key leaked into the status");
+    assert!(
+        !status.contains("SECRETVALUE"),
+        "a key leaked into the status"
+    );
 }
 
 /// A burst of 10× the per-minute limit: the fake never sees more than the limit per key in any minute,
@@ -157,16 +279,36 @@ async fn burst_never_exceeds_limits() {
     for k in ["burst-k1-SECRETVALUE", "burst-k2-SECRETVALUE"] {
         fake.add_key(k, json!({"rpm": 3})).await;
     }
-    let cfg = provider_toml("one", "openai", &format!("{}/v1", fake.base), "m", 1, "{ rpm = 3 }", "key")
-        + &provider_toml("two", "anthropic", &format!("{}/v1", fake.base), "claude", 2, "{ rpm = 3 }", "key");
-    let env = vec![env_for("one", &["burst-k1-SECRETVALUE"]), env_for("two", &["burst-k2-SECRETVALUE"])];
+    let cfg = provider_toml(
+        "one",
+        "openai",
+        &format!("{}/v1", fake.base),
+        "m",
+        1,
+        "{ rpm = 3 }",
+        "key",
+    ) + &provider_toml(
+        "two",
+        "anthropic",
+        &format!("{}/v1", fake.base),
+        "claude",
+        2,
+        "{ rpm = 3 }",
+        "key",
+    );
+    let env = vec![
+        env_for("one", &["burst-k1-SECRETVALUE"]),
+        env_for("two", &["burst-k2-SECRETVALUE"]),
+    ];
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let engine = std::sync::Arc::new(Engine::start(dir.path(), &base_config(&cfg), &env));
 
     let mut tasks = Vec::new();
     for i in 0..30 {
         let e = engine.clone();
-        tasks.push(tokio::spawn(async move { e.chat("auto", &format!("burst {i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            e.chat("auto", &format!("burst {i}")).await
+        }));
     }
     let mut ok = 0;
     let mut no_capacity = 0;
@@ -176,7 +318,12 @@ async fn burst_never_exceeds_limits() {
         match r.status {
             200 => {
                 ok += 1;
-                let by = r.headers.get("x-served-by").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let by = r
+                    .headers
+                    .get("x-served-by")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 *served_by.entry(by).or_insert(0) += 1;
             }
             503 => {
@@ -189,11 +336,21 @@ async fn burst_never_exceeds_limits() {
     assert_eq!(ok + no_capacity, 30);
     assert_eq!(ok, 6, "3 per key per minute: {served_by:?}");
     assert_eq!(served_by.get("one#1"), Some(&3));
-    assert_eq!(served_by.get("two#1"), Some(&3), "the overflow went to the other provider");
+    assert_eq!(
+        served_by.get("two#1"),
+        Some(&3),
+        "the overflow went to the other provider"
+    );
     let stats = fake.stats().await;
     for k in ["burst-k1-SECRETVALUE", "burst-k2-SECRETVALUE"] {
-        assert!(stats[k]["max_requests_in_any_60s_window"].as_u64().unwrap() <= 3, "{stats}");
-        assert_eq!(stats[k]["rate_limited_by_fake"], 0, "no 429 caused by us: {stats}");
+        assert!(
+            stats[k]["max_requests_in_any_60s_window"].as_u64().unwrap() <= 3,
+            "{stats}"
+        );
+        assert_eq!(
+            stats[k]["rate_limited_by_fake"], 0,
+            "no 429 caused by us: {stats}"
+        );
     }
 }
 
@@ -205,8 +362,19 @@ async fn shared_scope_limits_keys_together() {
     for k in ["scope-a-SECRETVALUE", "scope-b-SECRETVALUE"] {
         fake.add_key(k, json!({})).await;
     }
-    let cfg = provider_toml("gem", "gemini", &format!("{}/v1beta", fake.base), "gemini-2.0-flash", 1, "{ rpm = 4, rpd = 100 }", "shared");
-    let env = vec![env_for("gem", &["scope-a-SECRETVALUE", "scope-b-SECRETVALUE"])];
+    let cfg = provider_toml(
+        "gem",
+        "gemini",
+        &format!("{}/v1beta", fake.base),
+        "gemini-2.0-flash",
+        1,
+        "{ rpm = 4, rpd = 100 }",
+        "shared",
+    );
+    let env = vec![env_for(
+        "gem",
+        &["scope-a-SECRETVALUE", "scope-b-SECRETVALUE"],
+    )];
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let engine = Engine::start(dir.path(), &base_config(&cfg), &env);
     let mut ok = 0;
@@ -218,7 +386,11 @@ async fn shared_scope_limits_keys_together() {
     let a = fake.requests("scope-a-SECRETVALUE").await.len();
     let b = fake.requests("scope-b-SECRETVALUE").await.len();
     assert_eq!(ok, 4);
-    assert_eq!(a + b, 4, "both keys together stay within the scope's 4 rpm (a={a}, b={b})");
+    assert_eq!(
+        a + b,
+        4,
+        "both keys together stay within the scope's 4 rpm (a={a}, b={b})"
+    );
     let st = engine.status().await;
     assert_eq!(key_status(&st, "gem#1")["scope"], "gem:shared");
     assert_eq!(key_status(&st, "gem#2")["windows"]["rpm"]["used"], 4);
@@ -231,7 +403,15 @@ async fn sigkill_and_restart_do_not_overrun_the_day() {
     let dir = tempfile::tempdir().unwrap();
     let key = "daily-SECRETVALUE";
     fake.add_key(key, json!({"rpd": 10})).await;
-    let cfg = provider_toml("day", "cohere", &format!("{}/v2", fake.base), "command-r", 1, "{ rpd = 10 }", "key");
+    let cfg = provider_toml(
+        "day",
+        "cohere",
+        &format!("{}/v2", fake.base),
+        "command-r",
+        1,
+        "{ rpd = 10 }",
+        "key",
+    );
     let env = vec![env_for("day", &[key])];
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let mut engine = Engine::start(dir.path(), &base_config(&cfg), &env);
@@ -241,7 +421,11 @@ async fn sigkill_and_restart_do_not_overrun_the_day() {
     engine.kill();
     let engine = Engine::start(dir.path(), &base_config(&cfg), &env);
     let st = engine.status().await;
-    assert_eq!(key_status(&st, "day#1")["windows"]["rpd"]["used"], 8, "usage survived SIGKILL");
+    assert_eq!(
+        key_status(&st, "day#1")["windows"]["rpd"]["used"],
+        8,
+        "usage survived SIGKILL"
+    );
     let mut ok = 0;
     for i in 0..5 {
         let r = engine.chat("day", &format!("after {i}")).await;
@@ -263,12 +447,35 @@ async fn failing_provider_is_skipped_and_status_says_why() {
     let fake = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
     fake.add_key("bad5xx-SECRETVALUE", json!({})).await;
-    fake.set_fault("bad5xx-SECRETVALUE", Some("http_500"), None).await;
+    fake.set_fault("bad5xx-SECRETVALUE", Some("http_500"), None)
+        .await;
     fake.add_key("good-SECRETVALUE", json!({})).await;
     // "bad401" is never registered: the fake answers 401.
-    let cfg = provider_toml("flaky", "openai", &format!("{}/v1", fake.base), "m", 1, "{ rpm = 100 }", "key")
-        + &provider_toml("revoked", "gemini", &format!("{}/v1beta", fake.base), "gemini-2.0-flash", 1, "{ rpm = 100 }", "key")
-        + &provider_toml("steady", "cloudflare", &format!("{}/client/v4", fake.base), "@cf/meta/llama", 2, "{ rpm = 100 }", "key");
+    let cfg = provider_toml(
+        "flaky",
+        "openai",
+        &format!("{}/v1", fake.base),
+        "m",
+        1,
+        "{ rpm = 100 }",
+        "key",
+    ) + &provider_toml(
+        "revoked",
+        "gemini",
+        &format!("{}/v1beta", fake.base),
+        "gemini-2.0-flash",
+        1,
+        "{ rpm = 100 }",
+        "key",
+    ) + &provider_toml(
+        "steady",
+        "cloudflare",
+        &format!("{}/client/v4", fake.base),
+        "@cf/meta/llama",
+        2,
+        "{ rpm = 100 }",
+        "key",
+    );
     let env = vec![
         env_for("flaky", &["bad5xx-SECRETVALUE"]),
         env_for("revoked", &["bad401-SECRETVALUE"]),
@@ -280,7 +487,10 @@ async fn failing_provider_is_skipped_and_status_says_why() {
     for i in 0..6 {
         let r = engine.chat("auto", &format!("q{i}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.headers.get("x-served-by").and_then(|v| v.to_str().ok()), Some("steady#1"));
+        assert_eq!(
+            r.headers.get("x-served-by").and_then(|v| v.to_str().ok()),
+            Some("steady#1")
+        );
     }
     // Breaker (2 failures) and invalid key: later requests do not touch the bad providers at all.
     assert_eq!(fake.requests("bad5xx-SECRETVALUE").await.len(), 2);
@@ -288,10 +498,16 @@ async fn failing_provider_is_skipped_and_status_says_why() {
     let st = engine.status().await;
     let flaky = key_status(&st, "flaky#1");
     assert_eq!(flaky["health"], "circuit_open");
-    assert!(flaky["last_error"].as_str().unwrap_or("").contains("500"), "{flaky}");
+    assert!(
+        flaky["last_error"].as_str().unwrap_or("").contains("500"),
+        "{flaky}"
+    );
     assert_eq!(key_status(&st, "revoked#1")["health"], "invalid");
     let alerts = st["alerts"].to_string();
-    assert!(alerts.contains("flaky#1") && alerts.contains("revoked#1"), "{alerts}");
+    assert!(
+        alerts.contains("flaky#1") && alerts.contains("revoked#1"),
+        "{alerts}"
+    );
     assert!(!st.to_string().contains("SECRETVALUE"));
     assert!(!engine.log().contains("SECRETVALUE"));
 }
@@ -303,41 +519,119 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let fake = FakeProvider::start().await;
     let dir = tempfile::tempdir().unwrap();
     fake.add_key("in-SECRETVALUE", json!({})).await;
-    let cfg = base_config(&provider_toml("solo", "openai", &format!("{}/v1", fake.base), "m", 1, "{ rpm = 100 }", "key"))
-        .replace("[server]\n", "[server]\nadmin_token = \"adm-SECRETVALUE\"\nmax_body_bytes = 4096\n");
+    let cfg = base_config(&provider_toml(
+        "solo",
+        "openai",
+        &format!("{}/v1", fake.base),
+        "m",
+        1,
+        "{ rpm = 100 }",
+        "key",
+    ))
+    .replace(
+        "[server]\n",
+        "[server]\nadmin_token = \"adm-SECRETVALUE\"\nmax_body_bytes = 4096\n",
+    );
     let env = vec![env_for("solo", &["in-SECRETVALUE"])];
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let engine = Engine::start(dir.path(), &cfg, &env);
     let tok = Some("adm-SECRETVALUE");
 
     assert_eq!(engine.get("/api/system_status", None).await.status, 401);
-    assert_eq!(engine.get("/api/system_status", Some("wrong")).await.status, 401);
+    assert_eq!(
+        engine.get("/api/system_status", Some("wrong")).await.status,
+        401
+    );
     let before = engine.get("/api/system_status", tok).await;
     assert_eq!(before.status, 200);
 
-    let r = engine.post_raw("/v1/chat/completions", b"{not json".to_vec(), "application/json", None).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (401, Some("unauthorized")), "auth is checked before the body");
-    let r = engine.post_raw("/v1/chat/completions", b"{not json".to_vec(), "application/json", tok).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (400, Some("invalid_json")), "{}", r.text);
-    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
-    let r = engine.post("/v1/chat/completions", &chat("nosuch"), tok).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (400, Some("unknown_provider")), "{}", r.text);
+    let r = engine
+        .post_raw(
+            "/v1/chat/completions",
+            b"{not json".to_vec(),
+            "application/json",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "auth is checked before the body"
+    );
+    let r = engine
+        .post_raw(
+            "/v1/chat/completions",
+            b"{not json".to_vec(),
+            "application/json",
+            tok,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{}",
+        r.text
+    );
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let r = engine
+        .post("/v1/chat/completions", &chat("nosuch"), tok)
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (400, Some("unknown_provider")),
+        "{}",
+        r.text
+    );
     let big = json!({"messages": [{"role": "user", "content": "x".repeat(10_000)}]});
     let r = engine.post("/v1/chat/completions", &big, tok).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (413, Some("payload_too_large")), "{}", r.text);
-    let r = engine.post("/v1/chat/completions", &json!({"messages": []}), tok).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (400, Some("bad_request")));
-    let r = engine.post("/v1/chat/completions", &json!({"messages": "hi"}), tok).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (400, Some("invalid_json")));
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{}",
+        r.text
+    );
+    let r = engine
+        .post("/v1/chat/completions", &json!({"messages": []}), tok)
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let r = engine
+        .post("/v1/chat/completions", &json!({"messages": "hi"}), tok)
+        .await;
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
     let r = engine.get("/no/such/route", None).await;
-    assert_eq!((r.status, r.json["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (r.status, r.json["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
 
-    assert!(fake.requests("in-SECRETVALUE").await.is_empty(), "no bad request reached the provider");
+    assert!(
+        fake.requests("in-SECRETVALUE").await.is_empty(),
+        "no bad request reached the provider"
+    );
     let after = engine.get("/api/system_status", tok).await;
-    assert_eq!(before.json["providers"], after.json["providers"], "status unchanged");
+    assert_eq!(
+        before.json["providers"], after.json["providers"],
+        "status unchanged"
+    );
     // The good request works with the token.
-    assert_eq!(engine.post("/v1/chat/completions", &chat("solo"), tok).await.status, 200);
-    assert!(!engine.log().contains("SECRETVALUE"), "neither key nor admin token in the log");
+    assert_eq!(
+        engine
+            .post("/v1/chat/completions", &chat("solo"), tok)
+            .await
+            .status,
+        200
+    );
+    assert!(
+        !engine.log().contains("SECRETVALUE"),
+        "neither key nor admin token in the log"
+    );
 }
 
 /// A bad config is refused at start with the field named, and exits non-zero.
@@ -345,10 +639,16 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
 fn bad_config_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[providers.groq]\nlimits = { rpm = 0 }\n", "providers.groq.limits.rpm: must be > 0"),
+        (
+            "[providers.groq]\nlimits = { rpm = 0 }\n",
+            "providers.groq.limits.rpm: must be > 0",
+        ),
         ("[server]\nbind = \"nowhere\"\n", "server.bind"),
         ("[server]\nport = 1\n", "port"),
-        ("[providers.mine]\nbase_url = \"http://127.0.0.1:1\"\n", "providers.mine.format"),
+        (
+            "[providers.mine]\nbase_url = \"http://127.0.0.1:1\"\n",
+            "providers.mine.format",
+        ),
     ];
     for (toml, expected) in cases {
         let path = dir.path().join("bad.toml");
@@ -381,24 +681,53 @@ async fn check_keys_reports_each_key() {
     let dir = tempfile::tempdir().unwrap();
     fake.add_key("ck-good-SECRETVALUE", json!({})).await;
     fake.add_key("ck-limited-SECRETVALUE", json!({})).await;
-    fake.set_fault("ck-limited-SECRETVALUE", Some("rate_limit"), None).await;
-    let cfg = provider_toml("ck", "openai", &format!("{}/v1", fake.base), "m", 1, "{ rpm = 100 }", "key")
-        + &provider_toml("gone", "openai", "http://127.0.0.1:9", "m", 1, "{ rpm = 100 }", "key");
+    fake.set_fault("ck-limited-SECRETVALUE", Some("rate_limit"), None)
+        .await;
+    let cfg = provider_toml(
+        "ck",
+        "openai",
+        &format!("{}/v1", fake.base),
+        "m",
+        1,
+        "{ rpm = 100 }",
+        "key",
+    ) + &provider_toml(
+        "gone",
+        "openai",
+        "http://127.0.0.1:9",
+        "m",
+        1,
+        "{ rpm = 100 }",
+        "key",
+    );
     let path = dir.path().join("c.toml");
     std::fs::write(&path, base_config(&cfg)).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_interview-engine"))
         .args(["check-keys", "--json", "--config"])
         .arg(&path)
         .env_clear()
-        .env("CK_API_KEYS", "ck-good-SECRETVALUE,ck-limited-SECRETVALUE,ck-bad-SECRETVALUE")
+        .env(
+            "CK_API_KEYS",
+            "ck-good-SECRETVALUE,ck-limited-SECRETVALUE,ck-bad-SECRETVALUE",
+        )
         .env("GONE_API_KEYS", "gone-SECRETVALUE")
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("SECRETVALUE") && !String::from_utf8_lossy(&out.stderr).contains("SECRETVALUE"));
+    assert!(
+        !stdout.contains("SECRETVALUE")
+            && !String::from_utf8_lossy(&out.stderr).contains("SECRETVALUE")
+    );
     let v: Value = serde_json::from_str(&stdout).unwrap();
-    let result = |id: &str| v.as_array().unwrap().iter().find(|c| c["key"] == id).unwrap()["result"].clone();
+    let result = |id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == id)
+            .unwrap()["result"]
+            .clone()
+    };
     assert_eq!(result("ck#1"), "ok");
     assert_eq!(result("ck#2"), "rate_limited");
     assert_eq!(result("ck#3"), "invalid");

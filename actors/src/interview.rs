@@ -93,13 +93,20 @@ pub struct InterviewRecord {
     pub phase: Phase,
     /// The next event's sequence number (the first event is 1).
     pub next_seq: u64,
-    /// The report, once finished.
-    pub report: Option<Value>,
+    /// The report (JSON text: bincode cannot carry a free-form JSON value), once finished.
+    pub report: Option<String>,
     /// Follow-ups asked so far.
     pub follow_ups_asked: u32,
 }
 
 impl InterviewRecord {
+    /// The report as JSON, once finished.
+    pub fn report_value(&self) -> Option<Value> {
+        self.report
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
+
     /// The last sequence number used.
     pub fn last_seq(&self) -> u64 {
         self.next_seq.saturating_sub(1)

@@ -55,12 +55,19 @@ pub struct SharedQuota {
 
 impl SharedQuota {
     /// A quota for `scope` restored from the ledger (a record that cannot be read is logged and skipped).
-    pub fn restored(scope: String, limits: Limits, tz: chrono_tz::Tz, ledger: &dyn UsageLedger) -> Self {
+    pub fn restored(
+        scope: String,
+        limits: Limits,
+        tz: chrono_tz::Tz,
+        ledger: &dyn UsageLedger,
+    ) -> Self {
         let mut quota = Quota::new(limits, tz);
         match ledger.load(&scope) {
             Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
             Ok(None) => {}
-            Err(e) => tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty"),
+            Err(e) => {
+                tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
+            }
         }
         Self {
             scope,
@@ -112,11 +119,17 @@ impl KeyGauge {
 enum Health {
     Healthy,
     /// 401/403: no more traffic.
-    Invalid { status: u16 },
+    Invalid {
+        status: u16,
+    },
     /// Breaker open until the instant.
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// Breaker half-open: one probe allowed at a time.
-    HalfOpen { probing: bool },
+    HalfOpen {
+        probing: bool,
+    },
 }
 
 /// Why a key did not admit a request.
@@ -199,7 +212,10 @@ pub struct Permit {
 
 impl std::fmt::Debug for Permit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit").field("key", &self.spec.id).field("id", &self.id).finish()
+        f.debug_struct("Permit")
+            .field("key", &self.spec.id)
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -396,7 +412,9 @@ impl KeyState {
     async fn drain(&mut self, myself: &ActorRef<KeyMsg>) {
         loop {
             let now = Instant::now();
-            let Some(front) = self.queue.front() else { break };
+            let Some(front) = self.queue.front() else {
+                break;
+            };
             let tokens = front.tokens;
             if front.deadline <= now || front.reply.is_closed() {
                 if let Some(w) = self.queue.pop_front() {
@@ -488,7 +506,10 @@ impl KeyState {
                             now + retry_after.unwrap_or(self.args.spec.default_retry_after)
                         };
                         q.block_until(now, wall, until);
-                        let _ = self.args.ledger.store(&self.args.quota.scope, &q.record(now, wall));
+                        let _ = self
+                            .args
+                            .ledger
+                            .store(&self.args.quota.scope, &q.record(now, wall));
                         tracing::warn!(key = %self.args.spec.id, day_exhausted, wait_s = until.saturating_duration_since(now).as_secs_f64(), "provider rate-limited the key; cooling down");
                         if matches!(self.health, Health::HalfOpen { .. }) {
                             self.health = Health::HalfOpen { probing: false };
@@ -501,7 +522,8 @@ impl KeyState {
                     e if e.is_breaker_failure() => {
                         self.consecutive_failures += 1;
                         let half_open = matches!(self.health, Health::HalfOpen { .. });
-                        if half_open || self.consecutive_failures >= self.args.spec.breaker_failures {
+                        if half_open || self.consecutive_failures >= self.args.spec.breaker_failures
+                        {
                             tracing::warn!(key = %self.args.spec.id, failures = self.consecutive_failures, error = %e, "breaker open");
                             self.health = Health::Open {
                                 until: now + self.args.spec.breaker_cooldown,
@@ -652,7 +674,10 @@ impl Actor for KeyActor {
                 {
                     let mut q = state.args.quota.lock();
                     q.settle(id, tokens);
-                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record(Instant::now(), Utc::now()));
+                    let _ = state.args.ledger.store(
+                        &state.args.quota.scope,
+                        &q.record(Instant::now(), Utc::now()),
+                    );
                 }
                 state.drain(&myself).await;
             }
@@ -660,7 +685,10 @@ impl Actor for KeyActor {
                 {
                     let mut q = state.args.quota.lock();
                     q.release(id, sent);
-                    let _ = state.args.ledger.store(&state.args.quota.scope, &q.record(Instant::now(), Utc::now()));
+                    let _ = state.args.ledger.store(
+                        &state.args.quota.scope,
+                        &q.record(Instant::now(), Utc::now()),
+                    );
                 }
                 if let Health::HalfOpen { probing } = &mut state.health {
                     *probing = false;

@@ -15,8 +15,8 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Serialize;
 
-use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
 use crate::key::KeyStatus;
+use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
 use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
 use crate::router::{Candidate, KeyDirectory, RouterMsg};
 
@@ -127,7 +127,11 @@ pub struct Pool {
 
 impl Pool {
     /// A pool over a running router and the directory it publishes.
-    pub fn new(router: ActorRef<RouterMsg>, directory: KeyDirectory, http: reqwest::Client) -> Self {
+    pub fn new(
+        router: ActorRef<RouterMsg>,
+        directory: KeyDirectory,
+        http: reqwest::Client,
+    ) -> Self {
         Self {
             router,
             directory,
@@ -147,10 +151,16 @@ impl Pool {
 
     /// Every key's status.
     pub async fn status(&self) -> Result<Vec<KeyStatus>, PoolError> {
-        match self.router.call(RouterMsg::Status, Some(Duration::from_secs(10))).await {
+        match self
+            .router
+            .call(RouterMsg::Status, Some(Duration::from_secs(10)))
+            .await
+        {
             Ok(CallResult::Success(s)) => Ok(s),
             Ok(CallResult::Timeout) => Err(PoolError::Unavailable("status timed out".into())),
-            Ok(CallResult::SenderError) | Err(_) => Err(PoolError::Unavailable("router stopped".into())),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(PoolError::Unavailable("router stopped".into()))
+            }
         }
     }
 
@@ -245,7 +255,7 @@ impl Pool {
     /// The permit settles or releases like any other. Used by benchmarks of the admission path.
     pub async fn acquire(&self, tokens: u64, opts: &CallOptions) -> Result<Permit, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(&opts).await?;
+        let cands = self.plan(opts).await?;
         let mut trail = Vec::new();
         match Self::admit(&cands, &mut HashSet::new(), tokens, deadline, &mut trail).await {
             Some((_, p)) => Ok(p),

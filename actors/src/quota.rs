@@ -28,7 +28,6 @@ pub struct Limits {
     pub concurrency: Option<u32>,
 }
 
-
 /// Why a reservation cannot be made now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blocked {
@@ -160,7 +159,12 @@ impl Quota {
     /// The day (`YYYY-MM-DD` in the reset time zone) that `wall` falls in.
     pub fn day_of(&self, wall: DateTime<Utc>) -> String {
         let local = wall.with_timezone(&self.tz);
-        format!("{:04}-{:02}-{:02}", local.year(), local.month(), local.day())
+        format!(
+            "{:04}-{:02}-{:02}",
+            local.year(),
+            local.month(),
+            local.day()
+        )
     }
 
     /// The next daily reset after `wall`: midnight of the following day in the reset time zone.
@@ -214,8 +218,19 @@ impl Quota {
                 b.tokens += tokens;
             }
             None => {
-                let pos = self.minute.iter().position(|b| b.sec > sec).unwrap_or(self.minute.len());
-                self.minute.insert(pos, Bucket { sec, requests, tokens });
+                let pos = self
+                    .minute
+                    .iter()
+                    .position(|b| b.sec > sec)
+                    .unwrap_or(self.minute.len());
+                self.minute.insert(
+                    pos,
+                    Bucket {
+                        sec,
+                        requests,
+                        tokens,
+                    },
+                );
             }
         }
         self.minute_requests += requests;
@@ -373,7 +388,8 @@ impl Quota {
     /// Blocks the quota until `until` (a 429 cool-down or a day-exhausted park).
     pub fn block_until(&mut self, now: Instant, wall: DateTime<Utc>, until: Instant) {
         let ms = wall.timestamp_millis()
-            + i64::try_from(until.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX / 2);
+            + i64::try_from(until.saturating_duration_since(now).as_millis())
+                .unwrap_or(i64::MAX / 2);
         match self.blocked_until {
             Some((u, _)) if u >= until => {}
             _ => self.blocked_until = Some((until, ms)),
@@ -436,10 +452,16 @@ mod tests {
         let (now, wall) = (Instant::now(), Utc::now());
         assert!(q.try_reserve(now, wall, 60).is_ok());
         // 60 + 50 > 100: the token window refuses, and the request window must not be charged.
-        assert!(matches!(q.try_reserve(now, wall, 50), Err(Blocked::Until(_))));
+        assert!(matches!(
+            q.try_reserve(now, wall, 50),
+            Err(Blocked::Until(_))
+        ));
         assert_eq!(q.usage(now, wall).rpm_used, 1);
         assert!(q.try_reserve(now, wall, 40).is_ok());
-        assert!(matches!(q.try_reserve(now, wall, 1), Err(Blocked::Until(_))));
+        assert!(matches!(
+            q.try_reserve(now, wall, 1),
+            Err(Blocked::Until(_))
+        ));
         // A minute later the window has room again.
         let later = now + Duration::from_secs(62);
         assert!(q.try_reserve(later, wall, 10).is_ok());
@@ -455,7 +477,10 @@ mod tests {
         let b = q.try_reserve(now, wall, 500).unwrap();
         q.release(b, false);
         let u = q.usage(now, wall);
-        assert_eq!((u.rpm_used, u.rpd_used, u.tpm_used, u.in_flight), (1, 1, 100, 0));
+        assert_eq!(
+            (u.rpm_used, u.rpd_used, u.tpm_used, u.in_flight),
+            (1, 1, 100, 0)
+        );
     }
 
     #[test]
@@ -476,7 +501,9 @@ mod tests {
         }
         // After the reset the day counters start again.
         let next_day = Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 1).unwrap();
-        assert!(q.try_reserve(now + Duration::from_secs(120), next_day, 1).is_ok());
+        assert!(q
+            .try_reserve(now + Duration::from_secs(120), next_day, 1)
+            .is_ok());
     }
 
     #[test]
@@ -488,13 +515,19 @@ mod tests {
         let rec = q.record(now, wall);
         let mut restored = Quota::new(limits(2, 1000), chrono_tz::UTC);
         restored.restore(&rec, now, wall);
-        assert!(matches!(restored.try_reserve(now, wall, 1), Err(Blocked::Until(_))));
+        assert!(matches!(
+            restored.try_reserve(now, wall, 1),
+            Err(Blocked::Until(_))
+        ));
         assert_eq!(restored.usage(now, wall).rpd_used, 2);
     }
 
     #[test]
     fn too_large_is_never_admitted() {
         let mut q = Quota::new(limits(2, 100), chrono_tz::UTC);
-        assert_eq!(q.try_reserve(Instant::now(), Utc::now(), 101), Err(Blocked::TooLarge));
+        assert_eq!(
+            q.try_reserve(Instant::now(), Utc::now(), 101),
+            Err(Blocked::TooLarge)
+        );
     }
 }

@@ -31,7 +31,11 @@ impl KeyDirectory {
     /// priority first; more headroom first.
     pub fn plan(&self) -> Vec<Candidate> {
         let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let mut c: Vec<Candidate> = guard.iter().filter(|c| !c.gauge.is_invalid()).cloned().collect();
+        let mut c: Vec<Candidate> = guard
+            .iter()
+            .filter(|c| !c.gauge.is_invalid())
+            .cloned()
+            .collect();
         drop(guard);
         c.sort_by(|a, b| {
             a.gauge
@@ -164,7 +168,9 @@ impl Actor for RouterActor {
                         .await
                     {
                         Ok(ractor::rpc::CallResult::Success(s)) => out.push(s),
-                        _ => tracing::warn!(key = %slot.config.spec.id, "key actor did not answer a status call"),
+                        _ => {
+                            tracing::warn!(key = %slot.config.spec.id, "key actor did not answer a status call")
+                        }
                     }
                 }
                 let _ = reply.send(out);

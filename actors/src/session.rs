@@ -244,7 +244,11 @@ impl SessionState {
         }
         let text = text.trim().to_string();
         if text.is_empty() {
-            self.send_ephemeral(&error_event(&self.rec, "empty_answer", "the answer is empty"));
+            self.send_ephemeral(&error_event(
+                &self.rec,
+                "empty_answer",
+                "the answer is empty",
+            ));
             return Ok(());
         }
         if self.deps.test_hooks && text == "__panic__" {
@@ -266,7 +270,10 @@ impl SessionState {
             _ => {
                 item.answer = Some(text.clone());
                 item.audio_duration_s = audio;
-                (item.question.clone(), self.rec.questions[idx].rubric.clone())
+                (
+                    item.question.clone(),
+                    self.rec.questions[idx].rubric.clone(),
+                )
             }
         };
         self.rec.phase = Phase::Evaluating;
@@ -277,7 +284,13 @@ impl SessionState {
     }
 
     /// Evaluates in a task (provider) or inline (heuristic); the outcome arrives as `Evaluated`.
-    fn evaluate(&self, myself: &ActorRef<SessionMsg>, question: String, rubric: Vec<String>, answer: String) {
+    fn evaluate(
+        &self,
+        myself: &ActorRef<SessionMsg>,
+        question: String,
+        rubric: Vec<String>,
+        answer: String,
+    ) {
         let heuristic = move |question: &str, rubric: &[String], answer: &str| {
             let s = scoring::heuristic(rubric, question, answer);
             EvalOutcome {
@@ -290,7 +303,9 @@ impl SessionState {
             }
         };
         let Some(pool) = self.use_llm() else {
-            let _ = myself.cast(SessionMsg::Evaluated(heuristic(&question, &rubric, &answer)));
+            let _ = myself.cast(SessionMsg::Evaluated(heuristic(
+                &question, &rubric, &answer,
+            )));
             return;
         };
         let role = self.rec.role.clone();
@@ -334,7 +349,9 @@ impl SessionState {
                     }
                 }
             }
-            let _ = me.cast(SessionMsg::Evaluated(heuristic(&question, &rubric, &answer)));
+            let _ = me.cast(SessionMsg::Evaluated(heuristic(
+                &question, &rubric, &answer,
+            )));
         });
     }
 
@@ -351,7 +368,9 @@ impl SessionState {
         let seed = self.seed();
         let band = Band::of(ev.score);
         let feedback = if ev.feedback.trim().is_empty() {
-            self.deps.templates.feedback(band, &seed, turn as u32, &ev.covered, &ev.missed)
+            self.deps
+                .templates
+                .feedback(band, &seed, turn as u32, &ev.covered, &ev.missed)
         } else {
             ev.feedback.clone()
         };
@@ -376,7 +395,12 @@ impl SessionState {
         let (reaction, rsrc) = match &ev.reaction {
             Some(r) => (r.clone(), ev.source.clone()),
             None => (
-                self.deps.templates.acknowledgement(band, &seed, turn as u32, &self.rec.candidate.name),
+                self.deps.templates.acknowledgement(
+                    band,
+                    &seed,
+                    turn as u32,
+                    &self.rec.candidate.name,
+                ),
                 "template".to_string(),
             ),
         };
@@ -396,7 +420,10 @@ impl SessionState {
                 }
             }
             if let Some(fq) = self.rec.questions[idx].follow_ups.first().cloned() {
-                let lead = self.deps.templates.transition(Transition::FollowUp, &seed, turn as u32);
+                let lead = self
+                    .deps
+                    .templates
+                    .transition(Transition::FollowUp, &seed, turn as u32);
                 events.push(self.interviewer(turn, "follow_up", &format!("{lead} {fq}"), "pool"));
                 self.open_follow_up(idx, fq);
                 return self.emit(events).await;
@@ -421,8 +448,16 @@ impl SessionState {
     /// Streams an LLM follow-up question as `interviewer_delta` pieces (ephemeral), then `FollowUpReady`.
     fn stream_follow_up(&mut self, myself: &ActorRef<SessionMsg>, pool: Pool, idx: usize) {
         let item = &self.rec.items[idx];
-        let req = prompts::follow_up_request(&item.question, item.answer.as_deref().unwrap_or(""), &self.rec.role);
-        let fallback = self.rec.questions[idx].follow_ups.first().cloned().unwrap_or_default();
+        let req = prompts::follow_up_request(
+            &item.question,
+            item.answer.as_deref().unwrap_or(""),
+            &self.rec.role,
+        );
+        let fallback = self.rec.questions[idx]
+            .follow_ups
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let partial = Arc::new(Mutex::new(String::new()));
         let buf = partial.clone();
         let conn = self.conn.clone();
@@ -431,7 +466,10 @@ impl SessionState {
         let seq = self.rec.last_seq();
         let deadline = self.deps.eval_deadline;
         let task = tokio::spawn(async move {
-            let opts = CallOptions { deadline, ..CallOptions::default() };
+            let opts = CallOptions {
+                deadline,
+                ..CallOptions::default()
+            };
             let (text, source) = match pool.stream(&req, opts).await {
                 Ok(mut s) => {
                     let source = format!("llm:{}", s.provider);
@@ -449,8 +487,16 @@ impl SessionState {
                             Err(_) => break,
                         }
                     }
-                    let text = buf.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
-                    if text.is_empty() { (fallback, "pool".to_string()) } else { (text, source) }
+                    let text = buf
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .trim()
+                        .to_string();
+                    if text.is_empty() {
+                        (fallback, "pool".to_string())
+                    } else {
+                        (text, source)
+                    }
                 }
                 Err(_) => (fallback, "pool".to_string()),
             };
@@ -460,7 +506,11 @@ impl SessionState {
         self.rec.phase = Phase::Evaluating;
     }
 
-    async fn on_follow_up_ready(&mut self, text: String, source: String) -> Result<(), ActorProcessingErr> {
+    async fn on_follow_up_ready(
+        &mut self,
+        text: String,
+        source: String,
+    ) -> Result<(), ActorProcessingErr> {
         self.stream = None;
         if self.rec.phase != Phase::Evaluating {
             return Ok(());
@@ -482,7 +532,11 @@ impl SessionState {
             return self.finish(Phase::Completed, events).await;
         }
         let seed = self.seed();
-        let kind = if next + 1 == self.rec.questions.len() { Transition::Last } else { Transition::Next };
+        let kind = if next + 1 == self.rec.questions.len() {
+            Transition::Last
+        } else {
+            Transition::Next
+        };
         let lead = self.deps.templates.transition(kind, &seed, next as u32 + 1);
         events.push(self.question_event(next, Some(lead)));
         self.rec.current = next;
@@ -490,7 +544,11 @@ impl SessionState {
         self.emit(events).await
     }
 
-    async fn finish(&mut self, phase: Phase, mut events: Vec<Value>) -> Result<(), ActorProcessingErr> {
+    async fn finish(
+        &mut self,
+        phase: Phase,
+        mut events: Vec<Value>,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some((task, _, _)) = self.stream.take() {
             task.abort();
         }
@@ -500,11 +558,21 @@ impl SessionState {
             Phase::Expired => Closing::Expired,
             _ => Closing::Completed,
         };
-        let closing = self.deps.templates.closing(kind, &seed, &self.rec.candidate.name);
-        events.push(self.interviewer(self.rec.questions.len() + 1, "closing", &closing, "template"));
+        let closing = self
+            .deps
+            .templates
+            .closing(kind, &seed, &self.rec.candidate.name);
+        events.push(self.interviewer(
+            self.rec.questions.len() + 1,
+            "closing",
+            &closing,
+            "template",
+        ));
         self.rec.phase = phase;
         self.rec.in_follow_up = false;
-        let started = chrono::DateTime::from_timestamp_millis(self.rec.created_ms).unwrap_or_default().to_rfc3339();
+        let started = chrono::DateTime::from_timestamp_millis(self.rec.created_ms)
+            .unwrap_or_default()
+            .to_rfc3339();
         let finished = chrono::Utc::now().to_rfc3339();
         let report = report::build(&ReportInput {
             interview_id: &self.rec.id,
@@ -520,7 +588,7 @@ impl SessionState {
             items: &self.rec.items,
             seed: &seed,
         });
-        self.rec.report = Some(report.clone());
+        self.rec.report = Some(report.to_string());
         events.push(json!({"type": "report", "report": report}));
         self.emit(events).await
     }
@@ -537,19 +605,28 @@ impl SessionState {
         }
         match msg {
             ClientMsg::Ping => {
-                self.send_ephemeral(&json!({"type": "pong", "seq": self.rec.last_seq(), "ephemeral": true}));
+                self.send_ephemeral(
+                    &json!({"type": "pong", "seq": self.rec.last_seq(), "ephemeral": true}),
+                );
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
                     self.replay(&c, last_seq)?;
                 }
             }
-            ClientMsg::Answer { text, audio_duration_s } => {
+            ClientMsg::Answer {
+                text,
+                audio_duration_s,
+            } => {
                 self.on_answer(myself, text, audio_duration_s).await?;
             }
             ClientMsg::End => {
                 if self.rec.phase.is_finished() {
-                    self.send_ephemeral(&error_event(&self.rec, "interview_finished", "the interview is already finished"));
+                    self.send_ephemeral(&error_event(
+                        &self.rec,
+                        "interview_finished",
+                        "the interview is already finished",
+                    ));
                 } else {
                     self.finish(Phase::EndedEarly, Vec::new()).await?;
                 }
@@ -557,13 +634,22 @@ impl SessionState {
             ClientMsg::Interrupt => {
                 if let Some((task, partial, _)) = self.stream.take() {
                     task.abort();
-                    let text = partial.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
+                    let text = partial
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .trim()
+                        .to_string();
                     let text = if text.is_empty() {
-                        self.rec.questions[self.rec.current].follow_ups.first().cloned().unwrap_or_default()
+                        self.rec.questions[self.rec.current]
+                            .follow_ups
+                            .first()
+                            .cloned()
+                            .unwrap_or_default()
                     } else {
                         format!("{text}…")
                     };
-                    self.on_follow_up_ready(text, "llm:interrupted".into()).await?;
+                    self.on_follow_up_ready(text, "llm:interrupted".into())
+                        .await?;
                 }
             }
         }
@@ -577,14 +663,20 @@ impl Actor for InterviewSession {
     type State = SessionState;
     type Arguments = SessionArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
         let state = SessionState {
             rec: args.record,
             deps: args.deps,
             conn: args.conn,
             stream: None,
         };
-        myself.send_interval(Duration::from_secs(30).min(state.deps.idle_timeout), || SessionMsg::IdleCheck);
+        myself.send_interval(Duration::from_secs(30).min(state.deps.idle_timeout), || {
+            SessionMsg::IdleCheck
+        });
         if args.restarted {
             if let Some(c) = state.conn() {
                 // The client carries on: tell it, and send whatever it has not seen.
@@ -621,7 +713,12 @@ impl Actor for InterviewSession {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Attach(conn, reply) => {
                 let old = {
@@ -629,7 +726,9 @@ impl Actor for InterviewSession {
                     slot.replace(conn.clone())
                 };
                 if let Some(old) = old.filter(|o| o.id != conn.id) {
-                    old.send(Outbound::Close("replaced by a newer connection to this interview".into()));
+                    old.send(Outbound::Close(
+                        "replaced by a newer connection to this interview".into(),
+                    ));
                 }
                 let _ = reply.send(state.rec.ready_event());
                 if state.rec.phase == Phase::Created {
@@ -649,9 +748,13 @@ impl Actor for InterviewSession {
             }
             SessionMsg::Client(conn_id, m) => state.on_client(&myself, conn_id, m).await?,
             SessionMsg::Evaluated(ev) => state.on_evaluated(&myself, ev).await?,
-            SessionMsg::FollowUpReady { text, source } => state.on_follow_up_ready(text, source).await?,
+            SessionMsg::FollowUpReady { text, source } => {
+                state.on_follow_up_ready(text, source).await?
+            }
             SessionMsg::IdleCheck => {
-                let idle = Duration::from_millis(u64::try_from(now_ms() - state.rec.updated_ms).unwrap_or(0));
+                let idle = Duration::from_millis(
+                    u64::try_from(now_ms() - state.rec.updated_ms).unwrap_or(0),
+                );
                 if idle >= state.deps.idle_timeout {
                     if !state.rec.phase.is_finished() {
                         state.finish(Phase::Expired, Vec::new()).await?;

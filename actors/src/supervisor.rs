@@ -37,7 +37,10 @@ pub enum SupervisorMsg {
     /// Store a new interview (the session starts when a client connects).
     Create(Box<InterviewRecord>, RpcReplyPort<Result<(), SessionError>>),
     /// The live session of an interview, spawned from the log if needed.
-    Get(String, RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>),
+    Get(
+        String,
+        RpcReplyPort<Result<ActorRef<SessionMsg>, SessionError>>,
+    ),
     /// Number of live sessions.
     Live(RpcReplyPort<usize>),
 }
@@ -93,7 +96,11 @@ impl Actor for InterviewSupervisor {
     type State = SupervisorState;
     type Arguments = Arc<SessionDeps>;
 
-    async fn pre_start(&self, _myself: ActorRef<SupervisorMsg>, deps: Arc<SessionDeps>) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        deps: Arc<SessionDeps>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
             deps,
             live: HashMap::new(),
@@ -101,12 +108,26 @@ impl Actor for InterviewSupervisor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<SupervisorMsg>, msg: SupervisorMsg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Create(record, reply) => {
-                let r = state.deps.log.create(&record).map_err(|e| SessionError::Storage(e.to_string()));
+                let r = state
+                    .deps
+                    .log
+                    .create(&record)
+                    .map_err(|e| SessionError::Storage(e.to_string()));
                 let r = match r {
-                    Ok(()) => state.deps.log.flush().await.map_err(|e| SessionError::Storage(e.to_string())),
+                    Ok(()) => state
+                        .deps
+                        .log
+                        .flush()
+                        .await
+                        .map_err(|e| SessionError::Storage(e.to_string())),
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
@@ -123,9 +144,24 @@ impl Actor for InterviewSupervisor {
                 let r = match state.load(&id) {
                     Ok(record) => {
                         let conn: ConnSlot = Arc::new(Mutex::new(None));
-                        match spawn_session(record, state.deps.clone(), conn.clone(), false, myself.get_cell()).await {
+                        match spawn_session(
+                            record,
+                            state.deps.clone(),
+                            conn.clone(),
+                            false,
+                            myself.get_cell(),
+                        )
+                        .await
+                        {
                             Ok(actor) => {
-                                state.live.insert(id.clone(), Entry { actor: actor.clone(), conn, restarts: 0 });
+                                state.live.insert(
+                                    id.clone(),
+                                    Entry {
+                                        actor: actor.clone(),
+                                        conn,
+                                        restarts: 0,
+                                    },
+                                );
                                 Ok(actor)
                             }
                             Err(e) => Err(e),
@@ -142,7 +178,12 @@ impl Actor for InterviewSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<SupervisorMsg>, event: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, failure) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
             SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
@@ -156,7 +197,9 @@ impl Actor for InterviewSupervisor {
         else {
             return Ok(());
         };
-        let Some(entry) = state.live.remove(&id) else { return Ok(()) };
+        let Some(entry) = state.live.remove(&id) else {
+            return Ok(());
+        };
         let Some(why) = failure else {
             return Ok(()); // stopped normally (finished, idle)
         };
@@ -174,14 +217,31 @@ impl Actor for InterviewSupervisor {
             return Ok(());
         }
         match state.load(&id) {
-            Ok(record) => match spawn_session(record, state.deps.clone(), entry.conn.clone(), true, myself.get_cell()).await {
+            Ok(record) => match spawn_session(
+                record,
+                state.deps.clone(),
+                entry.conn.clone(),
+                true,
+                myself.get_cell(),
+            )
+            .await
+            {
                 Ok(actor) => {
                     tracing::warn!(interview = %id, "session restarted from its log");
-                    state.live.insert(id, Entry { actor, conn: entry.conn, restarts: entry.restarts + 1 });
+                    state.live.insert(
+                        id,
+                        Entry {
+                            actor,
+                            conn: entry.conn,
+                            restarts: entry.restarts + 1,
+                        },
+                    );
                 }
                 Err(e) => tracing::error!(interview = %id, error = %e, "session restart failed"),
             },
-            Err(e) => tracing::error!(interview = %id, error = %e, "session record unreadable; not restarted"),
+            Err(e) => {
+                tracing::error!(interview = %id, error = %e, "session record unreadable; not restarted")
+            }
         }
         Ok(())
     }

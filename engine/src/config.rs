@@ -267,7 +267,13 @@ impl Config {
     /// Checks ranges and consistency; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid("server.bind", format!("{:?} is not an address like 127.0.0.1:8080", self.server.bind)));
+            return Err(invalid(
+                "server.bind",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:8080",
+                    self.server.bind
+                ),
+            ));
         }
         if self.server.workers == 0 || self.server.workers > 256 {
             return Err(invalid("server.workers", "must be between 1 and 256"));
@@ -276,7 +282,10 @@ impl Config {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }
         if self.server.max_ws_frame_bytes < 1024 {
-            return Err(invalid("server.max_ws_frame_bytes", "must be at least 1024"));
+            return Err(invalid(
+                "server.max_ws_frame_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.interview.idle_timeout_s == 0 {
             return Err(invalid("interview.idle_timeout_s", "must be > 0"));
@@ -302,16 +311,26 @@ impl Config {
         }
         for (name, prov) in &self.providers {
             let f = |field: &str| format!("providers.{name}.{field}");
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(invalid(format!("providers.{name}"), "provider names use letters, digits, '_' and '-' only"));
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    format!("providers.{name}"),
+                    "provider names use letters, digits, '_' and '-' only",
+                ));
             }
             if prov.format.is_none() {
                 return Err(invalid(f("format"), "missing: a new provider needs a format (openai | azure_openai | gemini | cloudflare | cohere | anthropic) and a base_url"));
             }
             if !prov.base_url.is_empty()
-                && !(prov.base_url.starts_with("http://") || prov.base_url.starts_with("https://"))
+                && !prov.base_url.starts_with("http://")
+                && !prov.base_url.starts_with("https://")
             {
-                return Err(invalid(f("base_url"), "must start with http:// or https://"));
+                return Err(invalid(
+                    f("base_url"),
+                    "must start with http:// or https://",
+                ));
             }
             if prov.base_url.is_empty() && prov.format != Some(FormatKind::AzureOpenai) {
                 return Err(invalid(f("base_url"), "missing"));
@@ -325,23 +344,41 @@ impl Config {
                 ("concurrency", l.concurrency.map(u64::from)),
             ] {
                 if v == Some(0) {
-                    return Err(invalid(f(&format!("limits.{field}")), "must be > 0 (omit it for no limit)"));
+                    return Err(invalid(
+                        f(&format!("limits.{field}")),
+                        "must be > 0 (omit it for no limit)",
+                    ));
                 }
             }
             if prov.reset_tz.parse::<chrono_tz::Tz>().is_err() {
-                return Err(invalid(f("reset_tz"), format!("{:?} is not an IANA time zone such as UTC or America/Los_Angeles", prov.reset_tz)));
+                return Err(invalid(
+                    f("reset_tz"),
+                    format!(
+                        "{:?} is not an IANA time zone such as UTC or America/Los_Angeles",
+                        prov.reset_tz
+                    ),
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.gpu_nodes.iter().enumerate() {
             if !names.insert(&n.name) {
-                return Err(invalid(format!("gpu_nodes[{i}].name"), "duplicate node name"));
+                return Err(invalid(
+                    format!("gpu_nodes[{i}].name"),
+                    "duplicate node name",
+                ));
             }
             if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
-                return Err(invalid(format!("gpu_nodes[{i}].url"), "must start with http:// or https://"));
+                return Err(invalid(
+                    format!("gpu_nodes[{i}].url"),
+                    "must start with http:// or https://",
+                ));
             }
             if n.max_concurrency == 0 {
-                return Err(invalid(format!("gpu_nodes[{i}].max_concurrency"), "must be > 0"));
+                return Err(invalid(
+                    format!("gpu_nodes[{i}].max_concurrency"),
+                    "must be > 0",
+                ));
             }
         }
         Ok(())
@@ -388,7 +425,10 @@ impl Config {
                         .trim_end_matches('/')
                         .to_string();
                     if base_url.is_empty() {
-                        return Err(invalid(format!("providers.{name}.base_url"), "empty and AZURE_OPENAI_ENDPOINT is not set"));
+                        return Err(invalid(
+                            format!("providers.{name}.base_url"),
+                            "empty and AZURE_OPENAI_ENDPOINT is not set",
+                        ));
                     }
                 }
                 FormatKind::Cloudflare => {
@@ -404,7 +444,12 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid(format!("providers.{name}.reset_tz"), "unknown time zone"))?;
             let shared = (prov.quota_scope == QuotaScope::Shared).then(|| {
-                Arc::new(SharedQuota::restored(format!("{name}:shared"), prov.limits, tz, ledger))
+                Arc::new(SharedQuota::restored(
+                    format!("{name}:shared"),
+                    prov.limits,
+                    tz,
+                    ledger,
+                ))
             });
             for (i, key) in keys.into_iter().enumerate() {
                 let id = format!("{name}#{}", i + 1);
@@ -455,7 +500,11 @@ fn describe(e: figment::Error) -> String {
         } else {
             format!("{path}: {kind}")
         };
-        parts.push(if src.is_empty() { msg } else { format!("{msg} (from {src})") });
+        parts.push(if src.is_empty() {
+            msg
+        } else {
+            format!("{msg} (from {src})")
+        });
     }
     parts.join("; ")
 }
@@ -478,24 +527,49 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_have_the_catalogue() {
         let cfg = from_str("").unwrap();
-        for p in ["groq", "gemini", "cloudflare", "together", "cerebras", "deepseek", "fireworks", "github", "mistral", "huggingface", "openrouter", "cohere", "azure_openai"] {
+        for p in [
+            "groq",
+            "gemini",
+            "cloudflare",
+            "together",
+            "cerebras",
+            "deepseek",
+            "fireworks",
+            "github",
+            "mistral",
+            "huggingface",
+            "openrouter",
+            "cohere",
+            "azure_openai",
+        ] {
             let prov = cfg.providers.get(p).unwrap();
-            assert!(prov.limits_as_of.is_some() && prov.limits_source.is_some(), "{p} lacks its source");
+            assert!(
+                prov.limits_as_of.is_some() && prov.limits_source.is_some(),
+                "{p} lacks its source"
+            );
         }
         assert_eq!(cfg.server.bind, "127.0.0.1:8080");
     }
 
     #[test]
     fn errors_name_the_field() {
-        let e = from_str("[providers.groq]\nlimits = { rpm = 0 }").unwrap_err().to_string();
+        let e = from_str("[providers.groq]\nlimits = { rpm = 0 }")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("providers.groq.limits.rpm: must be > 0"), "{e}");
         let e = from_str("[server]\nbindd = \"x\"").unwrap_err().to_string();
         assert!(e.contains("bindd"), "{e}");
-        let e = from_str("[providers.groq]\nlimits = { rpm = \"many\" }").unwrap_err().to_string();
+        let e = from_str("[providers.groq]\nlimits = { rpm = \"many\" }")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("providers.groq.limits.rpm"), "{e}");
-        let e = from_str("[providers.mine]\nbase_url = \"http://x\"").unwrap_err().to_string();
+        let e = from_str("[providers.mine]\nbase_url = \"http://x\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("providers.mine.format"), "{e}");
-        let e = from_str("[providers.gemini]\nreset_tz = \"Mars/Base\"").unwrap_err().to_string();
+        let e = from_str("[providers.gemini]\nreset_tz = \"Mars/Base\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("providers.gemini.reset_tz"), "{e}");
     }
 
@@ -504,7 +578,11 @@ mod tests {
         let cfg = from_str("[providers.groq]\nlimits = { rpm = 5 }\n[providers.my_vllm]\nformat = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"").unwrap();
         let groq = &cfg.providers["groq"];
         assert_eq!(groq.limits.rpm, Some(5));
-        assert_eq!(groq.limits.rpd, Some(14400), "other limits keep their defaults");
+        assert_eq!(
+            groq.limits.rpd,
+            Some(14400),
+            "other limits keep their defaults"
+        );
         assert_eq!(cfg.providers["my_vllm"].priority, 10);
     }
 
@@ -519,8 +597,14 @@ mod tests {
         let keys = cfg.key_configs(&env, &NullLedger).unwrap();
         let ids: Vec<_> = keys.iter().map(|k| k.spec.id.as_str()).collect();
         assert_eq!(ids, ["gemini#1", "gemini#2", "groq#1", "groq#2"]);
-        assert!(Arc::ptr_eq(&keys[0].quota, &keys[1].quota), "gemini keys share one quota");
-        assert!(!Arc::ptr_eq(&keys[2].quota, &keys[3].quota), "groq keys have their own");
+        assert!(
+            Arc::ptr_eq(&keys[0].quota, &keys[1].quota),
+            "gemini keys share one quota"
+        );
+        assert!(
+            !Arc::ptr_eq(&keys[2].quota, &keys[3].quota),
+            "groq keys have their own"
+        );
         assert!(!format!("{:?}", keys[2].spec).contains("gsk_a"));
     }
 }

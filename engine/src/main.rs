@@ -9,7 +9,11 @@ use interview_engine::config::Config;
 use interview_engine::{cli, server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "interview-engine", version, about = "AI mock job interviews at scale")]
+#[command(
+    name = "interview-engine",
+    version,
+    about = "AI mock job interviews at scale"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,8 +82,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Loadtest { url, interviews, concurrency, answers_per_interview, admin_token, mode, json } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Command::Loadtest {
+            url,
+            interviews,
+            concurrency,
+            answers_per_interview,
+            admin_token,
+            mode,
+            json,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("interview-engine: {e}");
@@ -101,7 +116,11 @@ fn main() -> ExitCode {
                     } else {
                         cli::loadtest::print(&r);
                     }
-                    if r.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                    if r.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
                 Err(e) => {
                     eprintln!("loadtest: {e}");
@@ -127,7 +146,10 @@ fn main() -> ExitCode {
             match rt.block_on(cli::check_keys::check_keys(&cfg)) {
                 Ok(checks) => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&checks).unwrap_or_default()
+                        );
                     } else {
                         cli::check_keys::print_table(&checks);
                     }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
-use actors::pool::Pool;
-use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
-use actors::storage::{SledStore, UsageLedger};
 use actors::content::question_pool::QuestionPool;
 use actors::content::templates::Templates;
+use actors::pool::Pool;
+use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::session::SessionDeps;
+use actors::storage::{SledStore, UsageLedger};
 use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
@@ -72,7 +72,8 @@ impl Engine {
         let ledger: Arc<dyn UsageLedger> = Arc::new(store.clone());
         let env = |k: &str| std::env::var(k).ok();
         let keys = config.key_configs(&env, ledger.as_ref())?;
-        let mut active_providers: Vec<String> = keys.iter().map(|k| k.spec.provider.clone()).collect();
+        let mut active_providers: Vec<String> =
+            keys.iter().map(|k| k.spec.provider.clone()).collect();
         active_providers.dedup();
         let key_count = keys.len();
         let directory = KeyDirectory::default();
@@ -89,7 +90,11 @@ impl Engine {
             .block_on(Actor::spawn(
                 Some("router".into()),
                 RouterActor,
-                RouterArgs { keys, ledger, directory: directory.clone() },
+                RouterArgs {
+                    keys,
+                    ledger,
+                    directory: directory.clone(),
+                },
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         let pool = Pool::new(router.clone(), directory, http);
@@ -106,7 +111,11 @@ impl Engine {
             test_hooks: config.interview.test_hooks,
         });
         let (supervisor, _) = runtime
-            .block_on(Actor::spawn(Some("interviews".into()), InterviewSupervisor, deps))
+            .block_on(Actor::spawn(
+                Some("interviews".into()),
+                InterviewSupervisor,
+                deps,
+            ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
             runtime,

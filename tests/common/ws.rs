@@ -7,7 +7,8 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A created interview.
 #[derive(Clone, Debug)]
@@ -44,14 +45,27 @@ pub struct Client {
 impl Client {
     /// Connects with the token in the query.
     pub async fn connect(base: &str, c: &Created) -> Client {
-        let url = format!("{}/ws/interviews/{}?token={}", base.replacen("http", "ws", 1), c.id, c.token);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
-        Client { ws, logged: Vec::new() }
+        let url = format!(
+            "{}/ws/interviews/{}?token={}",
+            base.replacen("http", "ws", 1),
+            c.id,
+            c.token
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Client {
+            ws,
+            logged: Vec::new(),
+        }
     }
 
     /// Sends a JSON message.
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
     }
 
     /// Sends raw text.
@@ -95,7 +109,8 @@ impl Client {
     /// Reads until the next open question or follow-up (or the report); returns it.
     pub async fn next_prompt(&mut self) -> Value {
         self.until(|v| {
-            (v["type"] == "interviewer" && (v["kind"] == "question" || v["kind"] == "follow_up")) || v["type"] == "report"
+            (v["type"] == "interviewer" && (v["kind"] == "question" || v["kind"] == "follow_up"))
+                || v["type"] == "report"
         })
         .await
     }
@@ -107,14 +122,22 @@ impl Client {
 
     /// The highest logged seq received.
     pub fn last_seq(&self) -> u64 {
-        self.logged.iter().filter_map(|v| v["seq"].as_u64()).max().unwrap_or(0)
+        self.logged
+            .iter()
+            .filter_map(|v| v["seq"].as_u64())
+            .max()
+            .unwrap_or(0)
     }
 }
 
 /// Asserts that `events` are exactly seq 1..=n, each once, in order.
 pub fn assert_contiguous(events: &[Value]) {
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "event {i} out of order or duplicated: {e}");
+        assert_eq!(
+            e["seq"].as_u64(),
+            Some(i as u64 + 1),
+            "event {i} out of order or duplicated: {e}"
+        );
     }
 }
 

@@ -491,7 +491,10 @@ mod tests {
     fn reset_durations() {
         assert_eq!(parse_reset_duration("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_reset_duration("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_reset_duration("120ms"), Some(Duration::from_millis(120)));
+        assert_eq!(
+            parse_reset_duration("120ms"),
+            Some(Duration::from_millis(120))
+        );
         let d = parse_reset_duration("2m59.56s").map(|d| d.as_millis());
         assert_eq!(d, Some(179_560));
         assert_eq!(parse_reset_duration("abc"), None);

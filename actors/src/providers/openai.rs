@@ -60,9 +60,9 @@ pub fn parse_usage(u: &Value) -> Option<Usage> {
 
 /// Maps one SSE event of an OpenAI-shaped stream: `data: {chunk}` pieces, then `data: [DONE]`.
 /// Usage arrives in a last chunk with empty `choices` when `stream_options.include_usage` is set.
-pub fn stream_mapper() -> impl FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError>
-       + Send
-       + 'static {
+pub fn stream_mapper(
+) -> impl FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError> + Send + 'static
+{
     let mut usage: Option<Usage> = None;
     let mut finish: Option<String> = None;
     move |ev| {
@@ -113,7 +113,12 @@ pub async fn send_json(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(status.as_u16(), &headers, &text, &target.secret));
+        return Err(classify_status(
+            status.as_u16(),
+            &headers,
+            &text,
+            &target.secret,
+        ));
     }
     let bytes = resp
         .bytes()
@@ -137,7 +142,12 @@ pub async fn send_stream(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(status.as_u16(), &headers, &text, &target.secret));
+        return Err(classify_status(
+            status.as_u16(),
+            &headers,
+            &text,
+            &target.secret,
+        ));
     }
     Ok(resp)
 }

@@ -16,7 +16,11 @@ pub trait SessionLog: Send + Sync + 'static {
     /// The interview's record.
     fn load(&self, id: &str) -> Result<Option<InterviewRecord>, StorageError>;
     /// Writes the record and appends `events` (JSON text, numbered by their `seq`) atomically.
-    fn commit(&self, record: &InterviewRecord, events: &[(u64, String)]) -> Result<(), StorageError>;
+    fn commit(
+        &self,
+        record: &InterviewRecord,
+        events: &[(u64, String)],
+    ) -> Result<(), StorageError>;
     /// Events with `seq > after`, in order.
     fn events_after(&self, id: &str, after: u64) -> Result<Vec<(u64, String)>, StorageError>;
     /// The candidate's interview ids, oldest first.

@@ -47,7 +47,10 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db) -> Result<Self, StorageError> {
-        let tree = |name: &str| db.open_tree(name).map_err(|e| StorageError::Db(e.to_string()));
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| StorageError::Db(e.to_string()))
+        };
         Ok(Self {
             usage: tree("usage")?,
             interviews: tree("interviews")?,
@@ -128,7 +131,11 @@ impl SessionLog for SledStore {
         }
     }
 
-    fn commit(&self, record: &InterviewRecord, events: &[(u64, String)]) -> Result<(), StorageError> {
+    fn commit(
+        &self,
+        record: &InterviewRecord,
+        events: &[(u64, String)],
+    ) -> Result<(), StorageError> {
         let rec = encode(INTERVIEW_VERSION, record)?;
         let evs: Vec<(Vec<u8>, Vec<u8>)> = events
             .iter()
@@ -164,7 +171,8 @@ impl SessionLog for SledStore {
             if ver != EVENT_VERSION {
                 return Err(StorageError::UnknownVersion(ver));
             }
-            let text = String::from_utf8(body.to_vec()).map_err(|e| StorageError::Codec(e.to_string()))?;
+            let text =
+                String::from_utf8(body.to_vec()).map_err(|e| StorageError::Codec(e.to_string()))?;
             out.push((u64::from_be_bytes(seq_bytes), text));
         }
         Ok(out)
@@ -204,18 +212,21 @@ mod tests {
         };
         {
             let s = SledStore::open(dir.path()).unwrap();
-            s.store("groq#1", &rec).unwrap();
-            s.flush().await.unwrap();
+            UsageLedger::store(&s, "groq#1", &rec).unwrap();
+            UsageLedger::flush(&s).await.unwrap();
         }
         let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.load("groq#1").unwrap(), Some(rec));
-        assert_eq!(s.load("groq#2").unwrap(), None);
+        assert_eq!(UsageLedger::load(&s, "groq#1").unwrap(), Some(rec));
+        assert_eq!(UsageLedger::load(&s, "groq#2").unwrap(), None);
     }
 
     #[test]
     fn unknown_version_is_an_error_not_a_crash() {
         let s = SledStore::temporary().unwrap();
         s.usage.insert("x", vec![99u8, 1, 2, 3]).unwrap();
-        assert!(matches!(s.load("x"), Err(StorageError::UnknownVersion(99))));
+        assert!(matches!(
+            UsageLedger::load(&s, "x"),
+            Err(StorageError::UnknownVersion(99))
+        ));
     }
 }

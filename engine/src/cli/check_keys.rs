@@ -47,7 +47,9 @@ pub async fn check_keys(config: &Config) -> Result<Vec<KeyCheck>, ConfigError> {
                 Ok(_) => ("ok", String::new()),
                 Err(e @ ProviderError::InvalidKey { .. }) => ("invalid", e.to_string()),
                 Err(e @ ProviderError::RateLimited { .. }) => ("rate_limited", e.to_string()),
-                Err(e @ (ProviderError::Unreachable(_) | ProviderError::Timeout)) => ("unreachable", e.to_string()),
+                Err(e @ (ProviderError::Unreachable(_) | ProviderError::Timeout)) => {
+                    ("unreachable", e.to_string())
+                }
                 Err(e) => ("error", e.to_string()),
             };
             KeyCheck {
@@ -69,6 +71,9 @@ pub fn print_table(checks: &[KeyCheck]) {
     }
     println!("{:<24} {:<13} {:>8}  detail", "key", "result", "ms");
     for c in checks {
-        println!("{:<24} {:<13} {:>8}  {}", c.key, c.result, c.latency_ms, c.detail);
+        println!(
+            "{:<24} {:<13} {:>8}  {}",
+            c.key, c.result, c.latency_ms, c.detail
+        );
     }
 }

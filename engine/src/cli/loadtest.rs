@@ -78,7 +78,12 @@ async fn one_interview(
     n: usize,
     hist: &Mutex<Histogram<u64>>,
 ) -> Result<u64, String> {
-    let role = ["Backend Engineer", "Frontend Engineer", "Data Scientist", "SRE"][n % 4];
+    let role = [
+        "Backend Engineer",
+        "Frontend Engineer",
+        "Data Scientist",
+        "SRE",
+    ][n % 4];
     let track = ["technical", "mixed", "behavioral"][n % 3];
     let body = json!({
         "candidate": {"id": format!("load-{n}"), "name": format!("Load Candidate {n}")},
@@ -96,7 +101,9 @@ async fn one_interview(
         .json()
         .await
         .map_err(|e| format!("create: {e}"))?;
-    let id = created["interview_id"].as_str().ok_or(format!("create: {created}"))?;
+    let id = created["interview_id"]
+        .as_str()
+        .ok_or(format!("create: {created}"))?;
     let token = created["token"].as_str().ok_or("create: no token")?;
     let ws_base = lt.url.replacen("http", "ws", 1);
     let url = format!("{ws_base}/ws/interviews/{id}?token={token}");
@@ -129,9 +136,11 @@ async fn one_interview(
                 }
                 if matches!(v["kind"].as_str(), Some("question" | "follow_up")) {
                     let answer = ANSWERS[(n + turns as usize) % ANSWERS.len()];
-                    ws.send(Message::text(json!({"type": "answer", "text": answer}).to_string()))
-                        .await
-                        .map_err(|e| format!("send: {e}"))?;
+                    ws.send(Message::text(
+                        json!({"type": "answer", "text": answer}).to_string(),
+                    ))
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
                     sent_at = Some(Instant::now());
                 }
             }
@@ -139,7 +148,9 @@ async fn one_interview(
                 let _ = ws.close(None).await;
                 return Ok(turns);
             }
-            Some("error") if v["code"] != "session_restarted" => return Err(format!("server error: {v}")),
+            Some("error") if v["code"] != "session_restarted" => {
+                return Err(format!("server error: {v}"))
+            }
             _ => {}
         }
     }
@@ -167,13 +178,21 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let calls_before = provider_calls(&http, &lt).await;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).map_err(|e| e.to_string())?));
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new(3).map_err(|e| e.to_string())?,
+    ));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let results = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
-        let (http, lt, hist, next, results) = (http.clone(), lt.clone(), hist.clone(), next.clone(), results.clone());
+        let (http, lt, hist, next, results) = (
+            http.clone(),
+            lt.clone(),
+            hist.clone(),
+            next.clone(),
+            results.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -206,12 +225,19 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         completed,
         failed,
         failures,
-        turn_latency_ms: Percentiles { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), max: h.max() as f64 / 1000.0 },
+        turn_latency_ms: Percentiles {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            max: h.max() as f64 / 1000.0,
+        },
         turns: h.len(),
         turns_per_s: h.len() as f64 / elapsed.max(1e-9),
         elapsed_s: elapsed,
         provider_calls_per_interview: match (calls_before, calls_after) {
-            (Some(a), Some(b)) if completed > 0 => Some((b.saturating_sub(a)) as f64 / completed as f64),
+            (Some(a), Some(b)) if completed > 0 => {
+                Some((b.saturating_sub(a)) as f64 / completed as f64)
+            }
             _ => None,
         },
     })
@@ -219,7 +245,10 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
 
 /// Prints the report for people.
 pub fn print(r: &LoadReport) {
-    println!("interviews completed: {}  failed: {}", r.completed, r.failed);
+    println!(
+        "interviews completed: {}  failed: {}",
+        r.completed, r.failed
+    );
     for f in &r.failures {
         println!("  failure: {f}");
     }

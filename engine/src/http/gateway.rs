@@ -53,7 +53,11 @@ pub fn to_chat_request(
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            other => return Err(ApiError::BadRequest(format!("messages[{i}].role: unknown role {other:?}"))),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "messages[{i}].role: unknown role {other:?}"
+                )))
+            }
         };
         let content = match &m.content {
             Value::String(s) => s.clone(),
@@ -62,17 +66,25 @@ pub fn to_chat_request(
                 .filter_map(|p| p.get("text").and_then(Value::as_str))
                 .collect::<Vec<_>>()
                 .join(""),
-            _ => return Err(ApiError::BadRequest(format!("messages[{i}].content: must be a string or an array of text parts"))),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "messages[{i}].content: must be a string or an array of text parts"
+                )))
+            }
         };
         messages.push(Message::new(role, content));
     }
     let max_tokens = r.max_completion_tokens.or(r.max_tokens).unwrap_or(512);
     if max_tokens == 0 || max_tokens > MAX_TOKENS_CAP {
-        return Err(ApiError::BadRequest(format!("max_tokens: must be between 1 and {MAX_TOKENS_CAP}")));
+        return Err(ApiError::BadRequest(format!(
+            "max_tokens: must be between 1 and {MAX_TOKENS_CAP}"
+        )));
     }
     if let Some(t) = r.temperature {
         if !(0.0..=2.0).contains(&t) {
-            return Err(ApiError::BadRequest("temperature: must be between 0 and 2".into()));
+            return Err(ApiError::BadRequest(
+                "temperature: must be between 0 and 2".into(),
+            ));
         }
     }
     let json_mode = r
@@ -177,7 +189,9 @@ pub async fn chat_completions(
         }
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, actix_web::Error>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, actix_web::Error>(b), rx))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -210,16 +224,32 @@ mod tests {
     #[test]
     fn model_routing_and_validation() {
         let providers = vec!["groq".to_string()];
-        let r = req(json!({"model": "groq/llama", "messages": [{"role": "user", "content": "hi"}]}));
+        let r =
+            req(json!({"model": "groq/llama", "messages": [{"role": "user", "content": "hi"}]}));
         let (c, p) = to_chat_request(&r, &providers).unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!((p.as_deref(), c.model.as_deref()), (Some("groq"), Some("llama")));
+        assert_eq!(
+            (p.as_deref(), c.model.as_deref()),
+            (Some("groq"), Some("llama"))
+        );
         let r = req(json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}));
-        assert!(matches!(to_chat_request(&r, &providers), Err(ApiError::UnknownProvider(_))));
+        assert!(matches!(
+            to_chat_request(&r, &providers),
+            Err(ApiError::UnknownProvider(_))
+        ));
         let r = req(json!({"messages": []}));
-        assert!(matches!(to_chat_request(&r, &providers), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            to_chat_request(&r, &providers),
+            Err(ApiError::BadRequest(_))
+        ));
         let r = req(json!({"messages": [{"role": "robot", "content": "x"}]}));
-        assert!(matches!(to_chat_request(&r, &providers), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            to_chat_request(&r, &providers),
+            Err(ApiError::BadRequest(_))
+        ));
         let r = req(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}));
-        assert!(matches!(to_chat_request(&r, &providers), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            to_chat_request(&r, &providers),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

@@ -46,7 +46,10 @@ struct CandidateIn {
 pub const MAX_RESUME_CHARS: usize = 50_000;
 
 fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The token a request presents: bearer header or `?token=`.
@@ -60,7 +63,11 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
 }
 
 /// Loads an interview and checks the token (interview token or admin token).
-pub fn authorized_record(state: &AppState, req: &HttpRequest, id: &str) -> Result<InterviewRecord, ApiError> {
+pub fn authorized_record(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<InterviewRecord, ApiError> {
     let token = presented_token(req).ok_or(ApiError::Unauthorized)?;
     let record = state
         .store
@@ -77,7 +84,11 @@ pub fn authorized_record(state: &AppState, req: &HttpRequest, id: &str) -> Resul
 
 /// Resume analysis: cached by a hash of the normalized text; through the pool when keys exist,
 /// else (or when the pool fails) the offline extractor. Returns the analysis and its source.
-pub async fn analyze_resume(store: &actors::storage::SledStore, pool: &Pool, text: &str) -> (ResumeAnalysis, String) {
+pub async fn analyze_resume(
+    store: &actors::storage::SledStore,
+    pool: &Pool,
+    text: &str,
+) -> (ResumeAnalysis, String) {
     let key = resume::resume_hash(text);
     let tree = store.db().open_tree("cache_resume_analysis").ok();
     if let Some(Ok(Some(bytes))) = tree.as_ref().map(|t| t.get(key.as_bytes())) {
@@ -87,14 +98,18 @@ pub async fn analyze_resume(store: &actors::storage::SledStore, pool: &Pool, tex
     }
     let mut result = None;
     if pool.key_count() > 0 {
-        let opts = CallOptions { deadline: Duration::from_secs(20), ..CallOptions::default() };
+        let opts = CallOptions {
+            deadline: Duration::from_secs(20),
+            ..CallOptions::default()
+        };
         if let Ok(done) = pool.complete(&prompts::resume_request(text), opts).await {
             if let Some(a) = prompts::parse_resume(&done.response.text) {
                 result = Some((a, format!("llm:{}", done.provider)));
             }
         }
     }
-    let (analysis, source) = result.unwrap_or_else(|| (resume::analyze_offline(text), "heuristic".into()));
+    let (analysis, source) =
+        result.unwrap_or_else(|| (resume::analyze_offline(text), "heuristic".into()));
     if let (Some(t), Ok(bytes)) = (tree, serde_json::to_vec(&analysis)) {
         let _ = t.insert(key.as_bytes(), bytes);
     }
@@ -102,32 +117,53 @@ pub async fn analyze_resume(store: &actors::storage::SledStore, pool: &Pool, tex
 }
 
 /// `POST /api/interviews`.
-pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: State,
+    body: web::Json<CreateInterview>,
+) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let name = b.candidate.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::BadRequest("candidate.name: required, at most 100 characters".into()));
+        return Err(ApiError::BadRequest(
+            "candidate.name: required, at most 100 characters".into(),
+        ));
     }
     let candidate_id = match b.candidate.id {
         Some(id) if valid_id(&id) => id,
-        Some(_) => return Err(ApiError::BadRequest("candidate.id: 1-64 letters, digits, '-' or '_'".into())),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "candidate.id: 1-64 letters, digits, '-' or '_'".into(),
+            ))
+        }
         None => format!("c-{}", uuid::Uuid::new_v4().simple()),
     };
-    let role = b.role.unwrap_or_else(|| "Software Engineer".into()).trim().to_string();
+    let role = b
+        .role
+        .unwrap_or_else(|| "Software Engineer".into())
+        .trim()
+        .to_string();
     if role.is_empty() || role.chars().count() > 100 {
         return Err(ApiError::BadRequest("role: 1-100 characters".into()));
     }
     let count = b.questions.unwrap_or(state.config.interview.questions);
     if !(1..=50).contains(&count) {
-        return Err(ApiError::BadRequest("questions: must be between 1 and 50".into()));
+        return Err(ApiError::BadRequest(
+            "questions: must be between 1 and 50".into(),
+        ));
     }
-    let mode = b.mode.unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
+    let mode = b
+        .mode
+        .unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
     if !["economy", "balanced", "adaptive", "auto"].contains(&mode.as_str()) {
-        return Err(ApiError::BadRequest("mode: economy | balanced | adaptive | auto".into()));
+        return Err(ApiError::BadRequest(
+            "mode: economy | balanced | adaptive | auto".into(),
+        ));
     }
     let resume_text = b.resume_text.unwrap_or_default();
     if resume_text.chars().count() > MAX_RESUME_CHARS {
-        return Err(ApiError::BadRequest(format!("resume_text: at most {MAX_RESUME_CHARS} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "resume_text: at most {MAX_RESUME_CHARS} characters"
+        )));
     }
     let track = b.track.unwrap_or_default();
     let difficulty = b.difficulty.unwrap_or_default();
@@ -141,7 +177,10 @@ pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<Ht
             };
             // No question repeats within the candidate's last 5 interviews.
             let mut exclude = HashSet::new();
-            let past = st.store.candidate_interviews(&candidate_id).unwrap_or_default();
+            let past = st
+                .store
+                .candidate_interviews(&candidate_id)
+                .unwrap_or_default();
             for id in past.iter().rev().take(5) {
                 if let Ok(Some(r)) = st.store.load(id) {
                     exclude.extend(r.questions.iter().map(|q| q.id.clone()));
@@ -162,12 +201,19 @@ pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<Ht
                 },
                 exclude: &exclude,
             });
-            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            let token = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
             let now = chrono::Utc::now().timestamp_millis();
             let record = InterviewRecord {
                 id: id.clone(),
                 token_sha256: sha256_hex(&token),
-                candidate: Candidate { id: candidate_id, name },
+                candidate: Candidate {
+                    id: candidate_id,
+                    name,
+                },
                 role,
                 track,
                 difficulty,
@@ -186,12 +232,17 @@ pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<Ht
             };
             let r = st
                 .supervisor
-                .call(|reply| SupervisorMsg::Create(Box::new(record), reply), Some(Duration::from_secs(10)))
+                .call(
+                    |reply| SupervisorMsg::Create(Box::new(record), reply),
+                    Some(Duration::from_secs(10)),
+                )
                 .await;
             match r {
                 Ok(CallResult::Success(Ok(()))) => Ok((id, token)),
                 Ok(CallResult::Success(Err(e))) => Err(ApiError::Unavailable(e.to_string())),
-                _ => Err(ApiError::Unavailable("interview supervisor not answering".into())),
+                _ => Err(ApiError::Unavailable(
+                    "interview supervisor not answering".into(),
+                )),
             }
         })
         .await??;
@@ -202,7 +253,11 @@ pub async fn create(state: State, body: web::Json<CreateInterview>) -> Result<Ht
 }
 
 /// `GET /api/interviews/{id}`: state and the transcript (the logged events).
-pub async fn get(state: State, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let rec = authorized_record(&state, &req, &path)?;
     let events: Vec<Value> = state
         .store
@@ -221,21 +276,30 @@ pub async fn get(state: State, req: HttpRequest, path: web::Path<String>) -> Res
 }
 
 /// `GET /api/interviews/{id}/report[?format=html]`.
-pub async fn report(state: State, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn report(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let rec = authorized_record(&state, &req, &path)?;
-    let Some(report) = rec.report else {
-        return Err(ApiError::Conflict("the report is written when the interview ends".into()));
+    let Some(report) = rec.report_value() else {
+        return Err(ApiError::Conflict(
+            "the report is written when the interview ends".into(),
+        ));
     };
-    let html = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("format").cloned())
-        .is_some_and(|f| f == "html");
+    let html =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("format").cloned())
+            .is_some_and(|f| f == "html");
     if html {
         let page = crate::report_html::render(&report).map_err(|e| {
             tracing::error!(error = %e, "report rendering failed");
             ApiError::Internal
         })?;
-        return Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page));
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(page));
     }
     Ok(HttpResponse::Ok().json(report))
 }
@@ -252,7 +316,7 @@ pub async fn history(state: State, path: web::Path<String>) -> Result<HttpRespon
             out.push(json!({
                 "interview_id": r.id, "role": r.role, "track": r.track, "state": r.phase.as_str(),
                 "created_at": chrono::DateTime::from_timestamp_millis(r.created_ms).map(|d| d.to_rfc3339()),
-                "overall_score": r.report.as_ref().map(|rep| rep["overall_score"].clone()),
+                "overall_score": r.report_value().map(|rep| rep["overall_score"].clone()),
                 "questions": r.items.iter().map(|i| json!({"question_id": i.question_id, "score": i.score})).collect::<Vec<_>>(),
             }));
         }
@@ -268,13 +332,20 @@ pub struct AnalyzeResume {
 }
 
 /// `POST /api/resume/analyze`.
-pub async fn analyze(state: State, body: web::Json<AnalyzeResume>) -> Result<HttpResponse, ApiError> {
+pub async fn analyze(
+    state: State,
+    body: web::Json<AnalyzeResume>,
+) -> Result<HttpResponse, ApiError> {
     let text = body.into_inner().resume_text;
     if text.trim().is_empty() || text.chars().count() > MAX_RESUME_CHARS {
-        return Err(ApiError::BadRequest(format!("resume_text: 1 to {MAX_RESUME_CHARS} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "resume_text: 1 to {MAX_RESUME_CHARS} characters"
+        )));
     }
     let st = state.get_ref().clone();
-    let (analysis, source) = state.on_engine(async move { analyze_resume(&st.store, &st.pool, &text).await }).await?;
+    let (analysis, source) = state
+        .on_engine(async move { analyze_resume(&st.store, &st.pool, &text).await })
+        .await?;
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);
     Ok(HttpResponse::Ok().json(v))

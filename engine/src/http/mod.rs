@@ -69,7 +69,10 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -91,7 +94,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     .route("/", web::get().to(pages::index))
     .route("/api/interviews", web::post().to(interviews::create))
     .route("/api/interviews/{id}", web::get().to(interviews::get))
-    .route("/api/interviews/{id}/report", web::get().to(interviews::report))
+    .route(
+        "/api/interviews/{id}/report",
+        web::get().to(interviews::report),
+    )
     .route("/api/resume/analyze", web::post().to(interviews::analyze))
     .route("/ws/interviews/{id}", web::get().to(ws::connect))
     .service(
@@ -109,7 +115,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     .service(
         web::scope("/v1")
             .wrap(from_fn(admin_guard))
-            .route("/chat/completions", web::post().to(gateway::chat_completions))
+            .route(
+                "/chat/completions",
+                web::post().to(gateway::chat_completions),
+            )
             .route("/models", web::get().to(gateway::models)),
     )
     .default_service(web::to(not_found));
@@ -126,7 +135,10 @@ async fn admin_guard(
         None => Err(ApiError::Internal),
     };
     match allowed {
-        Ok(()) => next.call(req).await.map(ServiceResponse::map_into_left_body),
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
         Err(e) => {
             let resp = actix_web::ResponseError::error_response(&e);
             Ok(req.into_response(resp).map_into_right_body())
@@ -135,7 +147,11 @@ async fn admin_guard(
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// The shared state type as handlers extract it.

@@ -7,5 +7,7 @@ const INDEX: &str = include_str!("assets/index.html");
 
 /// `GET /`.
 pub async fn index() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(INDEX)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(INDEX)
 }

@@ -73,7 +73,8 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
             }
             match k.limits.rpd {
                 Some(rpd) if k.health != "day_exhausted" => {
-                    remaining_today = remaining_today.map(|r| r + u64::from(rpd).saturating_sub(k.usage.rpd_used))
+                    remaining_today =
+                        remaining_today.map(|r| r + u64::from(rpd).saturating_sub(k.usage.rpd_used))
                 }
                 Some(_) => {}
                 None => unlimited = true,
@@ -81,15 +82,32 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
         }
         for k in ks.iter() {
             match k.health {
-                "invalid" => alerts.push(format!("{}: key refused by {name} ({}); no traffic is sent to it", k.id, k.last_error.as_deref().unwrap_or("401/403"))),
-                "circuit_open" => alerts.push(format!("{}: breaker open after repeated failures ({})", k.id, k.last_error.as_deref().unwrap_or("errors"))),
-                "day_exhausted" => alerts.push(format!("{}: daily quota spent; parked until the reset", k.id)),
-                "cooling_down" => alerts.push(format!("{}: cooling down after a 429 from {name}", k.id)),
+                "invalid" => alerts.push(format!(
+                    "{}: key refused by {name} ({}); no traffic is sent to it",
+                    k.id,
+                    k.last_error.as_deref().unwrap_or("401/403")
+                )),
+                "circuit_open" => alerts.push(format!(
+                    "{}: breaker open after repeated failures ({})",
+                    k.id,
+                    k.last_error.as_deref().unwrap_or("errors")
+                )),
+                "day_exhausted" => alerts.push(format!(
+                    "{}: daily quota spent; parked until the reset",
+                    k.id
+                )),
+                "cooling_down" => {
+                    alerts.push(format!("{}: cooling down after a 429 from {name}", k.id))
+                }
                 _ => {}
             }
             if let Some(rpd) = k.limits.rpd {
                 if k.usage.rpd_used as f64 >= 0.9 * f64::from(rpd) && k.health != "day_exhausted" {
-                    alerts.push(format!("{}: {}% of the daily request quota used", k.id, (k.usage.rpd_used * 100) / u64::from(rpd).max(1)));
+                    alerts.push(format!(
+                        "{}: {}% of the daily request quota used",
+                        k.id,
+                        (k.usage.rpd_used * 100) / u64::from(rpd).max(1)
+                    ));
                 }
             }
         }
@@ -127,6 +145,8 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
 /// `GET /api/system_status` (admin).
 pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
     let pool = state.pool.clone();
-    let keys = state.on_engine(async move { pool.status().await }).await??;
+    let keys = state
+        .on_engine(async move { pool.status().await })
+        .await??;
     Ok(HttpResponse::Ok().json(status_document(&keys, state.config.gpu_nodes.len())))
 }

@@ -35,33 +35,54 @@ pub struct WsConn {
 }
 
 fn error_frame(code: &str, message: &str) -> String {
-    json!({"type": "error", "seq": null, "ephemeral": true, "code": code, "message": message}).to_string()
+    json!({"type": "error", "seq": null, "ephemeral": true, "code": code, "message": message})
+        .to_string()
 }
 
 /// Parses a client frame into a message, or an error code and message.
 pub fn parse_client(text: &str) -> Result<ClientMsg, (&'static str, String)> {
-    let v: Value = serde_json::from_str(text).map_err(|e| ("invalid_json", format!("frame is not JSON: {e}")))?;
-    let ty = v["type"].as_str().ok_or(("invalid_message", "missing \"type\"".to_string()))?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ("invalid_json", format!("frame is not JSON: {e}")))?;
+    let ty = v["type"]
+        .as_str()
+        .ok_or(("invalid_message", "missing \"type\"".to_string()))?;
     match ty {
         "answer" => {
-            let text = v["text"].as_str().ok_or(("invalid_message", "answer needs a string \"text\"".to_string()))?;
+            let text = v["text"].as_str().ok_or((
+                "invalid_message",
+                "answer needs a string \"text\"".to_string(),
+            ))?;
             let audio = match &v["audio_duration_s"] {
                 Value::Null => None,
                 x => match x.as_f64() {
                     Some(d) if d.is_finite() && (0.0..=3600.0).contains(&d) => Some(d),
-                    _ => return Err(("invalid_message", "audio_duration_s: a number of seconds, 0-3600".into())),
+                    _ => {
+                        return Err((
+                            "invalid_message",
+                            "audio_duration_s: a number of seconds, 0-3600".into(),
+                        ))
+                    }
                 },
             };
-            Ok(ClientMsg::Answer { text: text.to_string(), audio_duration_s: audio })
+            Ok(ClientMsg::Answer {
+                text: text.to_string(),
+                audio_duration_s: audio,
+            })
         }
         "resume" => {
-            let last = v["last_seq"].as_u64().ok_or(("invalid_message", "resume needs a non-negative integer \"last_seq\"".to_string()))?;
+            let last = v["last_seq"].as_u64().ok_or((
+                "invalid_message",
+                "resume needs a non-negative integer \"last_seq\"".to_string(),
+            ))?;
             Ok(ClientMsg::Resume { last_seq: last })
         }
         "end" => Ok(ClientMsg::End),
         "interrupt" => Ok(ClientMsg::Interrupt),
         "ping" => Ok(ClientMsg::Ping),
-        "audio_end" => Err(("audio_unsupported", "speech-to-text is not configured on this server: send the answer as text".into())),
+        "audio_end" => Err((
+            "audio_unsupported",
+            "speech-to-text is not configured on this server: send the answer as text".into(),
+        )),
         other => Err(("unknown_type", format!("unknown message type {other:?}"))),
     }
 }
@@ -69,7 +90,11 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, (&'static str, String)> {
 impl WsConn {
     fn forward(&mut self, msg: ClientMsg, ctx: &mut ws::WebsocketContext<Self>) {
         let id = self.handle.id;
-        if self.session.cast(SessionMsg::Client(id, msg.clone())).is_ok() {
+        if self
+            .session
+            .cast(SessionMsg::Client(id, msg.clone()))
+            .is_ok()
+        {
             return;
         }
         // The session was restarted by its supervisor: find the new one and re-send.
@@ -77,7 +102,10 @@ impl WsConn {
         let iid = self.interview_id.clone();
         let addr = ctx.address();
         self.engine.spawn(async move {
-            if let Ok(CallResult::Success(Ok(actor))) = sup.call(|r| SupervisorMsg::Get(iid, r), Some(Duration::from_secs(5))).await {
+            if let Ok(CallResult::Success(Ok(actor))) = sup
+                .call(|r| SupervisorMsg::Get(iid, r), Some(Duration::from_secs(5)))
+                .await
+            {
                 let _ = actor.cast(SessionMsg::Client(id, msg));
                 addr.do_send(NewSession(actor));
             }
@@ -128,7 +156,10 @@ impl StreamHandler<Outbound> for WsConn {
         match item {
             Outbound::Text(t) => ctx.text(t.to_string()),
             Outbound::Close(reason) => {
-                ctx.close(Some(ws::CloseReason { code: ws::CloseCode::Normal, description: Some(reason) }));
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Normal,
+                    description: Some(reason),
+                }));
                 ctx.stop();
             }
         }
@@ -143,7 +174,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
         match item {
             Ok(ws::Message::Text(text)) => {
                 if text.len() > self.max_frame {
-                    ctx.text(error_frame("frame_too_large", &format!("text frames are limited to {} bytes", self.max_frame)));
+                    ctx.text(error_frame(
+                        "frame_too_large",
+                        &format!("text frames are limited to {} bytes", self.max_frame),
+                    ));
                     return;
                 }
                 match parse_client(&text) {
@@ -151,14 +185,20 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
                     Err((code, message)) => ctx.text(error_frame(code, &message)),
                 }
             }
-            Ok(ws::Message::Binary(_)) => ctx.text(error_frame("audio_unsupported", "speech-to-text is not configured on this server: send the answer as text")),
+            Ok(ws::Message::Binary(_)) => ctx.text(error_frame(
+                "audio_unsupported",
+                "speech-to-text is not configured on this server: send the answer as text",
+            )),
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
             }
-            Ok(ws::Message::Continuation(_)) => ctx.text(error_frame("fragmented_frame", "fragmented frames are not supported")),
+            Ok(ws::Message::Continuation(_)) => ctx.text(error_frame(
+                "fragmented_frame",
+                "fragmented frames are not supported",
+            )),
             Ok(ws::Message::Nop) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "websocket protocol error");
@@ -169,7 +209,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
 }
 
 /// `GET /ws/interviews/{id}`: 401 before the upgrade without the interview's token.
-pub async fn connect(state: State, req: HttpRequest, path: web::Path<String>, stream: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn connect(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<String>,
+    stream: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let _record = authorized_record(&state, &req, &id)?;
     let sup = state.supervisor.clone();
@@ -178,14 +223,31 @@ pub async fn connect(state: State, req: HttpRequest, path: web::Path<String>, st
     let iid = id.clone();
     let (session, ready) = state
         .on_engine(async move {
-            let session = match sup.call(|r| SupervisorMsg::Get(iid, r), Some(Duration::from_secs(10))).await {
+            let session = match sup
+                .call(
+                    |r| SupervisorMsg::Get(iid, r),
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+            {
                 Ok(CallResult::Success(Ok(s))) => s,
-                Ok(CallResult::Success(Err(e))) => return Err(ApiError::Unavailable(e.to_string())),
-                _ => return Err(ApiError::Unavailable("interview supervisor not answering".into())),
+                Ok(CallResult::Success(Err(e))) => {
+                    return Err(ApiError::Unavailable(e.to_string()))
+                }
+                _ => {
+                    return Err(ApiError::Unavailable(
+                        "interview supervisor not answering".into(),
+                    ))
+                }
             };
-            match session.call(|r| SessionMsg::Attach(h, r), Some(Duration::from_secs(10))).await {
+            match session
+                .call(|r| SessionMsg::Attach(h, r), Some(Duration::from_secs(10)))
+                .await
+            {
                 Ok(CallResult::Success(ready)) => Ok((session, ready)),
-                _ => Err(ApiError::Unavailable("interview session not answering".into())),
+                _ => Err(ApiError::Unavailable(
+                    "interview session not answering".into(),
+                )),
             }
         })
         .await??;
