@@ -611,7 +611,9 @@ impl SessionState {
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
-                    self.replay(&c, last_seq)?;
+                    // Events already sent live on this connection (between attach and resume) are not
+                    // sent twice: replay from whichever is later.
+                    self.replay(&c, last_seq.max(c.sent_upto()))?;
                 }
             }
             ClientMsg::Answer {
