@@ -114,7 +114,7 @@ pub struct SessionState {
     rec: InterviewRecord,
     deps: Arc<SessionDeps>,
     conn: ConnSlot,
-    stream: Option<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>, String)>,
+    stream: Option<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)>,
 }
 
 /// The session actor.
@@ -502,7 +502,7 @@ impl SessionState {
             };
             let _ = me.cast(SessionMsg::FollowUpReady { text, source });
         });
-        self.stream = Some((task, partial, format!("llm:{}", "stream")));
+        self.stream = Some((task, partial));
         self.rec.phase = Phase::Evaluating;
     }
 
@@ -549,7 +549,7 @@ impl SessionState {
         phase: Phase,
         mut events: Vec<Value>,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((task, _, _)) = self.stream.take() {
+        if let Some((task, _)) = self.stream.take() {
             task.abort();
         }
         let seed = self.seed();
@@ -634,7 +634,7 @@ impl SessionState {
                 }
             }
             ClientMsg::Interrupt => {
-                if let Some((task, partial, _)) = self.stream.take() {
+                if let Some((task, partial)) = self.stream.take() {
                     task.abort();
                     let text = partial
                         .lock()

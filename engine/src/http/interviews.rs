@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::content::prompts;
-use actors::content::question_pool::{Fill, QuestionPool, Selection};
+use actors::content::question_pool::{Fill, Selection};
 use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
 use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
@@ -349,9 +349,4 @@ pub async fn analyze(
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);
     Ok(HttpResponse::Ok().json(v))
-}
-
-/// Validates a question pool at start (used by `serve`).
-pub fn pool_size(p: &QuestionPool) -> usize {
-    p.len()
 }
