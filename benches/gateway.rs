@@ -1,5 +1,7 @@
 //! Gateway overhead end to end: the same chat completion sent straight to the fake provider and through
 //! the engine's `/v1/chat/completions`, at concurrency 1, 16 and 64. Target (issue 2): added p99 < 0.5 ms.
+//! With GATEWAY_BENCH_VIA=gpu the engine reaches the fake as four `[[gpu_nodes]]` instead of provider
+//! keys: the GPU pool's dispatch overhead (issue 5).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // Run: `cargo bench --bench gateway`. Both binaries are the release builds cargo makes for the bench.
@@ -74,7 +76,23 @@ fn spawn_listening(name: &'static str, mut cmd: Command) -> (ChildGuard, String)
     (guard, base)
 }
 
+fn via_gpu() -> bool {
+    std::env::var("GATEWAY_BENCH_VIA").is_ok_and(|v| v == "gpu")
+}
+
 fn engine_config(fake_base: &str, data: &Path) -> String {
+    if via_gpu() {
+        let mut c = format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"{}\"\n",
+            data.display()
+        );
+        for i in 0..KEYS.len() {
+            c.push_str(&format!(
+                "[[gpu_nodes]]\nname = \"n{i}\"\nurl = \"{fake_base}\"\nmodel = \"m\"\nmax_concurrency = 1000\napi_key_env = \"NODE_KEY_{i}\"\n"
+            ));
+        }
+        return c;
+    }
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"{}\"\n\
          [providers.one]\nformat = \"openai\"\nbase_url = \"{fake_base}/v1\"\nmodel = \"m\"\npriority = 1\n\
@@ -93,7 +111,7 @@ struct Target {
 
 fn body(direct: bool) -> Value {
     json!({
-        "model": if direct { "m" } else { "one" },
+        "model": if direct { "m" } else if via_gpu() { "auto" } else { "one" },
         "max_tokens": 16,
         "messages": [{"role": "user", "content": "Say something short about Rust."}],
     })
@@ -311,6 +329,11 @@ fn main() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
         .env("ONE_API_KEYS", KEYS.join(","))
+        .envs(
+            KEYS.iter()
+                .enumerate()
+                .map(|(i, k)| (format!("NODE_KEY_{i}"), *k)),
+        )
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
         .current_dir(dir.path());
     let (engine, engine_base) = spawn_listening("interview-engine", engine_cmd);

@@ -248,6 +248,139 @@ async fn heuristic_scorer_does_not_obey_injections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_reconnect_resume_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    let c = create(&engine.base, body("Linus", 4)).await;
+    let mut all: Vec<Value> = Vec::new();
+    let mut client = Client::connect(&engine.base, &c).await;
+    assert_eq!(client.next().await["type"], "ready");
+    let mut prompt = client.next_prompt().await;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 20, "the interview should finish");
+        // Answer and drop at once: the evaluation and the next question happen while disconnected.
+        client.answer(GOOD_ANSWER).await;
+        all.append(&mut client.logged);
+        client.drop_connection().await;
+        let last = all.last().unwrap()["seq"].as_u64().unwrap();
+        let (mut next, ready) = Client::reconnect(&engine.base, &c, last).await;
+        all.append(&mut next.logged);
+        // An answer is acknowledged by its evaluation. When the socket dropped before the server read
+        // the answer, nothing happened after the prompt: the same question is open, so send it again.
+        if ready["state"] == "awaiting_answer" && ready["seq"] == prompt["seq"] {
+            next.answer(GOOD_ANSWER).await;
+        }
+        // The next prompt may already be among the caught-up events.
+        let newer = all
+            .iter()
+            .rev()
+            .find(|e| e["seq"].as_u64() > prompt["seq"].as_u64() && is_prompt(e))
+            .cloned();
+        prompt = match newer {
+            Some(p) => p,
+            None => {
+                let p = next.next_prompt().await;
+                all.append(&mut next.logged);
+                p
+            }
+        };
+        if prompt["type"] == "report" {
+            break;
+        }
+        client = next;
+    }
+    assert_contiguous(&all);
+    let evaluations = all.iter().filter(|e| e["type"] == "evaluation").count();
+    assert!(
+        evaluations >= 4,
+        "every question was evaluated once or more (follow-ups): {evaluations}"
+    );
+    // And the log itself agrees with what the client assembled.
+    let s: Value = reqwest::Client::new()
+        .get(format!("{}/api/interviews/{}", engine.base, c.id))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["transcript"].as_array().unwrap().len(), all.len());
+    assert_eq!(s["transcript"], Value::Array(all.clone()));
+}
+
+fn is_prompt(v: &Value) -> bool {
+    (v["type"] == "interviewer" && (v["kind"] == "question" || v["kind"] == "follow_up"))
+        || v["type"] == "report"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_socket_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    let c = create(&engine.base, body("Eve", 2)).await;
+    // Wrong or missing token: 401 before the upgrade.
+    let ws = engine.base.replacen("http", "ws", 1);
+    for url in [
+        format!("{ws}/ws/interviews/{}", c.id),
+        format!("{ws}/ws/interviews/{}?token=wrong", c.id),
+    ] {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401)
+            }
+            other => panic!("expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    let mut client = Client::connect(&engine.base, &c).await;
+    client.next().await;
+    let q = client.next_prompt().await;
+    let seq_before = client.last_seq();
+    client.send_raw("{not json".into()).await;
+    assert_eq!(client.next().await["code"], "invalid_json");
+    client.send(json!({"type": "dance"})).await;
+    assert_eq!(client.next().await["code"], "unknown_type");
+    client.send(json!({"type": "answer"})).await;
+    assert_eq!(client.next().await["code"], "invalid_message");
+    client.send(json!({"type": "resume", "last_seq": -1})).await;
+    assert_eq!(client.next().await["code"], "invalid_message");
+    client
+        .send(json!({"type": "answer", "text": "x".repeat(5000)}))
+        .await;
+    assert_eq!(client.next().await["code"], "frame_too_large");
+    client.send(json!({"type": "answer", "text": "   "})).await;
+    assert_eq!(client.next().await["code"], "empty_answer");
+    client.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        client.next().await["type"],
+        "pong",
+        "the connection stays open"
+    );
+    // Nothing changed: the same question is open, no event was logged.
+    let http = reqwest::Client::new();
+    let s: Value = http
+        .get(format!("{}/api/interviews/{}", engine.base, c.id))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["last_seq"].as_u64(), Some(seq_before));
+    assert_eq!(s["state"], "awaiting_answer");
+    assert_eq!(q["turn"], 1);
+    // An answer when no question is open (the first question is still open: answer it first).
+    client.answer(GOOD_ANSWER).await;
+    finish(&mut client).await;
+    client.answer("late").await;
+    assert_eq!(client.next().await["code"], "no_open_question");
+    assert_contiguous(&client.logged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_interview_then_resume() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::start(dir.path(), &config(""), &[]);
@@ -341,4 +474,79 @@ async fn idle_interview_expires_with_a_report() {
         qs[0]["answer"].is_string(),
         "what was answered is in the report"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_follow_ups_stream_and_interrupt_stops_them() {
+    let fake = FakeProvider::start().await;
+    // A middling score asks for a follow-up; in adaptive mode it is written by the provider, streamed.
+    let reply =
+        json!({"score": 5, "reaction": "Thanks, let me dig deeper.", "feedback": "Partly there.",
+        "rubric_covered": []})
+        .to_string();
+    fake.add_key_with(
+        json!({"key": "adaptive-key", "limits": {}, "reply": reply, "latency_ms": 1500}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&format!(
+        "mode = \"adaptive\"\n[providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\npriority = 1\nkeys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ rpm = 1000 }}\n",
+        fake.base
+    ));
+    let engine = Engine::start(
+        dir.path(),
+        &cfg,
+        &[("FAKEAI_API_KEYS", "adaptive-key".into())],
+    );
+    let mut b = body("Barbara", 4);
+    b["mode"] = json!("adaptive");
+    let c = create(&engine.base, b).await;
+    let mut client = Client::connect(&engine.base, &c).await;
+    client.next().await;
+    client.next_prompt().await;
+    // Question 1: the follow-up stream waits 1.5 s for the provider; interrupt it.
+    client.answer(GOOD_ANSWER).await;
+    let ev = client.until(|v| v["type"] == "evaluation").await;
+    assert_eq!(ev["source"], "llm:fakeai");
+    client.send(json!({"type": "interrupt"})).await;
+    let fu = client.next_prompt().await;
+    assert_eq!(fu["kind"], "follow_up", "{fu}");
+    assert_eq!(
+        fu["source"], "llm:interrupted",
+        "interrupt stopped the stream: {fu}"
+    );
+    client.answer(GOOD_ANSWER).await;
+    let q2 = client.next_prompt().await;
+    assert_eq!(q2["kind"], "question");
+    assert_eq!(q2["turn"], 2);
+    // Question 2: no delay; the follow-up arrives as interviewer_delta pieces, then the full event.
+    fake.set_latency("adaptive-key", 0).await;
+    client.answer(GOOD_ANSWER).await;
+    let mut deltas = String::new();
+    let mut pieces = 0;
+    let fu = loop {
+        let v = client.next().await;
+        if v["type"] == "interviewer_delta" {
+            assert_eq!(v["ephemeral"], true);
+            assert_eq!(v["turn"], 2);
+            deltas.push_str(v["delta"].as_str().unwrap());
+            pieces += 1;
+        }
+        if v["type"] == "interviewer" && v["kind"] == "follow_up" {
+            break v;
+        }
+    };
+    assert!(pieces >= 2, "streamed in pieces ({pieces})");
+    assert_eq!(fu["source"], "llm:fakeai");
+    assert_eq!(
+        fu["text"].as_str().unwrap(),
+        deltas.trim(),
+        "the full event carries the streamed text"
+    );
+    // Deltas are ephemeral: never in the log.
+    assert!(client
+        .logged
+        .iter()
+        .all(|e| e["type"] != "interviewer_delta"));
+    assert_contiguous(&client.logged);
 }

@@ -1,7 +1,7 @@
 //! `ConnHandle`: how a session reaches the client connection currently attached to it. The connection
 //! (an actix WebSocket actor in the engine crate) reads the other end of the channel.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -15,13 +15,18 @@ pub enum Outbound {
     Close(String),
 }
 
-/// A live connection: an id, the channel to it, and the highest logged seq it was sent.
+/// A connection: an id, the channel to it, the highest logged seq it was sent, and whether it is
+/// *live*. A connection is live once its event stream is contiguous: at once for a new interview
+/// (nothing logged yet), otherwise after its `resume`. Logged events are sent live only to a live
+/// connection; before that they wait in the log, so a reconnecting client never receives a newer event
+/// before the older ones its `resume` asks for.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     /// Connection id (unique per process).
     pub id: u64,
     tx: mpsc::UnboundedSender<Outbound>,
     sent_upto: Arc<AtomicU64>,
+    live: Arc<AtomicBool>,
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -35,6 +40,7 @@ impl ConnHandle {
                 id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
                 tx,
                 sent_upto: Arc::new(AtomicU64::new(0)),
+                live: Arc::new(AtomicBool::new(false)),
             },
             rx,
         )
@@ -57,6 +63,16 @@ impl ConnHandle {
     /// The highest logged seq sent on this connection.
     pub fn sent_upto(&self) -> u64 {
         self.sent_upto.load(Ordering::Relaxed)
+    }
+
+    /// Whether logged events are sent to this connection as they happen.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection live (its stream is contiguous from here on).
+    pub fn set_live(&self) {
+        self.live.store(true, Ordering::Release);
     }
 
     /// Whether the connection has gone away.

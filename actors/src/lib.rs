@@ -14,12 +14,19 @@
 //!                                                               quota scope share a SharedQuota
 //! ```
 //!
+//! GpuPoolActor (gpu_pool.rs) ──────────► GpuNode (gpu_node.rs)   one per local inference node
+//! CacheActor (cache.rs): one sled tree per cache kind; Coalescer (coalesce.rs): single-flight calls
+//!
 //! A WebSocket connection (engine crate) reaches its session through a `ConnHandle` (conn.rs).
 //!
 //! Storage (`storage/`) sits behind traits (`UsageLedger`) with sled as the first implementation.
 
+pub mod cache;
+pub mod coalesce;
 pub mod conn;
 pub mod content;
+pub mod gpu_node;
+pub mod gpu_pool;
 pub mod interview;
 pub mod key;
 pub mod pool;

@@ -4,6 +4,9 @@
 //!
 //! When no key can take the request before the deadline the caller gets [`PoolError::NoCapacity`] at
 //! once: admission answers from the windows' arithmetic, it never waits to find out.
+//!
+//! With local inference nodes configured (a [`GpuPool`]), they are tried first (by default), with the
+//! interview id as affinity; when every node is busy or down the request falls back to the cloud keys.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -15,6 +18,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Serialize;
 
+use crate::gpu_pool::GpuPool;
 use crate::key::KeyStatus;
 use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
 use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
@@ -44,6 +48,8 @@ pub struct Completion {
     pub key: String,
     /// Every attempt, the successful one last.
     pub trail: Vec<Attempt>,
+    /// Where the answer came from, as events name it: `llm:<provider>` or `gpu:<node>`.
+    pub source: String,
 }
 
 /// A streamed call: metadata and the chunks.
@@ -54,6 +60,8 @@ pub struct StreamCompletion {
     pub key: String,
     /// Attempts before the stream was opened.
     pub trail: Vec<Attempt>,
+    /// Where the answer comes from: `llm:<provider>` or `gpu:<node>`.
+    pub source: String,
     /// The chunks; the reservation is settled when the stream ends or is dropped.
     pub stream: ChunkStream,
 }
@@ -102,8 +110,10 @@ pub struct CallOptions {
     pub max_attempts: usize,
     /// Only keys of this provider (the gateway's `model: "<provider>/..."`).
     pub provider: Option<String>,
-    /// Not this key (a retry after unusable output goes to another key).
+    /// Not this key (a retry after unusable output goes to another key; `gpu:<node>` skips the nodes).
     pub avoid_key: Option<String>,
+    /// The interview the request belongs to: GPU nodes keep an interview on one node (prompt cache).
+    pub affinity: Option<String>,
 }
 
 impl Default for CallOptions {
@@ -113,6 +123,7 @@ impl Default for CallOptions {
             max_attempts: 4,
             provider: None,
             avoid_key: None,
+            affinity: None,
         }
     }
 }
@@ -123,6 +134,15 @@ pub struct Pool {
     router: ActorRef<RouterMsg>,
     directory: KeyDirectory,
     http: reqwest::Client,
+    gpu: Option<GpuRoute>,
+}
+
+/// How the pool uses local inference nodes.
+#[derive(Clone)]
+struct GpuRoute {
+    pool: GpuPool,
+    /// When the nodes cannot serve, go on to the cloud keys (else the caller gets the error).
+    fallback_to_cloud: bool,
 }
 
 impl Pool {
@@ -136,6 +156,72 @@ impl Pool {
             router,
             directory,
             http,
+            gpu: None,
+        }
+    }
+
+    /// The same pool with local inference nodes tried before the cloud keys.
+    pub fn with_gpu(mut self, gpu: GpuPool, fallback_to_cloud: bool) -> Self {
+        if gpu.has_nodes() {
+            self.gpu = Some(GpuRoute {
+                pool: gpu,
+                fallback_to_cloud,
+            });
+        }
+        self
+    }
+
+    /// The GPU pool, when nodes are configured.
+    pub fn gpu(&self) -> Option<&GpuPool> {
+        self.gpu.as_ref().map(|g| &g.pool)
+    }
+
+    /// Whether any LLM (a cloud key or a GPU node) is configured.
+    pub fn has_llm(&self) -> bool {
+        self.gpu.is_some() || self.key_count() > 0
+    }
+
+    /// The GPU route for this call and the part of the deadline it may use, if it applies.
+    fn gpu_for(&self, opts: &CallOptions) -> Option<(&GpuRoute, Duration)> {
+        let g = self.gpu.as_ref()?;
+        if opts.provider.is_some()
+            || opts
+                .avoid_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("gpu:"))
+            || !g.pool.any_up()
+        {
+            return None;
+        }
+        // Leave the cloud keys half of the deadline when they can take over.
+        let budget = if g.fallback_to_cloud && self.key_count() > 0 {
+            opts.deadline / 2
+        } else {
+            opts.deadline
+        };
+        Some((g, budget))
+    }
+
+    /// After the GPU nodes could not serve: the cloud keys take over, or the caller gets the error.
+    fn gpu_failed(
+        g: &GpuRoute,
+        e: &crate::gpu_pool::GpuError,
+        t0: Instant,
+        trail: &mut Vec<Attempt>,
+    ) -> Result<(), PoolError> {
+        tracing::debug!(error = %e, "GPU nodes could not serve; trying cloud keys");
+        trail.push(Attempt {
+            key: "gpu".into(),
+            provider: "gpu".into(),
+            outcome: e.to_string(),
+            latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        });
+        if g.fallback_to_cloud {
+            Ok(())
+        } else {
+            Err(PoolError::NoCapacity {
+                trail: std::mem::take(trail),
+            })
         }
     }
 
@@ -161,6 +247,21 @@ impl Pool {
             Ok(CallResult::SenderError) | Err(_) => {
                 Err(PoolError::Unavailable("router stopped".into()))
             }
+        }
+    }
+
+    /// The cloud candidates after the GPU nodes were tried (or skipped): with no keys, a GPU failure is
+    /// reported as no capacity rather than "no providers".
+    async fn plan_after_gpu(
+        &self,
+        opts: &CallOptions,
+        trail: &mut Vec<Attempt>,
+    ) -> Result<Vec<Candidate>, PoolError> {
+        match self.plan(opts).await {
+            Err(PoolError::NoProviders) if !trail.is_empty() => Err(PoolError::NoCapacity {
+                trail: std::mem::take(trail),
+            }),
+            other => other,
         }
     }
 
@@ -270,10 +371,26 @@ impl Pool {
         opts: CallOptions,
     ) -> Result<Completion, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(&opts).await?;
+        let mut trail = Vec::new();
+        if let Some((g, budget)) = self.gpu_for(&opts) {
+            let t0 = Instant::now();
+            match g.pool.complete(req, budget, opts.affinity.as_deref()).await {
+                Ok(done) => {
+                    trail.push(gpu_attempt(&done.node, t0));
+                    return Ok(Completion {
+                        response: done.response,
+                        provider: "gpu".into(),
+                        key: format!("gpu:{}", done.node),
+                        source: format!("gpu:{}", done.node),
+                        trail,
+                    });
+                }
+                Err(e) => Self::gpu_failed(g, &e, t0, &mut trail)?,
+            }
+        }
+        let cands = self.plan_after_gpu(&opts, &mut trail).await?;
         let tokens = req.estimated_tokens();
         let mut tried = HashSet::new();
-        let mut trail = Vec::new();
         let mut last_err: Option<ProviderError> = None;
         let mut calls = 0;
         while calls < opts.max_attempts && Instant::now() < deadline {
@@ -303,6 +420,7 @@ impl Pool {
                         response: resp,
                         provider: spec.provider.clone(),
                         key: spec.id.clone(),
+                        source: format!("llm:{}", spec.provider),
                         trail,
                     });
                 }
@@ -329,10 +447,26 @@ impl Pool {
         opts: CallOptions,
     ) -> Result<StreamCompletion, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(&opts).await?;
+        let mut trail = Vec::new();
+        if let Some((g, budget)) = self.gpu_for(&opts) {
+            let t0 = Instant::now();
+            match g.pool.stream(req, budget, opts.affinity.as_deref()).await {
+                Ok(s) => {
+                    trail.push(gpu_attempt(&s.node, t0));
+                    return Ok(StreamCompletion {
+                        provider: "gpu".into(),
+                        key: format!("gpu:{}", s.node),
+                        source: format!("gpu:{}", s.node),
+                        trail,
+                        stream: s.stream,
+                    });
+                }
+                Err(e) => Self::gpu_failed(g, &e, t0, &mut trail)?,
+            }
+        }
+        let cands = self.plan_after_gpu(&opts, &mut trail).await?;
         let tokens = req.estimated_tokens();
         let mut tried = HashSet::new();
-        let mut trail = Vec::new();
         let mut last_err: Option<ProviderError> = None;
         let mut calls = 0;
         while calls < opts.max_attempts && Instant::now() < deadline {
@@ -358,6 +492,7 @@ impl Pool {
                     return Ok(StreamCompletion {
                         provider: spec.provider.clone(),
                         key: spec.id.clone(),
+                        source: format!("llm:{}", spec.provider),
                         trail,
                         stream: Box::pin(SettlingStream {
                             inner: stream,
@@ -379,6 +514,15 @@ impl Pool {
             Some(last) => Err(PoolError::AllFailed { last, trail }),
             None => Err(PoolError::NoCapacity { trail }),
         }
+    }
+}
+
+fn gpu_attempt(node: &str, t0: Instant) -> Attempt {
+    Attempt {
+        key: format!("gpu:{node}"),
+        provider: "gpu".into(),
+        outcome: "ok".into(),
+        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
     }
 }
 

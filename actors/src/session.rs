@@ -155,7 +155,7 @@ impl SessionState {
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&self.rec, &logged)?;
         self.deps.log.flush().await?;
-        if let Some(c) = self.conn() {
+        if let Some(c) = self.conn().filter(ConnHandle::is_live) {
             for (seq, text) in logged {
                 if !c.send_logged(seq, Arc::from(text)) {
                     break;
@@ -223,7 +223,7 @@ impl SessionState {
     fn use_llm(&self) -> Option<Pool> {
         match self.rec.mode.as_str() {
             "economy" => None,
-            _ => self.deps.pool.clone().filter(|p| p.key_count() > 0),
+            _ => self.deps.pool.clone().filter(Pool::has_llm),
         }
     }
 
@@ -311,6 +311,7 @@ impl SessionState {
         let role = self.rec.role.clone();
         let deadline = self.deps.eval_deadline;
         let me = myself.clone();
+        let affinity = self.rec.id.clone();
         tokio::spawn(async move {
             let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
             let mut avoid: Option<String> = None;
@@ -318,6 +319,7 @@ impl SessionState {
                 let opts = CallOptions {
                     deadline,
                     avoid_key: avoid.clone(),
+                    affinity: Some(affinity.clone()),
                     ..CallOptions::default()
                 };
                 match pool.complete(&req, opts).await {
@@ -334,7 +336,7 @@ impl SessionState {
                                 reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
                                 covered: ev.rubric_covered,
                                 missed,
-                                source: format!("llm:{}", done.provider),
+                                source: done.source.clone(),
                             }));
                             return;
                         }
@@ -367,10 +369,11 @@ impl SessionState {
         let turn = idx + 1;
         let seed = self.seed();
         let band = Band::of(ev.score);
+        let slot = turn as u32 * 2 + u32::from(self.rec.in_follow_up);
         let feedback = if ev.feedback.trim().is_empty() {
             self.deps
                 .templates
-                .feedback(band, &seed, turn as u32, &ev.covered, &ev.missed)
+                .feedback(band, &seed, slot, &ev.covered, &ev.missed)
         } else {
             ev.feedback.clone()
         };
@@ -395,12 +398,11 @@ impl SessionState {
         let (reaction, rsrc) = match &ev.reaction {
             Some(r) => (r.clone(), ev.source.clone()),
             None => (
-                self.deps.templates.acknowledgement(
-                    band,
-                    &seed,
-                    turn as u32,
-                    &self.rec.candidate.name,
-                ),
+                // Slot 2t for the question, 2t+1 for its follow-up: consecutive slots of one list
+                // are different variants, so one turn never shows the same reaction twice.
+                self.deps
+                    .templates
+                    .acknowledgement(band, &seed, slot, &self.rec.candidate.name),
                 "template".to_string(),
             ),
         };
@@ -464,22 +466,24 @@ impl SessionState {
         let me = myself.clone();
         let turn = idx + 1;
         let seq = self.rec.last_seq();
+        let affinity = self.rec.id.clone();
         let deadline = self.deps.eval_deadline;
         let task = tokio::spawn(async move {
             let opts = CallOptions {
                 deadline,
+                affinity: Some(affinity),
                 ..CallOptions::default()
             };
             let (text, source) = match pool.stream(&req, opts).await {
                 Ok(mut s) => {
-                    let source = format!("llm:{}", s.provider);
+                    let source = s.source.clone();
                     while let Some(item) = s.stream.next().await {
                         match item {
                             Ok(StreamChunk::Delta(d)) => {
                                 buf.lock().unwrap_or_else(|p| p.into_inner()).push_str(&d);
                                 let ev = json!({"type": "interviewer_delta", "seq": seq, "ephemeral": true, "turn": turn, "delta": d});
                                 let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                                if let Some(c) = c {
+                                if let Some(c) = c.filter(ConnHandle::is_live) {
                                     c.send(Outbound::Text(Arc::from(ev.to_string())));
                                 }
                             }
@@ -611,9 +615,15 @@ impl SessionState {
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
-                    // Events already sent live on this connection (between attach and resume) are not
-                    // sent twice: replay from whichever is later.
-                    self.replay(&c, last_seq.max(c.sent_upto()))?;
+                    if c.is_live() {
+                        // A second resume on a live connection: what was sent live is not sent twice.
+                        self.replay(&c, last_seq.max(c.sent_upto()))?;
+                    } else {
+                        // The actor sends nothing between the replay and going live, so the
+                        // connection's stream stays in order.
+                        self.replay(&c, last_seq)?;
+                        c.set_live();
+                    }
                 }
             }
             ClientMsg::Answer {
@@ -685,7 +695,9 @@ impl Actor for InterviewSession {
                 c.send(Outbound::Text(Arc::from(
                     error_event(&state.rec, "session_restarted", "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
                 )));
-                state.replay(&c, c.sent_upto())?;
+                if c.is_live() {
+                    state.replay(&c, c.sent_upto())?;
+                }
             }
         }
         // A crash during an evaluation left the answer stored: evaluate it again. A crash while a
@@ -723,6 +735,9 @@ impl Actor for InterviewSession {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Attach(conn, reply) => {
+                if state.rec.last_seq() == 0 {
+                    conn.set_live(); // nothing to catch up on: the greeting goes out live
+                }
                 let old = {
                     let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                     slot.replace(conn.clone())

@@ -56,6 +56,8 @@ pub struct Config {
     pub interview: InterviewConfig,
     /// `[pool]`.
     pub pool: PoolConfig,
+    /// `[gpu]`: how local inference nodes are used.
+    pub gpu: GpuConfig,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -105,6 +107,8 @@ impl std::fmt::Debug for SecretString {
 pub struct StorageConfig {
     /// sled directory.
     pub path: PathBuf,
+    /// sled's page cache, MiB (sled's own default is 1 GiB).
+    pub cache_mb: u64,
 }
 
 /// Call-budget mode of an interview.
@@ -155,6 +159,24 @@ pub struct PoolConfig {
     pub breaker_cooldown_ms: u64,
     /// Cool-down after a 429 without a wait.
     pub default_retry_after_ms: u64,
+}
+
+/// `[gpu]`: settings shared by the `[[gpu_nodes]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfig {
+    /// Health probe period.
+    pub probe_interval_ms: u64,
+    /// Requests that may wait for a free node slot.
+    pub queue_bound: usize,
+    /// One request's timeout on a node.
+    pub request_timeout_ms: u64,
+    /// Consecutive failures that take a node out.
+    pub breaker_failures: u32,
+    /// How long a node stays out before the probe may bring it back.
+    pub breaker_cooldown_ms: u64,
+    /// When every node is busy or down, go on to the cloud keys (else the caller gets no_capacity).
+    pub fallback_to_cloud: bool,
 }
 
 /// How a provider's keys share limits.
@@ -359,6 +381,18 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.storage.cache_mb == 0 {
+            return Err(invalid("storage.cache_mb", "must be > 0"));
+        }
+        if self.gpu.probe_interval_ms == 0 {
+            return Err(invalid("gpu.probe_interval_ms", "must be > 0"));
+        }
+        if self.gpu.request_timeout_ms == 0 {
+            return Err(invalid("gpu.request_timeout_ms", "must be > 0"));
+        }
+        if self.gpu.breaker_failures == 0 {
+            return Err(invalid("gpu.breaker_failures", "must be > 0"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.gpu_nodes.iter().enumerate() {

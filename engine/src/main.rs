@@ -47,6 +47,9 @@ enum Command {
         /// Interview mode to request (economy | balanced | adaptive | auto).
         #[arg(long)]
         mode: Option<String>,
+        /// Pause before each answer, like a person thinking (ms): keeps C sessions open at once.
+        #[arg(long, default_value_t = 0)]
+        think_ms: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             answers_per_interview,
             admin_token,
             mode,
+            think_ms,
             json,
         } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
                 answers_per_interview,
                 admin_token,
                 mode,
+                think_ms,
             };
             match rt.block_on(cli::loadtest::run(lt)) {
                 Ok(r) => {

@@ -13,8 +13,11 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use actors::content::question_pool::QuestionPool;
 use actors::content::templates::Templates;
+use actors::gpu_node::GpuNodeSpec;
+use actors::gpu_pool::{GpuPool, GpuPoolConfig};
 use actors::pool::Pool;
 use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
+use actors::secret::Secret;
 use actors::session::SessionDeps;
 use actors::storage::{SledStore, UsageLedger};
 use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
@@ -68,7 +71,8 @@ impl Engine {
             .thread_name("engine")
             .enable_all()
             .build()?;
-        let store = SledStore::open(&config.storage.path)?;
+        let store =
+            SledStore::open_with_cache(&config.storage.path, config.storage.cache_mb << 20)?;
         let ledger: Arc<dyn UsageLedger> = Arc::new(store.clone());
         let env = |k: &str| std::env::var(k).ok();
         let keys = config.key_configs(&env, ledger.as_ref())?;
@@ -97,7 +101,11 @@ impl Engine {
                 },
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
-        let pool = Pool::new(router.clone(), directory, http);
+        let gpu = runtime.block_on(start_gpu_pool(config, &http))?;
+        let mut pool = Pool::new(router.clone(), directory, http);
+        if let Some(g) = &gpu {
+            pool = pool.with_gpu(g.clone(), config.gpu.fallback_to_cloud);
+        }
         // Content is validated at start: a broken file stops the server with its path and line.
         let templates = Arc::new(Templates::load_embedded()?);
         let questions = Arc::new(QuestionPool::load_embedded()?);
@@ -126,6 +134,11 @@ impl Engine {
             questions,
             router,
         })
+    }
+
+    /// The GPU pool, when nodes are configured.
+    pub fn gpu(&self) -> Option<&GpuPool> {
+        self.pool.gpu()
     }
 
     /// Phases 2-4 of shutdown: stop the actors, flush storage, stop the runtime.
@@ -190,4 +203,52 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("http server stopped; stopping the engine");
     engine.shutdown();
     result.map_err(StartError::Io)
+}
+
+/// Starts the GPU pool over the configured `[[gpu_nodes]]` (none: no pool).
+async fn start_gpu_pool(
+    config: &Config,
+    http: &reqwest::Client,
+) -> Result<Option<GpuPool>, StartError> {
+    if config.gpu_nodes.is_empty() {
+        return Ok(None);
+    }
+    let mut specs = Vec::with_capacity(config.gpu_nodes.len());
+    for n in &config.gpu_nodes {
+        let api_key = match &n.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                _ => {
+                    return Err(StartError::Actor(format!(
+                        "gpu node {:?}: api_key_env {var} is not set",
+                        n.name
+                    )))
+                }
+            },
+            None => None,
+        };
+        specs.push(GpuNodeSpec {
+            name: n.name.clone(),
+            url: n.url.clone(),
+            model: n.model.clone(),
+            max_concurrency: n.max_concurrency,
+            api_key,
+            // Config: lower is tried first (as for providers); the GPU pool prefers higher.
+            priority: -i32::try_from(n.priority).unwrap_or(i32::MAX),
+        });
+    }
+    let g = &config.gpu;
+    let cfg = GpuPoolConfig {
+        probe_interval: Duration::from_millis(g.probe_interval_ms),
+        queue_bound: g.queue_bound,
+        request_timeout: Duration::from_millis(g.request_timeout_ms),
+        breaker_failures: g.breaker_failures,
+        breaker_cooldown: Duration::from_millis(g.breaker_cooldown_ms),
+    };
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(nodes = ?names, "GPU pool configured: nodes are tried before cloud keys");
+    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), None)
+        .await
+        .map_err(|e| StartError::Actor(format!("gpu pool: {e}")))?;
+    Ok(Some(pool))
 }

@@ -80,8 +80,10 @@ impl Client {
 
     /// The next JSON event (panics after 30 s or on close).
     pub async fn next(&mut self) -> Value {
+        // One deadline for the whole wait: the server's heartbeat pings must not extend it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let msg = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("no event within 30 s")
                 .expect("connection closed")
@@ -113,6 +115,22 @@ impl Client {
                 || v["type"] == "report"
         })
         .await
+    }
+
+    /// Connects again and sends `resume {last_seq}`; returns the client, caught up to the `ready` event's
+    /// seq, and that `ready` event.
+    pub async fn reconnect(base: &str, c: &Created, last_seq: u64) -> (Client, Value) {
+        let mut client = Client::connect(base, c).await;
+        let ready = client.next().await;
+        assert_eq!(ready["type"], "ready", "first event after connecting");
+        client
+            .send(json!({"type": "resume", "last_seq": last_seq}))
+            .await;
+        let target = ready["seq"].as_u64().expect("ready has a seq");
+        while last_seq.max(client.last_seq()) < target {
+            client.next().await;
+        }
+        (client, ready)
     }
 
     /// Closes the socket abruptly (drops it).

@@ -101,7 +101,23 @@ pub fn evaluation_request(
         temperature: Some(0.2),
         json: true,
         model: None,
+        json_schema: Some(evaluation_schema()),
     }
+}
+
+/// The shape of an evaluation, for servers that constrain decoding to a schema (small local models
+/// then always produce a parseable grade).
+pub fn evaluation_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer", "minimum": 0, "maximum": 10},
+            "reaction": {"type": "string", "maxLength": 200},
+            "feedback": {"type": "string", "maxLength": 600},
+            "rubric_covered": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 6}, "maxItems": 6}
+        },
+        "required": ["score", "reaction", "feedback", "rubric_covered"]
+    })
 }
 
 /// A model's judgement of one answer.
@@ -286,6 +302,7 @@ pub fn batch_evaluation_request(items: &[(&str, &[String], &str)], role: &str) -
         temperature: Some(0.2),
         json: true,
         model: None,
+        json_schema: None,
     }
 }
 
@@ -354,6 +371,7 @@ pub fn resume_request(resume_text: &str) -> ChatRequest {
         temperature: Some(0.0),
         json: true,
         model: None,
+        json_schema: None,
     }
 }
 
@@ -444,6 +462,7 @@ pub fn follow_up_request(question: &str, answer: &str, role: &str) -> ChatReques
         temperature: Some(0.5),
         json: false,
         model: None,
+        json_schema: None,
     }
 }
 

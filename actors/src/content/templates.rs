@@ -324,12 +324,13 @@ impl Templates {
     }
 }
 
-/// index = stable_hash([seed, kind, turn]) % len.
-fn choose(seed: &str, kind: &str, turn: u32, len: usize) -> usize {
+/// index = (stable_hash([seed, kind]) + slot) % len: a per-interview rotation of the list, so that
+/// consecutive slots (turns) of one interview never get the same variant while the list lasts.
+fn choose(seed: &str, kind: &str, slot: u32, len: usize) -> usize {
     if len == 0 {
         return 0;
     }
-    (stable_hash(&[seed, kind, &turn.to_string()]) % len as u64) as usize
+    ((stable_hash(&[seed, kind]) % len as u64 + u64::from(slot)) % len as u64) as usize
 }
 
 fn fallback_feedback(band: Band, covered: &str, missing: &str) -> String {
@@ -754,8 +755,16 @@ mod tests {
     fn choice_is_the_documented_hash() {
         let t = embedded();
         let list = t.list("transitions.next");
-        let idx = (stable_hash(&["seed", "transitions.next", "3"]) % list.len() as u64) as usize;
+        let n = list.len() as u64;
+        let idx = ((stable_hash(&["seed", "transitions.next"]) % n + 3) % n) as usize;
         assert_eq!(t.transition(Transition::Next, "seed", 3), list[idx]);
+        // Consecutive slots are different variants.
+        for i in 0..20 {
+            assert_ne!(
+                t.transition(Transition::Next, "seed", i),
+                t.transition(Transition::Next, "seed", i + 1)
+            );
+        }
     }
 
     #[test]

@@ -269,6 +269,7 @@ mod tests {
             temperature: Some(1.4),
             json,
             model: None,
+            json_schema: None,
         }
     }
 
@@ -305,6 +306,7 @@ mod tests {
             temperature: None,
             json: false,
             model: None,
+            json_schema: None,
         };
         let b = body(&no_system, "m", false);
         assert!(b.get("system").is_none());

@@ -95,6 +95,7 @@ mod tests {
             temperature: Some(0.2),
             json,
             model: None,
+            json_schema: None,
         }
     }
 

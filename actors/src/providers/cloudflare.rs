@@ -260,6 +260,7 @@ mod tests {
             temperature: None,
             json,
             model: None,
+            json_schema: None,
         }
     }
 

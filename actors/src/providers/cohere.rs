@@ -202,6 +202,7 @@ mod tests {
             temperature: Some(0.25),
             json,
             model: None,
+            json_schema: None,
         }
     }
 

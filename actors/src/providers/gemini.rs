@@ -324,6 +324,7 @@ mod tests {
             temperature: Some(0.3),
             json,
             model: None,
+            json_schema: None,
         }
     }
 
@@ -392,6 +393,7 @@ mod tests {
             temperature: None,
             json: false,
             model: None,
+            json_schema: None,
         });
         assert!(plain.get("systemInstruction").is_none());
         assert!(plain["generationConfig"].get("responseMimeType").is_none());

@@ -115,6 +115,10 @@ pub struct ChatRequest {
     pub json: bool,
     /// Overrides the target's configured model (the gateway passes the client's model through when asked).
     pub model: Option<String>,
+    /// The JSON schema the output must follow, for servers that constrain decoding to it (local
+    /// inference nodes: llama.cpp, vLLM). Cloud formats use their plain JSON switch (`json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl ChatRequest {
@@ -522,6 +526,7 @@ mod tests {
             temperature: None,
             json: false,
             model: None,
+            json_schema: None,
         };
         assert_eq!(req.estimated_tokens(), 101 + 100);
     }

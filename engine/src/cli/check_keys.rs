@@ -33,6 +33,7 @@ pub async fn check_keys(config: &Config) -> Result<Vec<KeyCheck>, ConfigError> {
         temperature: Some(0.0),
         json: false,
         model: None,
+        json_schema: None,
     };
     let checks = keys.into_iter().map(|k| {
         let http = http.clone();

@@ -28,6 +28,8 @@ pub struct LoadTest {
     pub admin_token: Option<String>,
     /// Interview mode to request.
     pub mode: Option<String>,
+    /// Pause before each answer, ms (the session sits idle meanwhile).
+    pub think_ms: u64,
 }
 
 /// The outcome.
@@ -136,6 +138,9 @@ async fn one_interview(
                 }
                 if matches!(v["kind"].as_str(), Some("question" | "follow_up")) {
                     let answer = ANSWERS[(n + turns as usize) % ANSWERS.len()];
+                    if lt.think_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(lt.think_ms)).await;
+                    }
                     ws.send(Message::text(
                         json!({"type": "answer", "text": answer}).to_string(),
                     ))

@@ -113,6 +113,7 @@ pub fn to_chat_request(
             temperature: r.temperature,
             json: json_mode,
             model,
+            json_schema: None,
         },
         provider,
     ))
@@ -124,6 +125,7 @@ fn options(state: &State, provider: Option<String>) -> CallOptions {
         max_attempts: state.config.pool.max_attempts,
         provider,
         avoid_key: None,
+        affinity: None,
     }
 }
 

@@ -14,8 +14,6 @@ use actors::content::{Difficulty, Track};
 use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
 use actors::pool::{CallOptions, Pool};
 use actors::storage::SessionLog;
-use actors::supervisor::SupervisorMsg;
-use ractor::rpc::CallResult;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -97,14 +95,14 @@ pub async fn analyze_resume(
         }
     }
     let mut result = None;
-    if pool.key_count() > 0 {
+    if pool.has_llm() {
         let opts = CallOptions {
             deadline: Duration::from_secs(20),
             ..CallOptions::default()
         };
         if let Ok(done) = pool.complete(&prompts::resume_request(text), opts).await {
             if let Some(a) = prompts::parse_resume(&done.response.text) {
-                result = Some((a, format!("llm:{}", done.provider)));
+                result = Some((a, done.source.clone()));
             }
         }
     }
@@ -230,20 +228,15 @@ pub async fn create(
                 report: None,
                 follow_ups_asked: 0,
             };
-            let r = st
-                .supervisor
-                .call(
-                    |reply| SupervisorMsg::Create(Box::new(record), reply),
-                    Some(Duration::from_secs(10)),
-                )
-                .await;
-            match r {
-                Ok(CallResult::Success(Ok(()))) => Ok((id, token)),
-                Ok(CallResult::Success(Err(e))) => Err(ApiError::Unavailable(e.to_string())),
-                _ => Err(ApiError::Unavailable(
-                    "interview supervisor not answering".into(),
-                )),
-            }
+            // Written and flushed here, not through the supervisor: creates then share group
+            // flushes instead of queueing one fsync each behind a single actor.
+            let log: &dyn SessionLog = &st.store;
+            log.create(&record)
+                .map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
+            log.flush()
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
+            Ok::<_, ApiError>((id, token))
         })
         .await??;
     let (id, token) = record;

@@ -148,5 +148,24 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
     let keys = state
         .on_engine(async move { pool.status().await })
         .await??;
-    Ok(HttpResponse::Ok().json(status_document(&keys, state.config.gpu_nodes.len())))
+    let mut doc = status_document(&keys, state.config.gpu_nodes.len());
+    if let Some(g) = state.pool.gpu() {
+        doc["gpu"] = json!({"nodes": g.status(), "stats": g.stats()});
+        let down: Vec<String> = g
+            .status()
+            .iter()
+            .filter(|n| !n.state.is_usable())
+            .map(|n| {
+                format!(
+                    "gpu node {} is down: {}",
+                    n.name,
+                    n.reason.as_deref().unwrap_or("no answer yet")
+                )
+            })
+            .collect();
+        if let Some(alerts) = doc["alerts"].as_array_mut() {
+            alerts.extend(down.into_iter().map(Value::from));
+        }
+    }
+    Ok(HttpResponse::Ok().json(doc))
 }
