@@ -58,6 +58,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// `[gpu]`: how local inference nodes are used.
     pub gpu: GpuConfig,
+    /// `[cache]`: lifetimes and size of the reuse cache.
+    pub cache: CacheSection,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -159,6 +161,46 @@ pub struct PoolConfig {
     pub breaker_cooldown_ms: u64,
     /// Cool-down after a 429 without a wait.
     pub default_retry_after_ms: u64,
+}
+
+/// `[cache]`: how long each kind of reusable result lives, and how many are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Greetings, seconds.
+    pub greeting_ttl_s: u64,
+    /// Resume analyses, seconds.
+    pub resume_analysis_ttl_s: u64,
+    /// Generated questions, seconds.
+    pub question_ttl_s: u64,
+    /// Evaluations, seconds.
+    pub evaluation_ttl_s: u64,
+    /// Summaries, seconds.
+    pub summary_ttl_s: u64,
+    /// Gateway responses, seconds.
+    pub response_ttl_s: u64,
+    /// Entries per kind at most; the oldest go first.
+    pub max_entries: usize,
+    /// Answers kept per key where variety matters (greetings, questions).
+    pub variants: usize,
+}
+
+impl CacheSection {
+    /// The cache actor's configuration.
+    pub fn to_cache_config(&self) -> actors::cache::CacheConfig {
+        let s = std::time::Duration::from_secs;
+        actors::cache::CacheConfig {
+            greeting_ttl: s(self.greeting_ttl_s),
+            resume_analysis_ttl: s(self.resume_analysis_ttl_s),
+            question_ttl: s(self.question_ttl_s),
+            evaluation_ttl: s(self.evaluation_ttl_s),
+            summary_ttl: s(self.summary_ttl_s),
+            response_ttl: s(self.response_ttl_s),
+            max_entries: self.max_entries,
+            variants: self.variants,
+            ..actors::cache::CacheConfig::default()
+        }
+    }
 }
 
 /// `[gpu]`: settings shared by the `[[gpu_nodes]]`.
@@ -384,6 +426,12 @@ impl Config {
         }
         if self.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be > 0"));
+        }
+        if self.cache.max_entries == 0 {
+            return Err(invalid("cache.max_entries", "must be > 0"));
+        }
+        if self.cache.variants == 0 {
+            return Err(invalid("cache.variants", "must be > 0"));
         }
         if self.gpu.probe_interval_ms == 0 {
             return Err(invalid("gpu.probe_interval_ms", "must be > 0"));

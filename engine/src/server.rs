@@ -60,6 +60,8 @@ pub struct Engine {
     pub supervisor: ActorRef<SupervisorMsg>,
     /// The question pool.
     pub questions: Arc<QuestionPool>,
+    /// The reuse cache.
+    pub cache: actors::cache::Cache,
     router: ActorRef<RouterMsg>,
 }
 
@@ -102,6 +104,12 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         let gpu = runtime.block_on(start_gpu_pool(config, &http))?;
+        let (cache, _) = runtime
+            .block_on(actors::cache::spawn(
+                store.db().clone(),
+                config.cache.to_cache_config(),
+            ))
+            .map_err(|e| StartError::Actor(format!("cache: {e}")))?;
         let mut pool = Pool::new(router.clone(), directory, http);
         if let Some(g) = &gpu {
             pool = pool.with_gpu(g.clone(), config.gpu.fallback_to_cloud);
@@ -126,6 +134,7 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
+            cache,
             runtime,
             pool,
             store,
@@ -177,6 +186,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         active_providers: engine.active_providers.clone(),
         supervisor: engine.supervisor.clone(),
         questions: engine.questions.clone(),
+        cache: engine.cache.clone(),
+        resume_calls: actors::coalesce::Coalescer::new(),
     });
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);

@@ -7,12 +7,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::cache::{self, CacheKind};
 use actors::content::prompts;
 use actors::content::question_pool::{Fill, Selection};
 use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
 use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
-use actors::pool::{CallOptions, Pool};
+use actors::pool::CallOptions;
 use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -80,38 +81,52 @@ pub fn authorized_record(
     }
 }
 
-/// Resume analysis: cached by a hash of the normalized text; through the pool when keys exist,
-/// else (or when the pool fails) the offline extractor. Returns the analysis and its source.
-pub async fn analyze_resume(
-    store: &actors::storage::SledStore,
-    pool: &Pool,
-    text: &str,
-) -> (ResumeAnalysis, String) {
-    let key = resume::resume_hash(text);
-    let tree = store.db().open_tree("cache_resume_analysis").ok();
-    if let Some(Ok(Some(bytes))) = tree.as_ref().map(|t| t.get(key.as_bytes())) {
-        if let Ok(a) = serde_json::from_slice::<ResumeAnalysis>(&bytes) {
-            return (a, "cache".into());
+/// Resume analysis: cached (kind `resume_analysis`, by a hash of the normalized text); through the
+/// pool when an LLM is configured, with identical concurrent analyses sharing one call; else (or when
+/// the pool fails) the offline extractor, which is cheap and not cached.
+pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, String) {
+    let key = cache::key(&[text]);
+    if let Some(hit) = state
+        .cache
+        .get(CacheKind::ResumeAnalysis, &key, None)
+        .await
+        .and_then(|j| serde_json::from_str::<ResumeAnalysis>(&j).ok())
+    {
+        return (hit, "cache".into());
+    }
+    if state.pool.has_llm() {
+        let (pool, cache, t, k) = (
+            state.pool.clone(),
+            state.cache.clone(),
+            text.to_string(),
+            key.clone(),
+        );
+        let shared = state
+            .resume_calls
+            .run(key, move || async move {
+                let opts = CallOptions {
+                    deadline: Duration::from_secs(20),
+                    ..CallOptions::default()
+                };
+                let done = pool.complete(&prompts::resume_request(&t), opts).await;
+                match done.ok().and_then(|d| {
+                    prompts::parse_resume(&d.response.text).map(|a| (a, d.source.clone()))
+                }) {
+                    Some((a, source)) => {
+                        if let Ok(j) = serde_json::to_string(&a) {
+                            let _ = cache.put(CacheKind::ResumeAnalysis, &k, j).await;
+                        }
+                        (a, source)
+                    }
+                    None => (resume::analyze_offline(&t), "heuristic".to_string()),
+                }
+            })
+            .await;
+        if let Ok((result, _shared)) = shared {
+            return result;
         }
     }
-    let mut result = None;
-    if pool.has_llm() {
-        let opts = CallOptions {
-            deadline: Duration::from_secs(20),
-            ..CallOptions::default()
-        };
-        if let Ok(done) = pool.complete(&prompts::resume_request(text), opts).await {
-            if let Some(a) = prompts::parse_resume(&done.response.text) {
-                result = Some((a, done.source.clone()));
-            }
-        }
-    }
-    let (analysis, source) =
-        result.unwrap_or_else(|| (resume::analyze_offline(text), "heuristic".into()));
-    if let (Some(t), Ok(bytes)) = (tree, serde_json::to_vec(&analysis)) {
-        let _ = t.insert(key.as_bytes(), bytes);
-    }
-    (analysis, source)
+    (resume::analyze_offline(text), "heuristic".into())
 }
 
 /// `POST /api/interviews`.
@@ -171,7 +186,7 @@ pub async fn create(
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                Some(analyze_resume(&st.store, &st.pool, &resume_text).await.0)
+                Some(analyze_resume(&st, &resume_text).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
             let mut exclude = HashSet::new();
@@ -337,7 +352,7 @@ pub async fn analyze(
     }
     let st = state.get_ref().clone();
     let (analysis, source) = state
-        .on_engine(async move { analyze_resume(&st.store, &st.pool, &text).await })
+        .on_engine(async move { analyze_resume(&st, &text).await })
         .await?;
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);

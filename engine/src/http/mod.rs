@@ -10,6 +10,8 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use actors::content::resume::ResumeAnalysis;
+
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
@@ -36,6 +38,10 @@ pub struct AppState {
     pub supervisor: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     /// The question pool.
     pub questions: Arc<actors::content::question_pool::QuestionPool>,
+    /// The reuse cache (sled).
+    pub cache: actors::cache::Cache,
+    /// Identical concurrent resume analyses share one provider call.
+    pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
 }
 
 impl AppState {

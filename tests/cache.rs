@@ -1,0 +1,90 @@
+//! The reuse cache and request coalescing through the real binary: concurrent identical resume
+//! analyses share one provider call, later ones are served from the sled cache, also after a
+//! restart. (The cache actor's TTL, size bound and versioning are unit-tested in actors/src/cache.rs.)
+#![allow(
+    missing_docs,
+    dead_code,
+    clippy::useless_vec,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+mod common;
+
+use common::fake::FakeProvider;
+use common::server::Engine;
+use serde_json::{json, Value};
+
+fn config(fake: &str) -> String {
+    format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n\
+         [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{fake}/v1\"\nmodel = \"m\"\npriority = 1\n\
+         keys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ rpm = 1000 }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_resume_analyses_share_one_call_and_are_cached_across_restarts() {
+    let fake = FakeProvider::start().await;
+    let reply =
+        json!({"skills": ["Rust", "PostgreSQL"], "projects": ["Ledger"], "seniority": "senior",
+        "years_experience": 8, "suggested_topics": ["storage engines"]})
+        .to_string();
+    // Slow enough that the concurrent requests overlap.
+    fake.add_key_with(json!({"key": "cache-key", "limits": {}, "reply": reply, "latency_ms": 800}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(
+        dir.path(),
+        &config(&fake.base),
+        &[("FAKEAI_API_KEYS", "cache-key".into())],
+    );
+    let resume = "Jane Doe.  Senior engineer, 8 years.\nBuilt a ledger in Rust and PostgreSQL.";
+    let calls = futures::future::join_all((0..20).map(|_| {
+        let base = engine.base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/api/resume/analyze"))
+                .json(&json!({"resume_text": resume}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    }))
+    .await;
+    for v in &calls {
+        assert_eq!(v["source"], "llm:fakeai", "{v}");
+        assert_eq!(v["skills"][0], "Rust");
+    }
+    assert_eq!(
+        fake.requests("cache-key").await.len(),
+        1,
+        "20 identical concurrent analyses made one provider call"
+    );
+    // The same resume, differently spaced and cased: a cache hit, no call.
+    let again = engine
+        .post(
+            "/api/resume/analyze",
+            &json!({"resume_text": resume.to_uppercase().replace(' ', "   ")}),
+            None,
+        )
+        .await;
+    assert_eq!(again.json["source"], "cache", "{}", again.text);
+    assert_eq!(fake.requests("cache-key").await.len(), 1);
+    // Survives a restart.
+    engine.kill();
+    let engine = Engine::start(
+        dir.path(),
+        &config(&fake.base),
+        &[("FAKEAI_API_KEYS", "cache-key".into())],
+    );
+    let after = engine
+        .post("/api/resume/analyze", &json!({"resume_text": resume}), None)
+        .await;
+    assert_eq!(after.json["source"], "cache", "{}", after.text);
+    assert_eq!(after.json["skills"][1], "PostgreSQL");
+    assert_eq!(fake.requests("cache-key").await.len(), 1);
+}
