@@ -74,6 +74,22 @@ async fn identical_resume_analyses_share_one_call_and_are_cached_across_restarts
         .await;
     assert_eq!(again.json["source"], "cache", "{}", again.text);
     assert_eq!(fake.requests("cache-key").await.len(), 1);
+    // The stats say the same: one analysis from the provider, 19 shared, one from the cache.
+    let st = engine.get("/api/optimization_stats", None).await;
+    assert_eq!(st.status, 200, "{}", st.text);
+    let by = &st.json["requests_by_source"];
+    assert_eq!(by["llm"], 1, "{}", st.text);
+    assert_eq!(by["dedup"], 19, "{}", st.text);
+    assert_eq!(by["cache"], 1, "{}", st.text);
+    let resume_kind = st.json["cache"]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "resume_analysis")
+        .unwrap()
+        .clone();
+    assert_eq!(resume_kind["hits"], 1, "{resume_kind}");
+    assert_eq!(resume_kind["entries"], 1, "{resume_kind}");
     // Survives a restart.
     engine.kill();
     let engine = Engine::start(

@@ -53,6 +53,29 @@ async fn full_interview_with_no_keys() {
     assert_eq!(ready["protocol_version"], 1);
     let report = finish(&mut client).await;
     let events = client.logged.clone();
+    // Optimization stats count what happened: no provider call, pool questions, heuristic scores.
+    let st = engine.get("/api/optimization_stats", None).await;
+    let by = &st.json["requests_by_source"];
+    let count = |k: &str| by[k].as_u64().unwrap();
+    let evaluations = events.iter().filter(|e| e["type"] == "evaluation").count() as u64;
+    assert_eq!(
+        count("heuristic"),
+        evaluations,
+        "every evaluation: {}",
+        st.text
+    );
+    assert!(count("pool") >= 12, "{}", st.text);
+    assert!(count("template") >= 13, "{}", st.text);
+    assert_eq!(count("llm") + count("gpu"), 0);
+    let auto = st.json["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mode"] == "auto")
+        .unwrap()
+        .clone();
+    assert_eq!(auto["completed_interviews"], 1, "{auto}");
+    assert_eq!(auto["provider_calls"], 0, "{auto}");
     assert_contiguous(&events);
     let kinds = |k: &str| {
         events

@@ -35,5 +35,6 @@ pub mod quota;
 pub mod router;
 pub mod secret;
 pub mod session;
+pub mod stats;
 pub mod storage;
 pub mod supervisor;

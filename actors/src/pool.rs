@@ -35,6 +35,8 @@ pub struct Attempt {
     pub outcome: String,
     /// Time spent on this attempt.
     pub latency_ms: f64,
+    /// Whether a request was sent (false: the key or node refused admission).
+    pub called: bool,
 }
 
 /// A completed call.
@@ -215,6 +217,7 @@ impl Pool {
             provider: "gpu".into(),
             outcome: e.to_string(),
             latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            called: matches!(e, crate::gpu_pool::GpuError::Failed { .. }),
         });
         if g.fallback_to_cloud {
             Ok(())
@@ -334,7 +337,10 @@ impl Pool {
                         }
                     } else {
                         tried.insert(i);
-                        trail.push(attempt(c, refusal_name(&r), t0));
+                        trail.push(Attempt {
+                            called: false,
+                            ..attempt(c, refusal_name(&r), t0)
+                        });
                     }
                 }
             }
@@ -346,7 +352,10 @@ impl Pool {
             Ok(p) => Some((i, p)),
             Err(r) => {
                 tried.insert(i);
-                trail.push(attempt(c, refusal_name(&r), t0));
+                trail.push(Attempt {
+                    called: false,
+                    ..attempt(c, refusal_name(&r), t0)
+                });
                 None
             }
         }
@@ -519,6 +528,7 @@ impl Pool {
 
 fn gpu_attempt(node: &str, t0: Instant) -> Attempt {
     Attempt {
+        called: true,
         key: format!("gpu:{node}"),
         provider: "gpu".into(),
         outcome: "ok".into(),
@@ -528,6 +538,7 @@ fn gpu_attempt(node: &str, t0: Instant) -> Attempt {
 
 fn attempt(c: &Candidate, outcome: String, t0: Instant) -> Attempt {
     Attempt {
+        called: true,
         key: c.spec.id.clone(),
         provider: c.spec.provider.clone(),
         outcome,

@@ -22,6 +22,7 @@ use crate::content::Band;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
+use crate::stats::OptimizationStats;
 use crate::storage::SessionLog;
 
 /// What every session shares.
@@ -38,6 +39,8 @@ pub struct SessionDeps {
     pub eval_deadline: Duration,
     /// Enables test hooks (an answer `__panic__` panics the session). Off in production.
     pub test_hooks: bool,
+    /// Optimization counters (content sources, provider calls per interview).
+    pub stats: Arc<OptimizationStats>,
 }
 
 /// A client message, as parsed by the connection.
@@ -155,6 +158,11 @@ impl SessionState {
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&self.rec, &logged)?;
         self.deps.log.flush().await?;
+        for (_, text) in &logged {
+            if let Ok(v) = serde_json::from_str::<Value>(text) {
+                self.deps.stats.count_events([&v]);
+            }
+        }
         if let Some(c) = self.conn().filter(ConnHandle::is_live) {
             for (seq, text) in logged {
                 if !c.send_logged(seq, Arc::from(text)) {
@@ -312,6 +320,7 @@ impl SessionState {
         let deadline = self.deps.eval_deadline;
         let me = myself.clone();
         let affinity = self.rec.id.clone();
+        let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
         tokio::spawn(async move {
             let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
             let mut avoid: Option<String> = None;
@@ -322,7 +331,15 @@ impl SessionState {
                     affinity: Some(affinity.clone()),
                     ..CallOptions::default()
                 };
-                match pool.complete(&req, opts).await {
+                let result = pool.complete(&req, opts).await;
+                // Calls that reached a provider or node (admission refusals are not calls).
+                let trail = match &result {
+                    Ok(d) => d.trail.as_slice(),
+                    Err(e) => e.trail(),
+                };
+                let calls = trail.iter().filter(|a| a.called).count();
+                stats.count_calls(&mode, calls as u64);
+                match result {
                     Ok(done) => match prompts::parse_evaluation(&done.response.text, &rubric) {
                         Some(ev) => {
                             let missed = rubric
@@ -467,6 +484,7 @@ impl SessionState {
         let turn = idx + 1;
         let seq = self.rec.last_seq();
         let affinity = self.rec.id.clone();
+        let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
         let deadline = self.deps.eval_deadline;
         let task = tokio::spawn(async move {
             let opts = CallOptions {
@@ -474,7 +492,13 @@ impl SessionState {
                 affinity: Some(affinity),
                 ..CallOptions::default()
             };
-            let (text, source) = match pool.stream(&req, opts).await {
+            let opened = pool.stream(&req, opts).await;
+            let trail = match &opened {
+                Ok(s) => s.trail.as_slice(),
+                Err(e) => e.trail(),
+            };
+            stats.count_calls(&mode, trail.iter().filter(|a| a.called).count() as u64);
+            let (text, source) = match opened {
                 Ok(mut s) => {
                     let source = s.source.clone();
                     while let Some(item) = s.stream.next().await {
@@ -556,6 +580,7 @@ impl SessionState {
         if let Some((task, _)) = self.stream.take() {
             task.abort();
         }
+        self.deps.stats.count_completed(&self.rec.mode);
         let seed = self.seed();
         let kind = match phase {
             Phase::EndedEarly => Closing::EarlyEnd,

@@ -62,6 +62,8 @@ pub struct Engine {
     pub questions: Arc<QuestionPool>,
     /// The reuse cache.
     pub cache: actors::cache::Cache,
+    /// Optimization counters.
+    pub stats: Arc<actors::stats::OptimizationStats>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -118,6 +120,7 @@ impl Engine {
         let templates = Arc::new(Templates::load_embedded()?);
         let questions = Arc::new(QuestionPool::load_embedded()?);
         tracing::info!(questions = questions.len(), "question pool loaded");
+        let stats = Arc::new(actors::stats::OptimizationStats::default());
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -125,6 +128,7 @@ impl Engine {
             idle_timeout: Duration::from_secs(config.interview.idle_timeout_s),
             eval_deadline: Duration::from_millis(config.interview.eval_deadline_ms),
             test_hooks: config.interview.test_hooks,
+            stats: stats.clone(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -134,6 +138,7 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
+            stats,
             cache,
             runtime,
             pool,
@@ -187,6 +192,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         supervisor: engine.supervisor.clone(),
         questions: engine.questions.clone(),
         cache: engine.cache.clone(),
+        stats: engine.stats.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
     });
     let max_body = config.server.max_body_bytes;

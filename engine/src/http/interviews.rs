@@ -14,6 +14,7 @@ use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
 use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
 use actors::pool::CallOptions;
+use actors::stats::Source;
 use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -92,6 +93,7 @@ pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, St
         .await
         .and_then(|j| serde_json::from_str::<ResumeAnalysis>(&j).ok())
     {
+        state.stats.count_source(Source::Cache);
         return (hit, "cache".into());
     }
     if state.pool.has_llm() {
@@ -122,10 +124,15 @@ pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, St
                 }
             })
             .await;
-        if let Ok((result, _shared)) = shared {
+        if let Ok((result, shared)) = shared {
+            // A caller that shared another's call is counted as a dedup save, not a second call.
+            if let Some(s) = Source::of(&result.1).filter(|_| !shared) {
+                state.stats.count_source(s);
+            }
             return result;
         }
     }
+    state.stats.count_source(Source::Heuristic);
     (resume::analyze_offline(text), "heuristic".into())
 }
 

@@ -40,6 +40,8 @@ pub struct AppState {
     pub questions: Arc<actors::content::question_pool::QuestionPool>,
     /// The reuse cache (sled).
     pub cache: actors::cache::Cache,
+    /// Optimization counters shared with the sessions.
+    pub stats: Arc<actors::stats::OptimizationStats>,
     /// Identical concurrent resume analyses share one provider call.
     pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
 }
@@ -117,6 +119,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
         web::resource("/api/system_status")
             .wrap(from_fn(admin_guard))
             .route(web::get().to(status::system_status)),
+    )
+    .service(
+        web::resource("/api/optimization_stats")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(status::optimization_stats)),
     )
     .service(
         web::scope("/v1")

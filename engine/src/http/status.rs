@@ -169,3 +169,22 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
     }
     Ok(HttpResponse::Ok().json(doc))
 }
+
+/// `GET /api/optimization_stats` (admin): where interview content came from, cache hit rates, calls
+/// saved by coalescing, and provider calls per completed interview per mode (since this process
+/// started).
+pub async fn optimization_stats(state: State) -> HttpResponse {
+    let mut by_source: serde_json::Map<String, Value> = state
+        .stats
+        .by_source()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    by_source.insert("dedup".into(), json!(state.resume_calls.saved()));
+    HttpResponse::Ok().json(json!({
+        "requests_by_source": by_source,
+        "cache": state.cache.stats(),
+        "modes": state.stats.modes(),
+        "gpu": state.pool.gpu().map(|g| g.stats()),
+    }))
+}

@@ -1,0 +1,183 @@
+//! Optimization counters: where interview content came from (template, pool, cache, llm, gpu,
+//! heuristic) and provider calls per completed interview per mode; lock-free, read by `/api/optimization_stats`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where a piece of interview content came from, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A template (greetings, reactions, closings).
+    Template,
+    /// The question pool.
+    Pool,
+    /// The cache.
+    Cache,
+    /// A cloud provider (`llm:<provider>`).
+    Llm,
+    /// A local inference node (`gpu:<node>`).
+    Gpu,
+    /// The rubric scorer or the offline resume extractor.
+    Heuristic,
+}
+
+impl Source {
+    const ALL: [Source; 6] = [
+        Source::Template,
+        Source::Pool,
+        Source::Cache,
+        Source::Llm,
+        Source::Gpu,
+        Source::Heuristic,
+    ];
+
+    /// The name in stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Template => "template",
+            Source::Pool => "pool",
+            Source::Cache => "cache",
+            Source::Llm => "llm",
+            Source::Gpu => "gpu",
+            Source::Heuristic => "heuristic",
+        }
+    }
+
+    /// Classifies an event's `source` field (`llm:groq` → Llm, `gpu:local-1` → Gpu).
+    pub fn of(source: &str) -> Option<Source> {
+        match source.split(':').next()? {
+            "template" => Some(Source::Template),
+            "pool" => Some(Source::Pool),
+            "cache" => Some(Source::Cache),
+            "llm" => Some(Source::Llm),
+            "gpu" => Some(Source::Gpu),
+            "heuristic" => Some(Source::Heuristic),
+            _ => None,
+        }
+    }
+}
+
+/// Interview modes counted separately.
+pub const MODES: [&str; 4] = ["economy", "balanced", "adaptive", "auto"];
+
+fn mode_index(mode: &str) -> usize {
+    MODES.iter().position(|m| *m == mode).unwrap_or(3)
+}
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct OptimizationStats {
+    by_source: [AtomicU64; 6],
+    calls: [AtomicU64; 4],
+    completed: [AtomicU64; 4],
+}
+
+/// Per-mode figures.
+#[derive(Debug, Serialize)]
+pub struct ModeFigures {
+    /// Mode name.
+    pub mode: &'static str,
+    /// Interviews that reached their report.
+    pub completed_interviews: u64,
+    /// Provider calls (cloud and GPU) made by interviews of this mode.
+    pub provider_calls: u64,
+    /// `provider_calls / completed_interviews` (null before the first completion).
+    pub provider_calls_per_completed_interview: Option<f64>,
+}
+
+impl OptimizationStats {
+    /// Counts the sources of logged events (those with a `source` field).
+    pub fn count_events<'a>(&self, events: impl IntoIterator<Item = &'a Value>) {
+        for e in events {
+            if let Some(s) = e["source"].as_str().and_then(Source::of) {
+                self.count_source(s);
+            }
+        }
+    }
+
+    /// Counts one piece of content from `source`.
+    pub fn count_source(&self, source: Source) {
+        if let Some(i) = Source::ALL.iter().position(|s| *s == source) {
+            self.by_source[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` provider calls made for an interview of `mode`.
+    pub fn count_calls(&self, mode: &str, n: u64) {
+        self.calls[mode_index(mode)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a finished interview of `mode`.
+    pub fn count_completed(&self, mode: &str) {
+        self.completed[mode_index(mode)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Content counts by source.
+    pub fn by_source(&self) -> Vec<(&'static str, u64)> {
+        Source::ALL
+            .iter()
+            .zip(&self.by_source)
+            .map(|(s, c)| (s.as_str(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Per-mode calls and completions.
+    pub fn modes(&self) -> Vec<ModeFigures> {
+        MODES
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let completed = self.completed[i].load(Ordering::Relaxed);
+                let calls = self.calls[i].load(Ordering::Relaxed);
+                ModeFigures {
+                    mode: m,
+                    completed_interviews: completed,
+                    provider_calls: calls,
+                    provider_calls_per_completed_interview: (completed > 0)
+                        .then(|| calls as f64 / completed as f64),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sources_are_classified_and_counted() {
+        let s = OptimizationStats::default();
+        let evs = [
+            json!({"source": "llm:groq"}),
+            json!({"source": "gpu:local-1"}),
+            json!({"source": "gpu:local-2"}),
+            json!({"source": "pool"}),
+            json!({"source": "nonsense"}),
+            json!({"type": "report"}),
+        ];
+        s.count_events(evs.iter());
+        let by: std::collections::HashMap<_, _> = s.by_source().into_iter().collect();
+        assert_eq!(by["llm"], 1);
+        assert_eq!(by["gpu"], 2);
+        assert_eq!(by["pool"], 1);
+        assert_eq!(by["template"], 0);
+    }
+
+    #[test]
+    fn calls_per_completed_interview_per_mode() {
+        let s = OptimizationStats::default();
+        s.count_calls("balanced", 10);
+        s.count_calls("balanced", 18);
+        s.count_completed("balanced");
+        s.count_completed("balanced");
+        let m = s.modes();
+        let b = m.iter().find(|f| f.mode == "balanced").unwrap_or(&m[0]);
+        assert_eq!(b.provider_calls_per_completed_interview, Some(14.0));
+        let e = m.iter().find(|f| f.mode == "economy").unwrap_or(&m[0]);
+        assert_eq!(e.provider_calls_per_completed_interview, None);
+    }
+}
