@@ -104,3 +104,66 @@ async fn identical_resume_analyses_share_one_call_and_are_cached_across_restarts
     assert_eq!(after.json["skills"][1], "PostgreSQL");
     assert_eq!(fake.requests("cache-key").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_identical_gateway_requests_make_one_provider_call() {
+    let fake = FakeProvider::start().await;
+    fake.add_key_with(json!({"key": "gw-key", "limits": {}, "latency_ms": 800}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        dir.path(),
+        &config(&fake.base),
+        &[("FAKEAI_API_KEYS", "gw-key".into())],
+    );
+    let body = json!({"max_tokens": 16, "messages": [{"role": "user", "content": "Name a sorting algorithm."}]});
+    let answers = futures::future::join_all((0..50).map(|_| {
+        let (base, body) = (engine.base.clone(), body.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            let how = r.headers()["x-cache"].to_str().unwrap().to_string();
+            let v: Value = r.json().await.unwrap();
+            (
+                how,
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    }))
+    .await;
+    assert_eq!(
+        fake.requests("gw-key").await.len(),
+        1,
+        "50 identical requests, one call"
+    );
+    let count = |h: &str| answers.iter().filter(|(how, _)| how == h).count();
+    assert_eq!(count("miss"), 1);
+    assert_eq!(count("shared"), 49);
+    assert!(
+        answers.iter().all(|(_, text)| *text == answers[0].1),
+        "everyone got the same answer"
+    );
+    // Later: from the cache; with Cache-Control: no-cache, a new call.
+    let hit = engine.post("/v1/chat/completions", &body, None).await;
+    assert_eq!(hit.headers["x-cache"], "hit");
+    assert_eq!(fake.requests("gw-key").await.len(), 1);
+    let fresh = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", engine.base))
+        .header("cache-control", "no-cache")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.headers()["x-cache"], "miss");
+    assert_eq!(fake.requests("gw-key").await.len(), 2);
+    let st = engine.get("/api/optimization_stats", None).await;
+    assert_eq!(st.json["requests_by_source"]["dedup"], 49, "{}", st.text);
+}

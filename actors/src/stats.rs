@@ -70,6 +70,7 @@ fn mode_index(mode: &str) -> usize {
 #[derive(Debug, Default)]
 pub struct OptimizationStats {
     by_source: [AtomicU64; 6],
+    dedup: AtomicU64,
     calls: [AtomicU64; 4],
     completed: [AtomicU64; 4],
 }
@@ -102,6 +103,16 @@ impl OptimizationStats {
         if let Some(i) = Source::ALL.iter().position(|s| *s == source) {
             self.by_source[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a request served by sharing another's in-flight call.
+    pub fn count_dedup(&self) {
+        self.dedup.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests served by sharing another's call.
+    pub fn dedup(&self) -> u64 {
+        self.dedup.load(Ordering::Relaxed)
     }
 
     /// Counts `n` provider calls made for an interview of `mode`.

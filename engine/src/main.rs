@@ -27,6 +27,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the capacity plan: daily budgets per provider and interviews per day per mode.
+    Plan {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Drive N complete interviews through the WebSocket protocol and report latency.
     Loadtest {
         /// Server root URL.
@@ -84,6 +93,26 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Plan { config, json } => {
+            let cfg = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let env = |k: &str| std::env::var(k).ok();
+            let plan = cli::plan::from_config(&cfg, &env);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                );
+            } else {
+                cli::plan::print(&plan);
+            }
+            ExitCode::SUCCESS
         }
         Command::Loadtest {
             url,

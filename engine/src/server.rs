@@ -194,6 +194,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         cache: engine.cache.clone(),
         stats: engine.stats.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
+        gateway_calls: actors::coalesce::Coalescer::new(),
     });
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);

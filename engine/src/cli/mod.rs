@@ -2,3 +2,4 @@
 
 pub mod check_keys;
 pub mod loadtest;
+pub mod plan;

@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
-use actors::pool::CallOptions;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actors::cache::{self, CacheKind};
+use actors::pool::{CallOptions, PoolError};
 use actors::providers::{ChatRequest, Message, Role, StreamChunk};
+use actors::stats::Source;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -132,6 +134,7 @@ fn options(state: &State, provider: Option<String>) -> CallOptions {
 /// `POST /v1/chat/completions` (admin).
 pub async fn chat_completions(
     state: State,
+    req: HttpRequest,
     body: web::Json<ChatCompletionsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (chat, provider) = to_chat_request(&body, &state.active_providers)?;
@@ -140,24 +143,66 @@ pub async fn chat_completions(
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let pool = state.pool.clone();
     if !body.stream {
-        let done = state
-            .on_engine(async move { pool.complete(&chat, opts).await })
+        // Identical requests (same target and normalized request) share one provider call while in
+        // flight, and a finished answer is reused for `[cache] response_ttl_s` unless the client
+        // sends `Cache-Control: no-cache`.
+        let key = cache::key(&[
+            opts.provider.as_deref().unwrap_or("auto"),
+            &serde_json::to_string(&chat).map_err(|_| ApiError::Internal)?,
+        ]);
+        let no_cache = req
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-cache"));
+        let (st, k) = (state.get_ref().clone(), key.clone());
+        let (answer, how) = state
+            .on_engine(async move {
+                if !no_cache {
+                    if let Some(hit) = st.cache.get(CacheKind::Response, &k, None).await {
+                        if let Ok(v) = serde_json::from_str::<Value>(&hit) {
+                            st.stats.count_source(Source::Cache);
+                            return Ok((v, "hit"));
+                        }
+                    }
+                }
+                let (cache, k2) = (st.cache.clone(), k.clone());
+                let (result, shared) = st
+                    .gateway_calls
+                    .run(k, move || async move {
+                        let done = pool.complete(&chat, opts).await?;
+                        let usage = done.response.usage.unwrap_or_default();
+                        let v = json!({
+                            "model": done.response.model.clone().unwrap_or_else(|| format!("{}/default", done.provider)),
+                            "content": done.response.text,
+                            "finish_reason": done.response.finish_reason.clone().unwrap_or_else(|| "stop".into()),
+                            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                      "total_tokens": usage.total()},
+                            "served_by": done.key,
+                            "attempts": done.trail.len(),
+                        });
+                        let _ = cache.put(CacheKind::Response, &k2, v.to_string()).await;
+                        Ok::<Value, PoolError>(v)
+                    })
+                    .await
+                    .map_err(|_| ApiError::Internal)?;
+                let v = result?;
+                if shared {
+                    st.stats.count_dedup();
+                }
+                Ok::<_, ApiError>((v, if shared { "shared" } else { "miss" }))
+            })
             .await??;
-        let model = done
-            .response
-            .model
-            .clone()
-            .unwrap_or_else(|| format!("{}/default", done.provider));
-        let usage = done.response.usage.unwrap_or_default();
+        let text = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
         return Ok(HttpResponse::Ok()
-            .insert_header(("x-served-by", done.key.clone()))
-            .insert_header(("x-attempts", done.trail.len().to_string()))
+            .insert_header(("x-served-by", text("served_by")))
+            .insert_header(("x-attempts", answer["attempts"].to_string()))
+            .insert_header(("x-cache", how))
             .json(json!({
-                "id": id, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": done.response.text},
-                             "finish_reason": done.response.finish_reason.unwrap_or_else(|| "stop".into())}],
-                "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                          "total_tokens": usage.total()},
+                "id": id, "object": "chat.completion", "created": created, "model": text("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text("content")},
+                             "finish_reason": text("finish_reason")}],
+                "usage": answer["usage"],
             })));
     }
     let opened = state

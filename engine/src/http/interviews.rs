@@ -126,7 +126,9 @@ pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, St
             .await;
         if let Ok((result, shared)) = shared {
             // A caller that shared another's call is counted as a dedup save, not a second call.
-            if let Some(s) = Source::of(&result.1).filter(|_| !shared) {
+            if shared {
+                state.stats.count_dedup();
+            } else if let Some(s) = Source::of(&result.1) {
                 state.stats.count_source(s);
             }
             return result;

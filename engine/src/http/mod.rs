@@ -42,6 +42,9 @@ pub struct AppState {
     pub cache: actors::cache::Cache,
     /// Optimization counters shared with the sessions.
     pub stats: Arc<actors::stats::OptimizationStats>,
+    /// Identical concurrent gateway requests share one provider call.
+    pub gateway_calls:
+        actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,
     /// Identical concurrent resume analyses share one provider call.
     pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
 }

@@ -180,7 +180,7 @@ pub async fn optimization_stats(state: State) -> HttpResponse {
         .into_iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    by_source.insert("dedup".into(), json!(state.resume_calls.saved()));
+    by_source.insert("dedup".into(), json!(state.stats.dedup()));
     HttpResponse::Ok().json(json!({
         "requests_by_source": by_source,
         "cache": state.cache.stats(),
