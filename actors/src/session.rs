@@ -13,8 +13,9 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
+use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
-use crate::content::prompts;
+use crate::content::prompts::{self, LlmEvaluation};
 use crate::content::report::{self, FollowUpItem, ReportInput, ReportItem};
 use crate::content::scoring;
 use crate::content::templates::{Closing, Templates, Transition};
@@ -41,6 +42,8 @@ pub struct SessionDeps {
     pub test_hooks: bool,
     /// Optimization counters (content sources, provider calls per interview).
     pub stats: Arc<OptimizationStats>,
+    /// Reuse cache: a provider's evaluation of the same answer to the same question is reused.
+    pub cache: Option<Cache>,
 }
 
 /// A client message, as parsed by the connection.
@@ -321,7 +324,29 @@ impl SessionState {
         let me = myself.clone();
         let affinity = self.rec.id.clone();
         let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
+        let eval_cache = self.deps.cache.clone();
         tokio::spawn(async move {
+            // The same answer (normalized) to the same question was graded by a provider before.
+            let key = cache::key(&["evaluation", &question, &answer]);
+            if let Some(c) = &eval_cache {
+                let hit = c.get(CacheKind::Evaluation, &key, None).await;
+                if let Some(ev) = hit.and_then(|j| serde_json::from_str::<LlmEvaluation>(&j).ok()) {
+                    let missed = rubric
+                        .iter()
+                        .filter(|r| !ev.rubric_covered.contains(r))
+                        .cloned()
+                        .collect();
+                    let _ = me.cast(SessionMsg::Evaluated(EvalOutcome {
+                        score: ev.score,
+                        feedback: ev.feedback,
+                        reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
+                        covered: ev.rubric_covered,
+                        missed,
+                        source: "cache".into(),
+                    }));
+                    return;
+                }
+            }
             let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
             let mut avoid: Option<String> = None;
             for _ in 0..2 {
@@ -342,6 +367,9 @@ impl SessionState {
                 match result {
                     Ok(done) => match prompts::parse_evaluation(&done.response.text, &rubric) {
                         Some(ev) => {
+                            if let (Some(c), Ok(j)) = (&eval_cache, serde_json::to_string(&ev)) {
+                                c.put_detached(CacheKind::Evaluation, &key, j);
+                            }
                             let missed = rubric
                                 .iter()
                                 .filter(|r| !ev.rubric_covered.contains(r))

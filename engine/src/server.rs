@@ -129,6 +129,7 @@ impl Engine {
             eval_deadline: Duration::from_millis(config.interview.eval_deadline_ms),
             test_hooks: config.interview.test_hooks,
             stats: stats.clone(),
+            cache: Some(cache.clone()),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
