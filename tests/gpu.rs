@@ -193,7 +193,12 @@ async fn balanced_interview_is_graded_on_the_local_node() {
         .collect();
     assert!(evaluations.len() >= 2, "both questions were evaluated");
     for e in &evaluations {
-        assert_eq!(e["source"], "gpu:local", "graded on the node: {e}");
+        assert_eq!(
+            e["source"],
+            "gpu:local",
+            "graded on the node: {e}\n--- engine log ---\n{}",
+            engine.log()
+        );
         assert!(e["score"].as_u64().unwrap() <= 10);
     }
     let s = engine.get("/api/system_status", None).await;

@@ -573,3 +573,44 @@ async fn adaptive_follow_ups_stream_and_interrupt_stops_them() {
         .all(|e| e["type"] != "interviewer_delta"));
     assert_contiguous(&client.logged);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_closes_the_old_connection_and_repeated_failures_close_the_interview() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    let c = create(&engine.base, body("Edsger", 3)).await;
+    let mut first = Client::connect(&engine.base, &c).await;
+    first.next().await;
+    first.next_prompt().await;
+    // A second connection takes over; the first is closed with the reason.
+    let (mut second, ready) = Client::reconnect(&engine.base, &c, first.last_seq()).await;
+    assert_eq!(ready["state"], "awaiting_answer");
+    assert_eq!(
+        first.close_reason().await,
+        "replaced by a newer connection to this interview"
+    );
+    second.answer(GOOD_ANSWER).await;
+    second.next_prompt().await;
+    let before = second.last_seq();
+    // Restarts are bounded: the fourth failure in a row closes the interview, its log kept.
+    for _ in 0..3 {
+        second.answer("__panic__").await;
+        let e = second.until(|v| v["type"] == "error").await;
+        assert_eq!(e["code"], "session_restarted", "{e}");
+    }
+    second.answer("__panic__").await;
+    let e = second.until(|v| v["type"] == "error").await;
+    assert_eq!(e["code"], "interview_failed", "{e}");
+    assert_eq!(second.close_reason().await, "interview failed");
+    let s = engine
+        .get(&format!("/api/interviews/{}", c.id), Some(&c.token))
+        .await;
+    assert_eq!(s.status, 200);
+    assert_eq!(
+        s.json["last_seq"].as_u64(),
+        Some(before.max(first.last_seq())),
+        "everything acknowledged is kept: {}",
+        s.text
+    );
+    assert!(engine.log().contains("session keeps failing"));
+}

@@ -186,13 +186,14 @@ impl Pool {
     /// The GPU route for this call and the part of the deadline it may use, if it applies.
     fn gpu_for(&self, opts: &CallOptions) -> Option<(&GpuRoute, Duration)> {
         let g = self.gpu.as_ref()?;
-        if opts.provider.is_some()
-            || opts
-                .avoid_key
-                .as_deref()
-                .is_some_and(|k| k.starts_with("gpu:"))
-            || !g.pool.any_up()
-        {
+        // A retry that avoids the nodes goes to the cloud keys, when there are any; with none, the
+        // nodes get the retry (a sampled model may well answer differently).
+        let avoid_gpu = opts
+            .avoid_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("gpu:"))
+            && self.key_count() > 0;
+        if opts.provider.is_some() || avoid_gpu || !g.pool.any_up() {
             return None;
         }
         // Leave the cloud keys half of the deadline when they can take over.

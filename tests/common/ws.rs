@@ -133,6 +133,23 @@ impl Client {
         (client, ready)
     }
 
+    /// Reads until the server closes the connection; returns the close reason.
+    pub async fn close_reason(&mut self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("no close within 30 s")
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| f.reason.to_string()).unwrap_or_default()
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return String::new(),
+            }
+        }
+    }
+
     /// Closes the socket abruptly (drops it).
     pub async fn drop_connection(self) {
         drop(self.ws);

@@ -112,8 +112,8 @@ pub fn evaluation_schema() -> Value {
         "type": "object",
         "properties": {
             "score": {"type": "integer", "minimum": 0, "maximum": 10},
-            "reaction": {"type": "string", "maxLength": 200},
-            "feedback": {"type": "string", "maxLength": 600},
+            "reaction": {"type": "string", "maxLength": 160},
+            "feedback": {"type": "string", "maxLength": 400},
             "rubric_covered": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 6}, "maxItems": 6}
         },
         "required": ["score", "reaction", "feedback", "rubric_covered"]
