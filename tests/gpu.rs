@@ -109,7 +109,7 @@ impl Drop for Llama {
 
 fn config(node_url: &str, extra: &str) -> String {
     format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"balanced\"\neval_deadline_ms = 60000\n[gpu]\nprobe_interval_ms = 300\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"{node_url}\"\nmax_concurrency = 2\napi_key_env = \"LOCAL_NODE_KEY\"\n{extra}"
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"balanced\"\neval_deadline_ms = 60000\n[gpu]\nprobe_interval_ms = 1000\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"{node_url}\"\nmax_concurrency = 2\napi_key_env = \"LOCAL_NODE_KEY\"\n{extra}"
     )
 }
 

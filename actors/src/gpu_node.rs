@@ -373,6 +373,9 @@ struct Health {
     state: NodeState,
     reason: Option<String>,
     consecutive_failures: u32,
+    /// Failed probes in a row: an Up node goes down on the second, so one slow `/health` on a
+    /// busy machine does not take a working node out.
+    probe_failures: u32,
     /// Set when the breaker trips: no probe brings the node back before this instant.
     hold_until: Option<Instant>,
     /// Back from a tripped breaker: one failure trips it again.
@@ -387,6 +390,7 @@ impl Health {
             state,
             reason: None,
             consecutive_failures: 0,
+            probe_failures: 0,
             hold_until: None,
             probation: false,
             breaker_failures: breaker_failures.max(1),
@@ -413,6 +417,7 @@ impl Health {
     fn on_probe(&mut self, now: Instant, result: Result<(), String>) -> Option<Transition> {
         match result {
             Ok(()) => {
+                self.probe_failures = 0;
                 if self.hold_until.is_some_and(|t| now < t) {
                     return None;
                 }
@@ -425,6 +430,10 @@ impl Health {
             Err(why) => {
                 if self.hold_until.is_some_and(|t| now < t) {
                     // The breaker's reason stays until the cool-down is over.
+                    return None;
+                }
+                self.probe_failures += 1;
+                if self.state == NodeState::Up && self.probe_failures < 2 {
                     return None;
                 }
                 self.set(

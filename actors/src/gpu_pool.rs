@@ -1726,9 +1726,17 @@ mod tests {
                 pool.complete(&req("x"), DEADLINE, None).await.unwrap().node,
                 "a"
             );
-            // /v1/models failing too: down, and with no usable node the answer is NoNode at once.
+            // /v1/models failing too: one failed probe is tolerated (a busy node may answer late),
+            // the second in a row takes it down; then with no usable node the answer is NoNode.
             a.ctl.fail_health.store(true, Ordering::SeqCst);
             let status = pool.probe_now().await;
+            assert_eq!(
+                status[0].state,
+                NodeState::Up,
+                "one failed probe is tolerated"
+            );
+            let status = pool.probe_now().await;
+            assert_eq!(status[0].state, NodeState::Down);
             assert!(status[0]
                 .reason
                 .as_deref()

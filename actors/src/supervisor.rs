@@ -34,8 +34,6 @@ pub enum SessionError {
 
 /// Messages of the supervisor.
 pub enum SupervisorMsg {
-    /// Store a new interview (the session starts when a client connects).
-    Create(Box<InterviewRecord>, RpcReplyPort<Result<(), SessionError>>),
     /// The live session of an interview, spawned from the log if needed.
     Get(
         String,
@@ -115,23 +113,6 @@ impl Actor for InterviewSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Create(record, reply) => {
-                let r = state
-                    .deps
-                    .log
-                    .create(&record)
-                    .map_err(|e| SessionError::Storage(e.to_string()));
-                let r = match r {
-                    Ok(()) => state
-                        .deps
-                        .log
-                        .flush()
-                        .await
-                        .map_err(|e| SessionError::Storage(e.to_string())),
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(r);
-            }
             SupervisorMsg::Get(id, reply) => {
                 if state.failed.contains_key(&id) {
                     let _ = reply.send(Err(SessionError::Failed));
