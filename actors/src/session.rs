@@ -23,7 +23,7 @@ use crate::content::Band;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
-use crate::stats::OptimizationStats;
+use crate::stats::{OptimizationStats, Source};
 use crate::storage::SessionLog;
 
 /// What every session shares.
@@ -78,6 +78,25 @@ pub struct EvalOutcome {
     covered: Vec<String>,
     missed: Vec<String>,
     source: String,
+}
+
+impl EvalOutcome {
+    /// A model's grade (fresh or from the cache) against the question's rubric.
+    fn from_llm(ev: LlmEvaluation, rubric: &[String], source: String) -> Self {
+        let missed = rubric
+            .iter()
+            .filter(|r| !ev.rubric_covered.contains(r))
+            .cloned()
+            .collect();
+        EvalOutcome {
+            score: ev.score,
+            feedback: ev.feedback,
+            reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
+            covered: ev.rubric_covered,
+            missed,
+            source,
+        }
+    }
 }
 
 /// Messages of the session actor.
@@ -151,6 +170,10 @@ impl SessionState {
 
     /// Numbers `events`, commits them with the record, flushes, then sends them.
     async fn emit(&mut self, events: Vec<Value>) -> Result<(), ActorProcessingErr> {
+        let sources: Vec<Source> = events
+            .iter()
+            .filter_map(|e| e["source"].as_str().and_then(Source::of))
+            .collect();
         let mut logged = Vec::with_capacity(events.len());
         for mut ev in events {
             let seq = self.rec.next_seq;
@@ -161,10 +184,8 @@ impl SessionState {
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&self.rec, &logged)?;
         self.deps.log.flush().await?;
-        for (_, text) in &logged {
-            if let Ok(v) = serde_json::from_str::<Value>(text) {
-                self.deps.stats.count_events([&v]);
-            }
+        for s in sources {
+            self.deps.stats.count_source(s);
         }
         if let Some(c) = self.conn().filter(ConnHandle::is_live) {
             for (seq, text) in logged {
@@ -178,7 +199,11 @@ impl SessionState {
 
     /// Sends every logged event after `after` to the connection.
     fn replay(&self, conn: &ConnHandle, after: u64) -> Result<(), ActorProcessingErr> {
-        for (seq, text) in self.deps.log.events_after(&self.rec.id, after)? {
+        for (seq, text) in self
+            .deps
+            .log
+            .events_after(&self.rec.id, after, self.rec.last_seq())?
+        {
             if !conn.send_logged(seq, Arc::from(text)) {
                 break;
             }
@@ -331,19 +356,11 @@ impl SessionState {
             if let Some(c) = &eval_cache {
                 let hit = c.get(CacheKind::Evaluation, &key, None).await;
                 if let Some(ev) = hit.and_then(|j| serde_json::from_str::<LlmEvaluation>(&j).ok()) {
-                    let missed = rubric
-                        .iter()
-                        .filter(|r| !ev.rubric_covered.contains(r))
-                        .cloned()
-                        .collect();
-                    let _ = me.cast(SessionMsg::Evaluated(EvalOutcome {
-                        score: ev.score,
-                        feedback: ev.feedback,
-                        reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
-                        covered: ev.rubric_covered,
-                        missed,
-                        source: "cache".into(),
-                    }));
+                    let _ = me.cast(SessionMsg::Evaluated(EvalOutcome::from_llm(
+                        ev,
+                        &rubric,
+                        "cache".into(),
+                    )));
                     return;
                 }
             }
@@ -370,19 +387,11 @@ impl SessionState {
                             if let (Some(c), Ok(j)) = (&eval_cache, serde_json::to_string(&ev)) {
                                 c.put_detached(CacheKind::Evaluation, &key, j);
                             }
-                            let missed = rubric
-                                .iter()
-                                .filter(|r| !ev.rubric_covered.contains(r))
-                                .cloned()
-                                .collect();
-                            let _ = me.cast(SessionMsg::Evaluated(EvalOutcome {
-                                score: ev.score,
-                                feedback: ev.feedback,
-                                reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
-                                covered: ev.rubric_covered,
-                                missed,
-                                source: done.source.clone(),
-                            }));
+                            let _ = me.cast(SessionMsg::Evaluated(EvalOutcome::from_llm(
+                                ev,
+                                &rubric,
+                                done.source.clone(),
+                            )));
                             return;
                         }
                         None => {

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
-use serde_json::Value;
 
 /// Where a piece of interview content came from, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +88,6 @@ pub struct ModeFigures {
 }
 
 impl OptimizationStats {
-    /// Counts the sources of logged events (those with a `source` field).
-    pub fn count_events<'a>(&self, events: impl IntoIterator<Item = &'a Value>) {
-        for e in events {
-            if let Some(s) = e["source"].as_str().and_then(Source::of) {
-                self.count_source(s);
-            }
-        }
-    }
-
     /// Counts one piece of content from `source`.
     pub fn count_source(&self, source: Source) {
         if let Some(i) = Source::ALL.iter().position(|s| *s == source) {
@@ -170,7 +160,11 @@ mod tests {
             json!({"source": "nonsense"}),
             json!({"type": "report"}),
         ];
-        s.count_events(evs.iter());
+        for e in &evs {
+            if let Some(src) = e["source"].as_str().and_then(Source::of) {
+                s.count_source(src);
+            }
+        }
         let by: std::collections::HashMap<_, _> = s.by_source().into_iter().collect();
         assert_eq!(by["llm"], 1);
         assert_eq!(by["gpu"], 2);

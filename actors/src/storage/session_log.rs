@@ -21,8 +21,14 @@ pub trait SessionLog: Send + Sync + 'static {
         record: &InterviewRecord,
         events: &[(u64, String)],
     ) -> Result<(), StorageError>;
-    /// Events with `seq > after`, in order.
-    fn events_after(&self, id: &str, after: u64) -> Result<Vec<(u64, String)>, StorageError>;
+    /// Events with `after < seq <= upto`, in order. `upto` is the record's last seq: events past it
+    /// belong to a commit that never finished and are never read.
+    fn events_after(
+        &self,
+        id: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(u64, String)>, StorageError>;
     /// The candidate's interview ids, oldest first.
     fn candidate_interviews(&self, candidate_id: &str) -> Result<Vec<String>, StorageError>;
     /// Makes everything written so far durable.

@@ -216,16 +216,17 @@ impl SessionLog for SledStore {
         Ok(())
     }
 
-    fn events_after(&self, id: &str, after: u64) -> Result<Vec<(u64, String)>, StorageError> {
-        // Only events the record has committed (see `commit`).
-        let Some(last) = SessionLog::load(self, id)?.map(|r| r.last_seq()) else {
-            return Ok(Vec::new());
-        };
-        if after >= last {
+    fn events_after(
+        &self,
+        id: &str,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(u64, String)>, StorageError> {
+        if after >= upto {
             return Ok(Vec::new());
         }
         let start = event_key(id, after.saturating_add(1));
-        let end = event_key(id, last);
+        let end = event_key(id, upto);
         let mut out = Vec::new();
         for item in self.events.range(start..=end) {
             let (k, v) = item.map_err(db_err)?;

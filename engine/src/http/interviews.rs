@@ -278,7 +278,7 @@ pub async fn get(
     let rec = authorized_record(&state, &req, &path)?;
     let events: Vec<Value> = state
         .store
-        .events_after(&rec.id, 0)
+        .events_after(&rec.id, 0, rec.last_seq())
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .into_iter()
         .filter_map(|(_, t)| serde_json::from_str(&t).ok())
