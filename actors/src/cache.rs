@@ -555,8 +555,17 @@ impl CacheState {
         }
         let n = rec.variants.len();
         let i = match pick {
-            // `n` is small, so the remainder fits in usize.
-            Some(seed) => usize::try_from(seed_hash(seed) % n as u64).unwrap_or(0),
+            // The seed picks one of the kind's variant slots; a slot not written yet is a miss, so
+            // the caller generates that candidate's text and the entry fills up. `n` is small, so
+            // the remainder fits in usize.
+            Some(seed) => {
+                let slots = self.args.config.variants_for(kind).max(n) as u64;
+                let i = usize::try_from(seed_hash(seed) % slots).unwrap_or(0);
+                if i >= n {
+                    return None;
+                }
+                i
+            }
             None => n - 1,
         };
         rec.variants.into_iter().nth(i)
@@ -578,7 +587,9 @@ impl CacheState {
         let (old_created, rec) = match existing {
             // Another answer for a live entry of a kind with variety: keep its lifetime, add the text.
             Some(mut rec) if keep > 1 && self.expiry(kind, &rec) > now => {
-                if !rec.variants.contains(&value) {
+                // Slots fill even with a repeated text (a model that always says the same thing
+                // still ends the misses); a full entry takes only new texts, dropping the oldest.
+                if rec.variants.len() < keep || !rec.variants.contains(&value) {
                     rec.variants.push(value);
                 }
                 let extra = rec.variants.len().saturating_sub(keep);
@@ -962,8 +973,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let cfg = CacheConfig {
-            // Long enough for the first read to hit on a loaded machine.
-            evaluation_ttl: Duration::from_millis(200),
+            // Long enough for the first read to hit even on a loaded machine.
+            evaluation_ttl: Duration::from_secs(2),
             ..config()
         };
         let (cache, handle) = spawn(db.clone(), cfg).await.unwrap();
@@ -973,7 +984,7 @@ mod tests {
             .await
             .unwrap();
         assert!(cache.get(CacheKind::Evaluation, &k, None).await.is_some());
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
         assert_eq!(cache.get(CacheKind::Evaluation, &k, None).await, None);
         let tree = db.open_tree("cache_evaluation").unwrap();
         let by_age = db.open_tree("cache_evaluation_by_age").unwrap();
@@ -1080,6 +1091,47 @@ mod tests {
         let s = cache.stats();
         let q = s.kind(CacheKind::Question).unwrap();
         assert_eq!((q.evictions, q.entries, q.puts), (15, 10, 25));
+        stop(cache, handle).await;
+    }
+
+    #[tokio::test]
+    async fn unfilled_variant_slots_miss_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let cfg = CacheConfig {
+            variants: 3,
+            ..config()
+        };
+        let (cache, handle) = spawn(db, cfg).await.unwrap();
+        let k = key(&["sre", "technical"]);
+        let hits = |cache: Cache, k: String| async move {
+            let mut n = 0;
+            for c in 0..60 {
+                let seed = format!("candidate-{c}");
+                n += usize::from(
+                    cache
+                        .get(CacheKind::Greeting, &k, Some(&seed))
+                        .await
+                        .is_some(),
+                );
+            }
+            n
+        };
+        assert_eq!(hits(cache.clone(), k.clone()).await, 0);
+        cache
+            .put(CacheKind::Greeting, &k, "Same.".into())
+            .await
+            .unwrap();
+        let one = hits(cache.clone(), k.clone()).await;
+        assert!(one > 0 && one < 60, "about a third of the seeds hit: {one}");
+        // A model that repeats itself still fills the slots.
+        for _ in 0..2 {
+            cache
+                .put(CacheKind::Greeting, &k, "Same.".into())
+                .await
+                .unwrap();
+        }
+        assert_eq!(hits(cache.clone(), k.clone()).await, 60);
         stop(cache, handle).await;
     }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::budget::{Level, Step};
 use crate::content::question_pool::Question;
 use crate::content::report::ReportItem;
 use crate::content::resume::ResumeAnalysis;
@@ -28,6 +29,9 @@ pub enum Phase {
     EndedEarly,
     /// Closed after inactivity.
     Expired,
+    /// The closing is sent; the end-of-interview work (batched evaluation, coach note) runs before
+    /// the report. `InterviewRecord::ending` says which finished phase follows.
+    Reporting,
 }
 
 impl Phase {
@@ -40,6 +44,7 @@ impl Phase {
             Phase::Completed => "completed",
             Phase::EndedEarly => "ended_early",
             Phase::Expired => "expired",
+            Phase::Reporting => "reporting",
         }
     }
 
@@ -97,6 +102,68 @@ pub struct InterviewRecord {
     pub report: Option<String>,
     /// Follow-ups asked so far.
     pub follow_ups_asked: u32,
+    /// The level of LLM work in use now (the call budget's decision; at most what `mode` allows).
+    pub level: Level,
+    /// Every level change, at admission and per turn.
+    pub steps: Vec<Step>,
+    /// While `Reporting`: the finished phase that follows.
+    pub ending: Option<Phase>,
+}
+
+/// The record as layout version 1 wrote it (before the call budget): read, then upgraded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterviewRecordV1 {
+    pub(crate) id: String,
+    pub(crate) token_sha256: String,
+    pub(crate) candidate: Candidate,
+    pub(crate) role: String,
+    pub(crate) track: Track,
+    pub(crate) difficulty: Difficulty,
+    pub(crate) mode: String,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+    pub(crate) resume: Option<ResumeAnalysis>,
+    pub(crate) questions: Vec<Question>,
+    pub(crate) items: Vec<ReportItem>,
+    pub(crate) current: usize,
+    pub(crate) in_follow_up: bool,
+    pub(crate) phase: Phase,
+    pub(crate) next_seq: u64,
+    pub(crate) report: Option<String>,
+    pub(crate) follow_ups_asked: u32,
+}
+
+impl From<InterviewRecordV1> for InterviewRecord {
+    fn from(v: InterviewRecordV1) -> Self {
+        // Version 1 ran economy without provider calls.
+        let level = match v.mode.as_str() {
+            "economy" => Level::Heuristic,
+            m => Level::ceiling_of(m),
+        };
+        InterviewRecord {
+            id: v.id,
+            token_sha256: v.token_sha256,
+            candidate: v.candidate,
+            role: v.role,
+            track: v.track,
+            difficulty: v.difficulty,
+            mode: v.mode,
+            created_ms: v.created_ms,
+            updated_ms: v.updated_ms,
+            resume: v.resume,
+            questions: v.questions,
+            items: v.items,
+            current: v.current,
+            in_follow_up: v.in_follow_up,
+            phase: v.phase,
+            next_seq: v.next_seq,
+            report: v.report,
+            follow_ups_asked: v.follow_ups_asked,
+            level,
+            steps: Vec::new(),
+            ending: None,
+        }
+    }
 }
 
 impl InterviewRecord {

@@ -85,6 +85,11 @@ impl SharedQuota {
     pub fn usage(&self) -> QuotaUsage {
         self.lock().usage(Instant::now(), Utc::now())
     }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        *self.lock().limits()
+    }
 }
 
 /// Health as the router sees it without a message round trip.

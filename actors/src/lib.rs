@@ -21,6 +21,7 @@
 //!
 //! Storage (`storage/`) sits behind traits (`UsageLedger`) with sled as the first implementation.
 
+pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod conn;

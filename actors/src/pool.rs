@@ -229,6 +229,14 @@ impl Pool {
         }
     }
 
+    /// What can still be served today: unlimited while a GPU node is up, else the keys' daily room.
+    pub fn day_capacity(&self) -> crate::budget::Capacity {
+        match &self.gpu {
+            Some(g) if g.pool.any_up() => crate::budget::Capacity::UNLIMITED,
+            _ => self.directory.day_capacity(),
+        }
+    }
+
     /// Number of usable (not invalid) keys.
     pub fn key_count(&self) -> usize {
         self.directory.plan().len()
@@ -603,5 +611,14 @@ impl Drop for SettlingStream {
         if let Some(p) = self.permit.take() {
             p.settle(est);
         }
+    }
+}
+
+impl crate::budget::CapacitySource for Pool {
+    fn capacity(&self) -> crate::budget::Capacity {
+        self.day_capacity()
+    }
+    fn configured(&self) -> bool {
+        self.has_llm()
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::budget::Capacity;
 use crate::key::{KeyActor, KeyArgs, KeyGauge, KeyMsg, KeySpec, KeyStatus, SharedQuota};
 use crate::storage::UsageLedger;
 
@@ -20,6 +21,7 @@ pub struct Candidate {
     /// Its actor.
     pub actor: ActorRef<KeyMsg>,
     gauge: Arc<KeyGauge>,
+    quota: Arc<SharedQuota>,
 }
 
 /// The live key list, shared by the router (writer, on restarts) and every `Pool` handle (readers).
@@ -45,6 +47,30 @@ impl KeyDirectory {
                 .then(b.gauge.headroom().total_cmp(&a.gauge.headroom()))
         });
         c
+    }
+
+    /// What the usable keys can still serve today: each quota scope counted once; a scope without a
+    /// daily request (token) limit makes requests (tokens) unlimited.
+    pub fn day_capacity(&self) -> Capacity {
+        let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        let (mut requests, mut tokens) = (Some(0u64), Some(0u64));
+        for c in guard.iter().filter(|c| !c.gauge.is_invalid()) {
+            if !seen.insert(c.quota.scope.clone()) {
+                continue;
+            }
+            let usage = c.quota.usage();
+            let limits = c.quota.limits();
+            requests = match (requests, limits.rpd) {
+                (Some(r), Some(l)) => Some(r + u64::from(l).saturating_sub(usage.rpd_used)),
+                _ => None,
+            };
+            tokens = match (tokens, limits.tpd) {
+                (Some(t), Some(l)) => Some(t + l.saturating_sub(usage.tpd_used)),
+                _ => None,
+            };
+        }
+        Capacity { requests, tokens }
     }
 
     fn set(&self, list: Vec<Candidate>) {
@@ -136,6 +162,7 @@ impl Actor for RouterActor {
                 spec: config.spec.clone(),
                 actor,
                 gauge,
+                quota: config.quota.clone(),
             };
             slots.push(Slot {
                 config,

@@ -1,10 +1,15 @@
 //! `InterviewSession`: one actor per live interview. It owns the interview's record and runs the state
-//! machine greeting → (question → answer → evaluation → follow-up?)* → closing → report.
+//! machine greeting → (question → answer → evaluation → follow-up?)* → closing → (reporting) → report.
 //!
-//! Every step commits the new record and its new events to the session log in one transaction and
-//! flushes before anything is sent, so a crash, a panic or a dropped socket loses nothing: the record
-//! is the whole state, and `resume {last_seq}` replays the log. Provider calls run in spawned tasks
-//! and come back as messages, so the actor always answers `resume`, `end` and `interrupt` at once.
+//! Every step commits the new events, then the record, to the session log and flushes before anything
+//! is sent, so a crash, a panic or a dropped socket loses nothing: the record is the whole state, and
+//! `resume {last_seq}` replays the log. Provider calls run in spawned tasks (each bounded in time) and
+//! come back as messages, so the actor always answers `resume`, `end` and `interrupt` at once.
+//!
+//! How much of the interview uses providers is its level (`budget.rs`), decided again before each
+//! turn: heuristic (none), economy (one batched evaluation at the end), balanced (one evaluation per
+//! answer), adaptive (also the greeting, a question on a resume topic and follow-ups). Greetings,
+//! generated questions, evaluations and coach notes go through the cache.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,9 +18,11 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
+use crate::budget::{Budget, Level};
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
 use crate::content::prompts::{self, LlmEvaluation};
+use crate::content::question_pool::Category;
 use crate::content::report::{self, FollowUpItem, ReportInput, ReportItem};
 use crate::content::scoring;
 use crate::content::templates::{Closing, Templates, Transition};
@@ -42,8 +49,11 @@ pub struct SessionDeps {
     pub test_hooks: bool,
     /// Optimization counters (content sources, provider calls per interview).
     pub stats: Arc<OptimizationStats>,
-    /// Reuse cache: a provider's evaluation of the same answer to the same question is reused.
+    /// Reuse cache: evaluations of the same answer to the same question, greetings per role and
+    /// track, coach notes per result profile.
     pub cache: Option<Cache>,
+    /// The call budget: the level of LLM work each turn may use.
+    pub budget: Arc<Budget>,
 }
 
 /// A client message, as parsed by the connection.
@@ -116,10 +126,41 @@ pub enum SessionMsg {
         /// Its source.
         source: String,
     },
+    /// The opening line is ready (generated, cached, or the template after a failure).
+    Greeted {
+        /// The text, name filled in.
+        text: String,
+        /// Its source.
+        source: String,
+    },
+    /// A generated question is ready (or `None`: the planned pool question stays).
+    QuestionReady {
+        /// Its index.
+        idx: usize,
+        /// The resume topic it is about.
+        topic: String,
+        /// The question.
+        question: Option<prompts::GeneratedQuestion>,
+        /// Its source.
+        source: String,
+    },
+    /// The end-of-interview work finished: batched grades by item index, and the coach note.
+    Reported(ReportWork),
     /// Check for inactivity.
     IdleCheck,
     /// A copy of the record.
     View(RpcReplyPort<InterviewRecord>),
+}
+
+/// What the end-of-interview task produced.
+#[derive(Debug, Clone, Default)]
+pub struct ReportWork {
+    /// Batched evaluations: (item index, grade).
+    pub graded: Vec<(usize, LlmEvaluation)>,
+    /// The source of the batched grades.
+    pub graded_source: String,
+    /// The coach note and its source.
+    pub note: Option<(String, String)>,
 }
 
 /// What a session starts with.
@@ -140,6 +181,8 @@ pub struct SessionState {
     deps: Arc<SessionDeps>,
     conn: ConnSlot,
     stream: Option<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)>,
+    /// A generated greeting is on its way (not durable: a restart simply asks again).
+    greeting_pending: bool,
 }
 
 /// The session actor.
@@ -147,6 +190,72 @@ pub struct InterviewSession;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Counts a call's cost for the interview's mode: the calls that reached a provider or node
+/// (admission refusals are not calls) and the tokens reported.
+fn count_cost<T: HasTrail>(
+    stats: &OptimizationStats,
+    mode: &str,
+    result: &Result<T, crate::pool::PoolError>,
+) {
+    let trail = match result {
+        Ok(d) => d.trail(),
+        Err(e) => e.trail(),
+    };
+    stats.count_calls(mode, trail.iter().filter(|a| a.called).count() as u64);
+    if let Ok(d) = result {
+        stats.count_tokens(mode, d.tokens());
+    }
+}
+
+/// Completions that carry the attempts behind them.
+trait HasTrail {
+    fn trail(&self) -> &[crate::pool::Attempt];
+    /// Tokens reported (a stream reports them at its end, counted there).
+    fn tokens(&self) -> u64 {
+        0
+    }
+}
+
+impl HasTrail for crate::pool::Completion {
+    fn trail(&self) -> &[crate::pool::Attempt] {
+        &self.trail
+    }
+    fn tokens(&self) -> u64 {
+        self.response.usage.as_ref().map_or(0, |u| u.total())
+    }
+}
+
+impl HasTrail for crate::pool::StreamCompletion {
+    fn trail(&self) -> &[crate::pool::Attempt] {
+        &self.trail
+    }
+}
+
+/// The most a provider task of `calls` calls with `deadline` each may take before the session moves
+/// on without it: a safety net, so that no bug below can leave an interview waiting forever.
+fn task_limit(deadline: Duration, calls: u32) -> Duration {
+    deadline * calls + Duration::from_secs(5)
+}
+
+/// Runs `work` for at most `limit`; `None` (logged) when it took longer.
+async fn bounded<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = T>,
+    what: &str,
+) -> Option<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::warn!(
+                task = what,
+                limit_ms = limit.as_millis() as u64,
+                "provider task overran its limit; carrying on without it"
+            );
+            None
+        }
+    }
 }
 
 fn error_event(rec: &InterviewRecord, code: &str, message: &str) -> Value {
@@ -215,7 +324,7 @@ impl SessionState {
         json!({"type": "interviewer", "turn": turn, "kind": kind, "text": text, "source": source})
     }
 
-    fn question_event(&mut self, idx: usize, lead_in: Option<String>) -> Value {
+    fn question_event(&mut self, idx: usize, lead_in: Option<String>, source: &str) -> Value {
         let q = &self.rec.questions[idx];
         self.rec.items.push(ReportItem {
             index: (idx + 1) as u32,
@@ -236,31 +345,124 @@ impl SessionState {
             Some(l) => format!("{l} {}", q.text),
             None => q.text.clone(),
         };
-        self.interviewer(idx + 1, "question", &text, "pool")
+        self.interviewer(idx + 1, "question", &text, source)
     }
 
-    async fn start(&mut self) -> Result<(), ActorProcessingErr> {
-        let greeting = self.deps.templates.greeting(
+    fn template_greeting(&self) -> String {
+        self.deps.templates.greeting(
             self.rec.track,
             &self.seed(),
             &self.rec.candidate.name,
             &self.rec.role,
-        );
-        let mut events = vec![self.interviewer(0, "greeting", &greeting, "template")];
-        if self.rec.questions.is_empty() {
-            return self.finish(Phase::Completed, events).await;
+        )
+    }
+
+    /// Sends the greeting: from a template, or at the adaptive level a generated one (cached per role
+    /// and track, a few variants kept) that arrives as `Greeted`.
+    fn start(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.greeting_pending {
+            return;
         }
-        events.push(self.question_event(0, None));
+        let Some(pool) = self.llm_at(Level::Adaptive) else {
+            let _ = myself.cast(SessionMsg::Greeted {
+                text: self.template_greeting(),
+                source: "template".into(),
+            });
+            return;
+        };
+        self.greeting_pending = true;
+        let fallback = self.template_greeting();
+        let track = format!("{:?}", self.rec.track).to_lowercase();
+        let role = self.rec.role.clone();
+        let name = self.rec.candidate.name.clone();
+        let seed = self.seed();
+        let (cache, me, stats, mode) = (
+            self.deps.cache.clone(),
+            myself.clone(),
+            self.deps.stats.clone(),
+            self.rec.mode.clone(),
+        );
+        // The candidate is waiting for the first words: a slow provider gets a few seconds only.
+        let deadline = self.deps.eval_deadline.min(Duration::from_secs(5));
+        tokio::spawn(async move {
+            let key = cache::key(&["greeting", &role, &track]);
+            let fill = |t: &str| t.replace("{name}", &name);
+            let made = async {
+                if let Some(c) = &cache {
+                    if let Some(t) = c.get(CacheKind::Greeting, &key, Some(&seed)).await {
+                        return Some((fill(&t), "cache".to_string()));
+                    }
+                }
+                let req = prompts::greeting_request(&role, &track);
+                let opts = CallOptions {
+                    deadline,
+                    affinity: Some(seed.clone()),
+                    ..CallOptions::default()
+                };
+                let result = pool.complete(&req, opts).await;
+                count_cost(&stats, &mode, &result);
+                let (t, src) = result.ok().and_then(|d| {
+                    prompts::clean_line(&d.response.text, 400)
+                        .filter(|t| t.contains("{name}"))
+                        .map(|t| (t, d.source))
+                })?;
+                if let Some(c) = &cache {
+                    c.put_detached(CacheKind::Greeting, &key, t.clone());
+                }
+                Some((fill(&t), src))
+            };
+            let (text, source) = bounded(task_limit(deadline, 1), made, "greeting")
+                .await
+                .flatten()
+                .unwrap_or((fallback, "template".to_string()));
+            let _ = me.cast(SessionMsg::Greeted { text, source });
+        });
+    }
+
+    async fn on_greeted(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        greeting: String,
+        source: String,
+    ) -> Result<(), ActorProcessingErr> {
+        self.greeting_pending = false;
+        if self.rec.phase != Phase::Created {
+            return Ok(());
+        }
+        let mut events = vec![self.interviewer(0, "greeting", &greeting, &source)];
+        if self.rec.questions.is_empty() {
+            return self.finish(myself, Phase::Completed, events).await;
+        }
+        events.push(self.question_event(0, None, "pool"));
         self.rec.current = 0;
         self.rec.phase = Phase::AwaitingAnswer;
         self.emit(events).await
     }
 
-    fn use_llm(&self) -> Option<Pool> {
-        match self.rec.mode.as_str() {
-            "economy" => None,
-            _ => self.deps.pool.clone().filter(Pool::has_llm),
+    /// The pool, when the interview's level is at least `min` and any LLM is configured.
+    fn llm_at(&self, min: Level) -> Option<Pool> {
+        if self.rec.level < min {
+            return None;
         }
+        self.deps.pool.clone().filter(Pool::has_llm)
+    }
+
+    /// Per turn: the call budget decides this turn's level from the quota left (a step is logged,
+    /// kept in the record and shown in status).
+    fn decide_level(&mut self) {
+        let total = self.rec.questions.len();
+        let left = total.saturating_sub(self.rec.current);
+        let d = self.deps.budget.turn(
+            &self.rec.id,
+            Level::ceiling_of(&self.rec.mode),
+            self.rec.level,
+            self.rec.current as u32 + 1,
+            (total, left),
+        );
+        if let Some(step) = d.step {
+            self.rec.steps.push(step);
+        }
+        self.rec.level = d.level;
     }
 
     async fn on_answer(
@@ -312,6 +514,9 @@ impl SessionState {
                 )
             }
         };
+        if !self.rec.in_follow_up {
+            self.decide_level();
+        }
         self.rec.phase = Phase::Evaluating;
         // The answer is durable before any work on it: a crash from here re-runs the evaluation.
         self.emit(Vec::new()).await?;
@@ -320,6 +525,8 @@ impl SessionState {
     }
 
     /// Evaluates in a task (provider) or inline (heuristic); the outcome arrives as `Evaluated`.
+    /// A main answer is graded by a provider from the balanced level up, a follow-up's answer only at
+    /// the adaptive level (balanced keeps to one call per question).
     fn evaluate(
         &self,
         myself: &ActorRef<SessionMsg>,
@@ -327,6 +534,11 @@ impl SessionState {
         rubric: Vec<String>,
         answer: String,
     ) {
+        let min = if self.rec.in_follow_up {
+            Level::Adaptive
+        } else {
+            Level::Balanced
+        };
         let heuristic = move |question: &str, rubric: &[String], answer: &str| {
             let s = scoring::heuristic(rubric, question, answer);
             EvalOutcome {
@@ -338,7 +550,7 @@ impl SessionState {
                 source: "heuristic".into(),
             }
         };
-        let Some(pool) = self.use_llm() else {
+        let Some(pool) = self.llm_at(min) else {
             let _ = myself.cast(SessionMsg::Evaluated(heuristic(
                 &question, &rubric, &answer,
             )));
@@ -351,63 +563,55 @@ impl SessionState {
         let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
         let eval_cache = self.deps.cache.clone();
         tokio::spawn(async move {
-            // The same answer (normalized) to the same question was graded by a provider before.
-            let key = cache::key(&["evaluation", &question, &answer]);
-            if let Some(c) = &eval_cache {
-                let hit = c.get(CacheKind::Evaluation, &key, None).await;
-                if let Some(ev) = hit.and_then(|j| serde_json::from_str::<LlmEvaluation>(&j).ok()) {
-                    let _ = me.cast(SessionMsg::Evaluated(EvalOutcome::from_llm(
-                        ev,
-                        &rubric,
-                        "cache".into(),
-                    )));
-                    return;
-                }
-            }
-            let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
-            let mut avoid: Option<String> = None;
-            for _ in 0..2 {
-                let opts = CallOptions {
-                    deadline,
-                    avoid_key: avoid.clone(),
-                    affinity: Some(affinity.clone()),
-                    ..CallOptions::default()
-                };
-                let result = pool.complete(&req, opts).await;
-                // Calls that reached a provider or node (admission refusals are not calls).
-                let trail = match &result {
-                    Ok(d) => d.trail.as_slice(),
-                    Err(e) => e.trail(),
-                };
-                let calls = trail.iter().filter(|a| a.called).count();
-                stats.count_calls(&mode, calls as u64);
-                match result {
-                    Ok(done) => match prompts::parse_evaluation(&done.response.text, &rubric) {
-                        Some(ev) => {
-                            if let (Some(c), Ok(j)) = (&eval_cache, serde_json::to_string(&ev)) {
-                                c.put_detached(CacheKind::Evaluation, &key, j);
-                            }
-                            let _ = me.cast(SessionMsg::Evaluated(EvalOutcome::from_llm(
-                                ev,
-                                &rubric,
-                                done.source.clone(),
-                            )));
-                            return;
-                        }
-                        None => {
-                            tracing::warn!(key = %done.key, "evaluation output unusable; retrying on another key");
-                            avoid = Some(done.key);
-                        }
-                    },
-                    Err(e) => {
-                        tracing::info!(error = %e, "no provider evaluation; using the rubric scorer");
-                        break;
+            let graded = async {
+                // The same answer (normalized) to the same question was graded by a provider before.
+                let key = cache::key(&["evaluation", &question, &answer]);
+                if let Some(c) = &eval_cache {
+                    let hit = c.get(CacheKind::Evaluation, &key, None).await;
+                    if let Some(ev) =
+                        hit.and_then(|j| serde_json::from_str::<LlmEvaluation>(&j).ok())
+                    {
+                        return Some(EvalOutcome::from_llm(ev, &rubric, "cache".into()));
                     }
                 }
-            }
-            let _ = me.cast(SessionMsg::Evaluated(heuristic(
-                &question, &rubric, &answer,
-            )));
+                let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
+                let mut avoid: Option<String> = None;
+                for _ in 0..2 {
+                    let opts = CallOptions {
+                        deadline,
+                        avoid_key: avoid.clone(),
+                        affinity: Some(affinity.clone()),
+                        ..CallOptions::default()
+                    };
+                    let result = pool.complete(&req, opts).await;
+                    count_cost(&stats, &mode, &result);
+                    match result {
+                        Ok(done) => match prompts::parse_evaluation(&done.response.text, &rubric) {
+                            Some(ev) => {
+                                if let (Some(c), Ok(j)) = (&eval_cache, serde_json::to_string(&ev))
+                                {
+                                    c.put_detached(CacheKind::Evaluation, &key, j);
+                                }
+                                return Some(EvalOutcome::from_llm(ev, &rubric, done.source));
+                            }
+                            None => {
+                                tracing::warn!(key = %done.key, "evaluation output unusable; retrying on another key");
+                                avoid = Some(done.key);
+                            }
+                        },
+                        Err(e) => {
+                            tracing::info!(error = %e, "no provider evaluation; using the rubric scorer");
+                            return None;
+                        }
+                    }
+                }
+                None
+            };
+            let outcome = bounded(task_limit(deadline, 2), graded, "evaluation")
+                .await
+                .flatten()
+                .unwrap_or_else(|| heuristic(&question, &rubric, &answer));
+            let _ = me.cast(SessionMsg::Evaluated(outcome));
         });
     }
 
@@ -468,8 +672,8 @@ impl SessionState {
             && (3..=6).contains(&ev.score)
             && self.rec.follow_ups_asked < max_follow_ups;
         if wants_follow_up {
-            if self.rec.mode == "adaptive" {
-                if let Some(pool) = self.use_llm() {
+            {
+                if let Some(pool) = self.llm_at(Level::Adaptive) {
                     self.emit(events).await?;
                     self.stream_follow_up(myself, pool, idx);
                     return Ok(());
@@ -485,7 +689,7 @@ impl SessionState {
                 return self.emit(events).await;
             }
         }
-        self.advance(events).await
+        self.advance(myself, events).await
     }
 
     fn open_follow_up(&mut self, idx: usize, question: String) {
@@ -529,41 +733,42 @@ impl SessionState {
                 affinity: Some(affinity),
                 ..CallOptions::default()
             };
-            let opened = pool.stream(&req, opts).await;
-            let trail = match &opened {
-                Ok(s) => s.trail.as_slice(),
-                Err(e) => e.trail(),
-            };
-            stats.count_calls(&mode, trail.iter().filter(|a| a.called).count() as u64);
-            let (text, source) = match opened {
-                Ok(mut s) => {
-                    let source = s.source.clone();
-                    while let Some(item) = s.stream.next().await {
-                        match item {
-                            Ok(StreamChunk::Delta(d)) => {
-                                buf.lock().unwrap_or_else(|p| p.into_inner()).push_str(&d);
-                                let ev = json!({"type": "interviewer_delta", "seq": seq, "ephemeral": true, "turn": turn, "delta": d});
-                                let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                                if let Some(c) = c.filter(ConnHandle::is_live) {
-                                    c.send(Outbound::Text(Arc::from(ev.to_string())));
-                                }
+            let streamed = async {
+                let opened = pool.stream(&req, opts).await;
+                count_cost(&stats, &mode, &opened);
+                let mut s = opened.ok()?;
+                while let Some(item) = s.stream.next().await {
+                    match item {
+                        Ok(StreamChunk::Delta(d)) => {
+                            buf.lock().unwrap_or_else(|p| p.into_inner()).push_str(&d);
+                            let ev = json!({"type": "interviewer_delta", "seq": seq, "ephemeral": true, "turn": turn, "delta": d});
+                            let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                            if let Some(c) = c.filter(ConnHandle::is_live) {
+                                c.send(Outbound::Text(Arc::from(ev.to_string())));
                             }
-                            Ok(StreamChunk::Done { .. }) => break,
-                            Err(_) => break,
                         }
-                    }
-                    let text = buf
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .trim()
-                        .to_string();
-                    if text.is_empty() {
-                        (fallback, "pool".to_string())
-                    } else {
-                        (text, source)
+                        Ok(StreamChunk::Done { usage, .. }) => {
+                            if let Some(u) = usage {
+                                stats.count_tokens(&mode, u.total());
+                            }
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                Err(_) => (fallback, "pool".to_string()),
+                Some(s.source)
+            };
+            let source = bounded(task_limit(deadline, 1), streamed, "follow-up")
+                .await
+                .flatten();
+            let text = buf
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .trim()
+                .to_string();
+            let (text, source) = match source {
+                Some(src) if !text.is_empty() => (text, src),
+                _ => (fallback, "pool".to_string()),
             };
             let _ = me.cast(SessionMsg::FollowUpReady { text, source });
         });
@@ -573,6 +778,7 @@ impl SessionState {
 
     async fn on_follow_up_ready(
         &mut self,
+        myself: &ActorRef<SessionMsg>,
         text: String,
         source: String,
     ) -> Result<(), ActorProcessingErr> {
@@ -582,7 +788,7 @@ impl SessionState {
         }
         let idx = self.rec.current;
         if text.trim().is_empty() {
-            return self.advance(Vec::new()).await;
+            return self.advance(myself, Vec::new()).await;
         }
         let ev = self.interviewer(idx + 1, "follow_up", &text, &source);
         self.open_follow_up(idx, text);
@@ -590,12 +796,136 @@ impl SessionState {
     }
 
     /// Next question, or the closing and report after the last one.
-    async fn advance(&mut self, mut events: Vec<Value>) -> Result<(), ActorProcessingErr> {
+    async fn advance(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        events: Vec<Value>,
+    ) -> Result<(), ActorProcessingErr> {
         self.rec.in_follow_up = false;
         let next = self.rec.current + 1;
         if next >= self.rec.questions.len() {
-            return self.finish(Phase::Completed, events).await;
+            return self.finish(myself, Phase::Completed, events).await;
         }
+        if let Some((pool, topic)) = self.generation_slot(next) {
+            self.emit(events).await?;
+            self.generate_question(myself, pool, next, topic);
+            return Ok(());
+        }
+        self.ask(next, events, "pool").await
+    }
+
+    /// At the adaptive level, with a resume, the second-to-last question is generated on one of the
+    /// resume's suggested topics (cached per role, topic and difficulty, a few variants kept).
+    fn generation_slot(&self, next: usize) -> Option<(Pool, String)> {
+        let n = self.rec.questions.len();
+        if n < 3 || next != n - 2 || self.rec.questions[next].id.starts_with("gen-") {
+            return None;
+        }
+        let topics = &self.rec.resume.as_ref()?.suggested_topics;
+        let pick =
+            usize::try_from(crate::content::stable_hash(&[&self.rec.id, "topic"])).unwrap_or(0);
+        let topic = topics.get(pick % topics.len().max(1))?.clone();
+        Some((self.llm_at(Level::Adaptive)?, topic))
+    }
+
+    /// Generates question `idx` in a task; the result arrives as `QuestionReady`.
+    fn generate_question(
+        &self,
+        myself: &ActorRef<SessionMsg>,
+        pool: Pool,
+        idx: usize,
+        topic: String,
+    ) {
+        let difficulty = format!("{:?}", self.rec.difficulty).to_lowercase();
+        let role = self.rec.role.clone();
+        let (cache, me, stats, mode) = (
+            self.deps.cache.clone(),
+            myself.clone(),
+            self.deps.stats.clone(),
+            self.rec.mode.clone(),
+        );
+        let (deadline, seed) = (self.deps.eval_deadline, self.rec.id.clone());
+        tokio::spawn(async move {
+            let key = cache::key(&["question", &role, &topic, &difficulty]);
+            let made = async {
+                if let Some(c) = &cache {
+                    let hit = c.get(CacheKind::Question, &key, Some(&seed)).await;
+                    if let Some(q) = hit
+                        .and_then(|j| serde_json::from_str::<prompts::GeneratedQuestion>(&j).ok())
+                    {
+                        return Some((q, "cache".to_string()));
+                    }
+                }
+                let req = prompts::question_request(&role, &topic, &difficulty);
+                let opts = CallOptions {
+                    deadline,
+                    affinity: Some(seed.clone()),
+                    ..CallOptions::default()
+                };
+                let result = pool.complete(&req, opts).await;
+                count_cost(&stats, &mode, &result);
+                let (q, src) = result.ok().and_then(|d| {
+                    prompts::parse_question(&d.response.text).map(|q| (q, d.source))
+                })?;
+                if let (Some(c), Ok(j)) = (&cache, serde_json::to_string(&q)) {
+                    c.put_detached(CacheKind::Question, &key, j);
+                }
+                Some((q, src))
+            };
+            let (question, source) = match bounded(task_limit(deadline, 1), made, "question")
+                .await
+                .flatten()
+            {
+                Some((q, src)) => (Some(q), src),
+                None => (None, "pool".to_string()),
+            };
+            let _ = me.cast(SessionMsg::QuestionReady {
+                idx,
+                topic,
+                question,
+                source,
+            });
+        });
+    }
+
+    async fn on_question_ready(
+        &mut self,
+        idx: usize,
+        topic: String,
+        question: Option<prompts::GeneratedQuestion>,
+        source: String,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.rec.phase != Phase::Evaluating || self.rec.current + 1 != idx {
+            return Ok(());
+        }
+        let source = match (question, self.rec.questions.get_mut(idx)) {
+            (Some(g), Some(q)) => {
+                q.id = format!("gen-{}", &cache::key(&[&g.question])[..12]);
+                q.domain = "generated".into();
+                q.category = match self.rec.difficulty {
+                    crate::content::Difficulty::Easy => Category::TechnicalEasy,
+                    crate::content::Difficulty::Medium => Category::TechnicalMedium,
+                    crate::content::Difficulty::Hard => Category::TechnicalHard,
+                };
+                q.difficulty = self.rec.difficulty;
+                q.tags = vec![topic];
+                q.text = g.question;
+                q.rubric = g.rubric;
+                q.follow_ups = g.follow_up.into_iter().collect();
+                source
+            }
+            _ => "pool".to_string(),
+        };
+        self.ask(idx, Vec::new(), &source).await
+    }
+
+    /// Asks question `next` (with its lead-in) after `events`.
+    async fn ask(
+        &mut self,
+        next: usize,
+        mut events: Vec<Value>,
+        source: &str,
+    ) -> Result<(), ActorProcessingErr> {
         let seed = self.seed();
         let kind = if next + 1 == self.rec.questions.len() {
             Transition::Last
@@ -603,21 +933,24 @@ impl SessionState {
             Transition::Next
         };
         let lead = self.deps.templates.transition(kind, &seed, next as u32 + 1);
-        events.push(self.question_event(next, Some(lead)));
+        events.push(self.question_event(next, Some(lead), source));
         self.rec.current = next;
         self.rec.phase = Phase::AwaitingAnswer;
         self.emit(events).await
     }
 
+    /// Closes the interview: the closing goes out now; the report follows at once, or after the
+    /// end-of-interview work (the economy level's batched evaluation and the coach note) when the
+    /// level allows provider calls.
     async fn finish(
         &mut self,
+        myself: &ActorRef<SessionMsg>,
         phase: Phase,
         mut events: Vec<Value>,
     ) -> Result<(), ActorProcessingErr> {
         if let Some((task, _)) = self.stream.take() {
             task.abort();
         }
-        self.deps.stats.count_completed(&self.rec.mode);
         let seed = self.seed();
         let kind = match phase {
             Phase::EndedEarly => Closing::EarlyEnd,
@@ -634,13 +967,175 @@ impl SessionState {
             &closing,
             "template",
         ));
-        self.rec.phase = phase;
         self.rec.in_follow_up = false;
+        // An abandoned (expired) interview gets its report at once, without spending quota on it.
+        let answered = self.rec.items.iter().any(|i| i.score.is_some());
+        if answered && phase != Phase::Expired && self.llm_at(Level::Economy).is_some() {
+            self.rec.phase = Phase::Reporting;
+            self.rec.ending = Some(phase);
+            self.emit(events).await?;
+            self.report_work(myself);
+            return Ok(());
+        }
+        self.write_report(phase, events, ReportWork::default())
+            .await
+    }
+
+    /// The end-of-interview work in a task: one batched evaluation of the answers the rubric scorer
+    /// graded (economy turns), then the coach note (cached per result profile).
+    fn report_work(&self, myself: &ActorRef<SessionMsg>) {
+        let Some(pool) = self.llm_at(Level::Economy) else {
+            let _ = myself.cast(SessionMsg::Reported(ReportWork::default()));
+            return;
+        };
+        let mut items = self.rec.items.clone();
+        let rubrics: Vec<Vec<String>> = self
+            .rec
+            .questions
+            .iter()
+            .map(|q| q.rubric.clone())
+            .collect();
+        let role = self.rec.role.clone();
+        let (cache, me, stats, mode) = (
+            self.deps.cache.clone(),
+            myself.clone(),
+            self.deps.stats.clone(),
+            self.rec.mode.clone(),
+        );
+        let (deadline, affinity) = (self.deps.eval_deadline, self.rec.id.clone());
+        tokio::spawn(async move {
+            let job = async {
+                let mut work = ReportWork::default();
+                let opts = || CallOptions {
+                    deadline,
+                    affinity: Some(affinity.clone()),
+                    ..CallOptions::default()
+                };
+                let batch: Vec<usize> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.answer.is_some() && i.source == "heuristic")
+                    .map(|(n, _)| n)
+                    .collect();
+                if !batch.is_empty() {
+                    let inputs: Vec<(&str, &[String], &str)> = batch
+                        .iter()
+                        .map(|&n| {
+                            let rubric = rubrics.get(n).map_or(&[][..], |r| r.as_slice());
+                            let item = &items[n];
+                            (
+                                item.question.as_str(),
+                                rubric,
+                                item.answer.as_deref().unwrap_or(""),
+                            )
+                        })
+                        .collect();
+                    let req = prompts::batch_evaluation_request(&inputs, &role);
+                    let result = pool.complete(&req, opts()).await;
+                    count_cost(&stats, &mode, &result);
+                    match result {
+                        Ok(done) => {
+                            let rs: Vec<&[String]> = inputs.iter().map(|(_, r, _)| *r).collect();
+                            let parsed = prompts::parse_batch_evaluation(&done.response.text, &rs);
+                            for (&n, ev) in batch.iter().zip(parsed) {
+                                if let Some(ev) = ev {
+                                    // The copy gets the grade too, so the coach note sees final scores.
+                                    items[n].score = Some(ev.score);
+                                    work.graded.push((n, ev));
+                                }
+                            }
+                            work.graded_source = done.source;
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e, "no batched evaluation; the rubric scorer's grades stand")
+                        }
+                    }
+                }
+                if let Some((band, best, worst)) = report::profile(&items) {
+                    let key =
+                        cache::key(&["summary", &cache::normalize(&role), band, &best, &worst]);
+                    let hit = match &cache {
+                        Some(c) => c.get(CacheKind::Summary, &key, Some(&affinity)).await,
+                        None => None,
+                    };
+                    work.note = match hit {
+                        Some(t) => Some((t, "cache".to_string())),
+                        None => {
+                            let req = prompts::coach_note_request(&role, band, &best, &worst);
+                            let result = pool.complete(&req, opts()).await;
+                            count_cost(&stats, &mode, &result);
+                            result.ok().and_then(|d| {
+                                let t = prompts::clean_line(&d.response.text, 700)?;
+                                if let Some(c) = &cache {
+                                    c.put_detached(CacheKind::Summary, &key, t.clone());
+                                }
+                                Some((t, d.source))
+                            })
+                        }
+                    };
+                }
+                work
+            };
+            let work = bounded(task_limit(deadline, 2), job, "report")
+                .await
+                .unwrap_or_default();
+            let _ = me.cast(SessionMsg::Reported(work));
+        });
+    }
+
+    /// Applies the end-of-interview work and writes the report.
+    async fn on_reported(&mut self, work: ReportWork) -> Result<(), ActorProcessingErr> {
+        if self.rec.phase != Phase::Reporting {
+            return Ok(());
+        }
+        let phase = self.rec.ending.take().unwrap_or(Phase::Completed);
+        self.write_report(phase, Vec::new(), work).await
+    }
+
+    async fn write_report(
+        &mut self,
+        phase: Phase,
+        mut events: Vec<Value>,
+        work: ReportWork,
+    ) -> Result<(), ActorProcessingErr> {
+        let seed = self.seed();
+        for (n, ev) in work.graded {
+            let Some(rubric) = self.rec.questions.get(n).map(|q| q.rubric.clone()) else {
+                continue;
+            };
+            let out = EvalOutcome::from_llm(ev, &rubric, work.graded_source.clone());
+            let band = Band::of(out.score);
+            let feedback = if out.feedback.trim().is_empty() {
+                self.deps.templates.feedback(
+                    band,
+                    &seed,
+                    n as u32 * 2 + 2,
+                    &out.covered,
+                    &out.missed,
+                )
+            } else {
+                out.feedback
+            };
+            if let Some(item) = self.rec.items.get_mut(n) {
+                item.score = Some(out.score);
+                item.feedback = feedback;
+                item.rubric_covered = out.covered;
+                item.rubric_missed = out.missed;
+                item.source = out.source.clone();
+            }
+            if let Some(src) = Source::of(&out.source) {
+                self.deps.stats.count_source(src);
+            }
+        }
+        self.deps.stats.count_completed(&self.rec.mode);
+        self.deps.budget.release(&self.rec.id);
+        self.rec.phase = phase;
+        self.rec.ending = None;
         let started = chrono::DateTime::from_timestamp_millis(self.rec.created_ms)
             .unwrap_or_default()
             .to_rfc3339();
         let finished = chrono::Utc::now().to_rfc3339();
-        let report = report::build(&ReportInput {
+        let mut report = report::build(&ReportInput {
             interview_id: &self.rec.id,
             candidate_id: &self.rec.candidate.id,
             candidate_name: &self.rec.candidate.name,
@@ -654,6 +1149,17 @@ impl SessionState {
             items: &self.rec.items,
             seed: &seed,
         });
+        report["level"] = json!(self.rec.level);
+        report["level_steps"] = json!(self.rec.steps);
+        report["coach_note"] = match &work.note {
+            Some((text, source)) => {
+                if let Some(src) = Source::of(source) {
+                    self.deps.stats.count_source(src);
+                }
+                json!({"text": text, "source": source})
+            }
+            None => Value::Null,
+        };
         self.rec.report = Some(report.to_string());
         events.push(json!({"type": "report", "report": report}));
         self.emit(events).await
@@ -695,14 +1201,14 @@ impl SessionState {
                 self.on_answer(myself, text, audio_duration_s).await?;
             }
             ClientMsg::End => {
-                if self.rec.phase.is_finished() {
+                if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
                     self.send_ephemeral(&error_event(
                         &self.rec,
                         "interview_finished",
                         "the interview is already finished",
                     ));
                 } else {
-                    self.finish(Phase::EndedEarly, Vec::new()).await?;
+                    self.finish(myself, Phase::EndedEarly, Vec::new()).await?;
                 }
             }
             ClientMsg::Interrupt => {
@@ -722,7 +1228,7 @@ impl SessionState {
                     } else {
                         format!("{text}…")
                     };
-                    self.on_follow_up_ready(text, "llm:interrupted".into())
+                    self.on_follow_up_ready(myself, text, "llm:interrupted".into())
                         .await?;
                 }
             }
@@ -742,12 +1248,21 @@ impl Actor for InterviewSession {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let state = SessionState {
+        let mut state = SessionState {
             rec: args.record,
             deps: args.deps,
             conn: args.conn,
             stream: None,
+            greeting_pending: false,
         };
+        // A live interview holds its share of the day's quota again after a restart.
+        if !state.rec.phase.is_finished() {
+            let left = state.rec.questions.len().saturating_sub(state.rec.current);
+            state
+                .deps
+                .budget
+                .resume(&state.rec.id, state.rec.level, left);
+        }
         myself.send_interval(Duration::from_secs(30).min(state.deps.idle_timeout), || {
             SessionMsg::IdleCheck
         });
@@ -761,6 +1276,12 @@ impl Actor for InterviewSession {
                     state.replay(&c, c.sent_upto())?;
                 }
             }
+        }
+        // Work whose answer went to the failed actor is asked for again.
+        match state.rec.phase {
+            Phase::Reporting => state.report_work(&myself),
+            Phase::Created if args.restarted && state.conn().is_some() => state.start(&myself),
+            _ => {}
         }
         // A crash during an evaluation left the answer stored: evaluate it again. A crash while a
         // follow-up was streaming (main answer already scored) moves on to the next question.
@@ -811,7 +1332,7 @@ impl Actor for InterviewSession {
                 }
                 let _ = reply.send(state.rec.ready_event());
                 if state.rec.phase == Phase::Created {
-                    state.start().await?;
+                    state.start(&myself);
                 }
             }
             SessionMsg::Detach(id) => {
@@ -827,16 +1348,34 @@ impl Actor for InterviewSession {
             }
             SessionMsg::Client(conn_id, m) => state.on_client(&myself, conn_id, m).await?,
             SessionMsg::Evaluated(ev) => state.on_evaluated(&myself, ev).await?,
+            SessionMsg::Greeted { text, source } => state.on_greeted(&myself, text, source).await?,
+            SessionMsg::Reported(work) => state.on_reported(work).await?,
+            SessionMsg::QuestionReady {
+                idx,
+                topic,
+                question,
+                source,
+            } => {
+                state
+                    .on_question_ready(idx, topic, question, source)
+                    .await?
+            }
             SessionMsg::FollowUpReady { text, source } => {
-                state.on_follow_up_ready(text, source).await?
+                state.on_follow_up_ready(&myself, text, source).await?
             }
             SessionMsg::IdleCheck => {
                 let idle = Duration::from_millis(
                     u64::try_from(now_ms() - state.rec.updated_ms).unwrap_or(0),
                 );
                 if idle >= state.deps.idle_timeout {
-                    if !state.rec.phase.is_finished() {
-                        state.finish(Phase::Expired, Vec::new()).await?;
+                    if state.rec.phase == Phase::Reporting {
+                        // The end-of-interview work never came back: the report goes out without it.
+                        let phase = state.rec.ending.take().unwrap_or(Phase::Completed);
+                        state
+                            .write_report(phase, Vec::new(), ReportWork::default())
+                            .await?;
+                    } else if !state.rec.phase.is_finished() {
+                        state.finish(&myself, Phase::Expired, Vec::new()).await?;
                     }
                     if let Some(c) = state.conn() {
                         c.send(Outbound::Close("interview closed after inactivity".into()));

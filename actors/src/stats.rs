@@ -71,6 +71,7 @@ pub struct OptimizationStats {
     by_source: [AtomicU64; 6],
     dedup: AtomicU64,
     calls: [AtomicU64; 4],
+    tokens: [AtomicU64; 4],
     completed: [AtomicU64; 4],
 }
 
@@ -85,6 +86,10 @@ pub struct ModeFigures {
     pub provider_calls: u64,
     /// `provider_calls / completed_interviews` (null before the first completion).
     pub provider_calls_per_completed_interview: Option<f64>,
+    /// Tokens (prompt and completion, as providers reported them) used by interviews of this mode.
+    pub provider_tokens: u64,
+    /// `provider_tokens / completed_interviews` (null before the first completion).
+    pub provider_tokens_per_completed_interview: Option<f64>,
 }
 
 impl OptimizationStats {
@@ -110,6 +115,11 @@ impl OptimizationStats {
         self.calls[mode_index(mode)].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts `n` tokens used for an interview of `mode`.
+    pub fn count_tokens(&self, mode: &str, n: u64) {
+        self.tokens[mode_index(mode)].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts a finished interview of `mode`.
     pub fn count_completed(&self, mode: &str) {
         self.completed[mode_index(mode)].fetch_add(1, Ordering::Relaxed);
@@ -132,12 +142,15 @@ impl OptimizationStats {
             .map(|(i, m)| {
                 let completed = self.completed[i].load(Ordering::Relaxed);
                 let calls = self.calls[i].load(Ordering::Relaxed);
+                let tokens = self.tokens[i].load(Ordering::Relaxed);
+                let per = |n: u64| (completed > 0).then(|| n as f64 / completed as f64);
                 ModeFigures {
                     mode: m,
                     completed_interviews: completed,
                     provider_calls: calls,
-                    provider_calls_per_completed_interview: (completed > 0)
-                        .then(|| calls as f64 / completed as f64),
+                    provider_calls_per_completed_interview: per(calls),
+                    provider_tokens: tokens,
+                    provider_tokens_per_completed_interview: per(tokens),
                 }
             })
             .collect()

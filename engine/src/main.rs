@@ -35,6 +35,14 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Running server whose `/api/optimization_stats` gives measured calls per interview
+        /// (modes without a completed interview keep the defaults); a failed fetch exits 1.
+        #[arg(long, value_name = "URL")]
+        stats_url: Option<String>,
+        /// Admin token for `--stats-url` (default: the config's `server.admin_token`, which
+        /// `IE_SERVER__ADMIN_TOKEN` sets).
+        #[arg(long, value_name = "TOKEN")]
+        admin_token: Option<String>,
     },
     /// Drive N complete interviews through the WebSocket protocol and report latency.
     Loadtest {
@@ -50,15 +58,18 @@ enum Command {
         /// Questions (answers) per interview.
         #[arg(long, default_value_t = 12)]
         answers_per_interview: u32,
-        /// Admin token, to read provider usage.
+        /// Admin token, to read `/api/optimization_stats` (provider calls, cache hit rates).
         #[arg(long)]
         admin_token: Option<String>,
-        /// Interview mode to request (economy | balanced | adaptive | auto).
+        /// Interview mode to request and report (economy | balanced | adaptive | auto; default auto).
         #[arg(long)]
         mode: Option<String>,
         /// Pause before each answer, like a person thinking (ms): keeps C sessions open at once.
         #[arg(long, default_value_t = 0)]
         think_ms: u64,
+        /// Send a short synthetic resume with each interview (skills and years vary per candidate).
+        #[arg(long)]
+        resume: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -94,7 +105,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Plan { config, json } => {
+        Command::Plan {
+            config,
+            json,
+            stats_url,
+            admin_token,
+        } => {
             let cfg = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -102,8 +118,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let costs = match cli::plan::costs(&cfg, stats_url.as_deref(), admin_token.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("plan: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let env = |k: &str| std::env::var(k).ok();
-            let plan = cli::plan::from_config(&cfg, &env);
+            let plan = cli::plan::from_config(&cfg, &env, &costs);
             if json {
                 println!(
                     "{}",
@@ -122,6 +145,7 @@ fn main() -> ExitCode {
             admin_token,
             mode,
             think_ms,
+            resume,
             json,
         } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -142,6 +166,7 @@ fn main() -> ExitCode {
                 admin_token,
                 mode,
                 think_ms,
+                resume,
             };
             match rt.block_on(cli::loadtest::run(lt)) {
                 Ok(r) => {

@@ -64,6 +64,8 @@ pub struct Engine {
     pub cache: actors::cache::Cache,
     /// Optimization counters.
     pub stats: Arc<actors::stats::OptimizationStats>,
+    /// The call budget.
+    pub budget: Arc<actors::budget::Budget>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -121,6 +123,7 @@ impl Engine {
         let questions = Arc::new(QuestionPool::load_embedded()?);
         tracing::info!(questions = questions.len(), "question pool loaded");
         let stats = Arc::new(actors::stats::OptimizationStats::default());
+        let budget = Arc::new(actors::budget::Budget::new(Box::new(pool.clone())));
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -130,6 +133,7 @@ impl Engine {
             test_hooks: config.interview.test_hooks,
             stats: stats.clone(),
             cache: Some(cache.clone()),
+            budget: budget.clone(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -140,6 +144,7 @@ impl Engine {
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
             stats,
+            budget,
             cache,
             runtime,
             pool,
@@ -194,6 +199,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         questions: engine.questions.clone(),
         cache: engine.cache.clone(),
         stats: engine.stats.clone(),
+        budget: engine.budget.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
         gateway_calls: actors::coalesce::Coalescer::new(),
     });

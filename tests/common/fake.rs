@@ -130,6 +130,13 @@ impl FakeProvider {
         .await;
     }
 
+    /// Registers `key` without limits and with the interviewer persona as its reply (`@interviewer`):
+    /// it grades answers, analyses resumes and asks follow-up questions from the request it gets.
+    pub async fn add_interviewer_key(&self, key: &str) {
+        self.add_key_with(json!({ "key": key, "limits": {}, "reply": "@interviewer" }))
+            .await;
+    }
+
     /// Sets (or with `None` clears) the fixed reply text of `key`.
     pub async fn set_reply(&self, key: &str, reply: Option<&str>) {
         self.post(

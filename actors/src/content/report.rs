@@ -153,6 +153,35 @@ pub fn build(input: &ReportInput) -> Value {
     })
 }
 
+/// The result profile a coach note is written for: the overall band (`strong` | `solid` | `weak`)
+/// and the strongest and weakest categories in words (the same when only one was scored). `None`
+/// when nothing was scored. Few profiles exist, so notes written for one are reused (cache kind `summary`).
+pub fn profile(items: &[ReportItem]) -> Option<(&'static str, String, String)> {
+    let scored: Vec<(&ReportItem, u8)> = items
+        .iter()
+        .filter_map(|i| i.score.map(|s| (i, s)))
+        .collect();
+    let overall = mean(scored.iter().map(|(_, s)| *s))?;
+    let band = if overall >= 8.0 {
+        "strong"
+    } else if overall >= 5.0 {
+        "solid"
+    } else {
+        "weak"
+    };
+    let mut by_cat: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    for (item, s) in &scored {
+        by_cat.entry(item.category.as_str()).or_default().push(*s);
+    }
+    let means: Vec<(&str, f64)> = by_cat
+        .iter()
+        .filter_map(|(c, v)| mean(v.iter().copied()).map(|m| (*c, m)))
+        .collect();
+    let best = means.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let worst = means.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some((band, category_words(best.0), category_words(worst.0)))
+}
+
 /// Mean with one decimal; None for no values.
 fn mean(values: impl Iterator<Item = u8>) -> Option<f64> {
     let (sum, n) = values.fold((0u32, 0u32), |(s, n), v| (s + u32::from(v), n + 1));

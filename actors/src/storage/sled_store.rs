@@ -13,7 +13,8 @@ use crate::interview::InterviewRecord;
 use crate::quota::UsageRecord;
 
 const USAGE_VERSION: u8 = 1;
-const INTERVIEW_VERSION: u8 = 1;
+/// Version 2 added the call budget's level, steps and `ending`; version 1 records are upgraded on read.
+const INTERVIEW_VERSION: u8 = 2;
 const EVENT_VERSION: u8 = 1;
 
 /// A sled database holding the engine's durable state.
@@ -180,6 +181,9 @@ impl SessionLog for SledStore {
 
     fn load(&self, id: &str) -> Result<Option<InterviewRecord>, StorageError> {
         match self.interviews.get(id.as_bytes()).map_err(db_err)? {
+            Some(b) if b.first() == Some(&1) => {
+                decode::<crate::interview::InterviewRecordV1>(1, &b).map(|v1| Some(v1.into()))
+            }
             Some(b) => decode(INTERVIEW_VERSION, &b).map(Some),
             None => Ok(None),
         }
@@ -317,6 +321,58 @@ mod tests {
             *s.group.durable.borrow() >= issued,
             "every ticket is durable"
         );
+    }
+
+    /// A record written before the call budget (layout 1) still loads, upgraded: an economy
+    /// interview of that time ran without provider calls, so it continues at the heuristic level.
+    #[test]
+    fn version_1_interview_records_are_upgraded_on_read() {
+        use crate::budget::Level;
+        use crate::interview::{Candidate, InterviewRecordV1, Phase};
+        let s = SledStore::temporary().unwrap();
+        let v1 = |id: &str, mode: &str| InterviewRecordV1 {
+            id: id.into(),
+            token_sha256: "00".into(),
+            candidate: Candidate {
+                id: "c".into(),
+                name: "Ada".into(),
+            },
+            role: "SRE".into(),
+            track: Default::default(),
+            difficulty: Default::default(),
+            mode: mode.into(),
+            created_ms: 1,
+            updated_ms: 2,
+            resume: None,
+            questions: Vec::new(),
+            items: Vec::new(),
+            current: 0,
+            in_follow_up: false,
+            phase: Phase::AwaitingAnswer,
+            next_seq: 5,
+            report: None,
+            follow_ups_asked: 1,
+        };
+        for (id, mode, level) in [
+            ("old-eco", "economy", Level::Heuristic),
+            ("old-bal", "balanced", Level::Balanced),
+            ("old-auto", "auto", Level::Adaptive),
+        ] {
+            s.interviews
+                .insert(id, encode(1, &v1(id, mode)).unwrap())
+                .unwrap();
+            let r = SessionLog::load(&s, id).unwrap().unwrap();
+            assert_eq!((r.level, r.next_seq, r.follow_ups_asked), (level, 5, 1));
+            assert!(r.steps.is_empty() && r.ending.is_none());
+            // Written back, it is a version 2 record.
+            SessionLog::commit(&s, &r, &[]).unwrap();
+            assert_eq!(s.interviews.get(id).unwrap().unwrap()[0], INTERVIEW_VERSION);
+        }
+        s.interviews.insert("bad", vec![9u8, 0]).unwrap();
+        assert!(matches!(
+            SessionLog::load(&s, "bad"),
+            Err(StorageError::UnknownVersion(9))
+        ));
     }
 
     #[test]

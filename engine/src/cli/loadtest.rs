@@ -1,7 +1,13 @@
 //! `interview-engine loadtest`: drives N complete interviews through the HTTP + WebSocket protocol
 //! (tokio-tungstenite) with C at a time, and reports completed/failed, turn latency percentiles
-//! (HDR histogram) and provider calls per interview (from the server's status, when readable).
+//! (HDR histogram) and, from `/api/optimization_stats` read before and after the run, provider calls per
+//! completed interview of the mode run, cache hit rates per kind, dedup saves and content by source.
+//!
+//! Every interview is a distinct candidate: its own id and name (tagged per run, so a second run against
+//! the same storage is new candidates too), its own short resume with `--resume`, and answers composed
+//! from a bank of sentences by a hash of (interview, answer number), so identical answers are rare.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,10 +32,19 @@ pub struct LoadTest {
     pub answers_per_interview: u32,
     /// Admin token for reading provider usage, if the server has one.
     pub admin_token: Option<String>,
-    /// Interview mode to request.
+    /// Interview mode to request (`auto` when `None`).
     pub mode: Option<String>,
     /// Pause before each answer, ms (the session sits idle meanwhile).
     pub think_ms: u64,
+    /// Send a short synthetic resume with each interview (skills and years vary per interview).
+    pub resume: bool,
+}
+
+impl LoadTest {
+    /// The mode requested and reported: `--mode`, else `auto`.
+    pub fn mode_name(&self) -> &str {
+        self.mode.as_deref().unwrap_or("auto")
+    }
 }
 
 /// The outcome.
@@ -49,8 +64,35 @@ pub struct LoadReport {
     pub turns_per_s: f64,
     /// Wall time, s.
     pub elapsed_s: f64,
-    /// Provider calls per completed interview (from `/api/system_status`), when readable.
+    /// The mode run (`--mode`, else `auto`).
+    pub mode: String,
+    /// Provider calls (cloud and GPU) per interview of `mode` completed during the run, from the deltas
+    /// of `/api/optimization_stats`; null when the stats are not readable or nothing completed.
     pub provider_calls_per_interview: Option<f64>,
+    /// Provider calls made for interviews of `mode` during the run.
+    pub provider_calls: Option<u64>,
+    /// Provider tokens (as reported) per interview of `mode` completed during the run.
+    pub provider_tokens_per_interview: Option<f64>,
+    /// Interviews of `mode` the server counted as completed during the run.
+    pub server_completed_interviews: Option<u64>,
+    /// Cache lookups during the run, per kind (`greeting`, `resume_analysis`, `evaluation`, ...).
+    pub cache: Option<BTreeMap<String, CacheDelta>>,
+    /// Requests served by sharing another's in-flight call during the run.
+    pub dedup_saves: Option<u64>,
+    /// Pieces of content served during the run, by source (`template`, `pool`, `cache`, `llm`, `gpu`,
+    /// `heuristic`).
+    pub content_by_source: Option<BTreeMap<String, u64>>,
+}
+
+/// Cache lookups of one kind during the run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CacheDelta {
+    /// Lookups served from the cache.
+    pub hits: u64,
+    /// Lookups that were not.
+    pub misses: u64,
+    /// `hits / (hits + misses)`; null when there was no lookup.
+    pub hit_rate: Option<f64>,
 }
 
 /// Latency percentiles in ms.
@@ -66,17 +108,135 @@ pub struct Percentiles {
     pub max: f64,
 }
 
-/// Answers that read like a candidate's (varied per interview and turn).
-const ANSWERS: &[&str] = &[
-    "I would start by clarifying the requirements and the expected load, then design the API and the data model. For example, in my last project we used PostgreSQL with an index on the lookup columns, cached hot reads, and measured p99 latency before and after; it dropped from 120 ms to 30 ms.",
-    "In my experience the key trade-off is consistency versus availability. I would use idempotency keys so retries are safe, a queue to absorb bursts, and monitoring with alerts on error rate and latency. We tested it with a load test and a chaos drill.",
-    "I led the migration of a monolith to services. We split by domain, added contract tests, and rolled out behind feature flags. The main lesson was to invest early in observability: tracing, structured logs and dashboards.",
-    "I would profile first rather than guess: measure, find the hot path, then fix the biggest cost. Once we found an N+1 query pattern; batching the queries cut the page time by 70 percent.",
+/// Sentences answers are composed from (three per answer, chosen by a hash of the interview and answer
+/// number: 20³ = 8000 answers, so two candidates rarely give the same one).
+const SENTENCES: [&str; 20] = [
+    "I would start by clarifying the requirements and the expected load before designing anything.",
+    "Then I would sketch the API and the data model and check them against the main use cases.",
+    "In my last project we used PostgreSQL with an index on the lookup columns and cached the hot reads.",
+    "We measured p99 latency before and after the change; it dropped from 120 ms to 30 ms.",
+    "The key trade-off here is consistency versus availability, and I would make it explicit with the team.",
+    "I would use idempotency keys so that retries are safe, and a queue to absorb bursts.",
+    "Monitoring matters: alerts on error rate and latency, and dashboards the on-call person actually reads.",
+    "We tested the design with a load test and a chaos drill before the launch.",
+    "I led the migration of a monolith to services, split by domain, with contract tests between them.",
+    "We rolled the change out behind feature flags, one percent of traffic at a time.",
+    "The main lesson was to invest early in observability: tracing, structured logs and dashboards.",
+    "I would profile first rather than guess, find the hot path, and fix the biggest cost.",
+    "Once we found an N+1 query pattern; batching the queries cut the page time by 70 percent.",
+    "When we disagreed on the approach, I wrote a short design doc with the options and their costs.",
+    "I paired with a junior engineer on the rollout so that the knowledge did not stay with me.",
+    "If I did it again I would add back-pressure earlier instead of scaling the workers first.",
+    "Security-wise, I would keep secrets out of the code and rotate the keys on a schedule.",
+    "For the data, I would keep an append-only log so that we can rebuild any view later.",
+    "We kept the on-call load low by automating the two most common manual fixes.",
+    "I would write the runbook together with the tests, so that both describe the same behaviour.",
 ];
+
+/// First names and last names for candidates (400 distinct names before a number is added).
+const FIRST_NAMES: [&str; 20] = [
+    "Avery", "Jordan", "Priya", "Mateo", "Amara", "Lukas", "Mei", "Omar", "Sofia", "Kenji",
+    "Zanele", "Elif", "Noah", "Ines", "Ravi", "Hana", "Diego", "Freya", "Tomasz", "Leila",
+];
+const LAST_NAMES: [&str; 20] = [
+    "Chen", "Okafor", "Silva", "Novak", "Haddad", "Kowalski", "Tanaka", "Reyes", "Larsen",
+    "Mensah", "Dubois", "Sharma", "Yilmaz", "Costa", "Fischer", "Nakamura", "Osei", "Moreau",
+    "Kaur", "Walsh",
+];
+
+/// Skills the synthetic resumes draw from.
+const SKILLS: [&str; 16] = [
+    "Rust",
+    "Go",
+    "Python",
+    "Java",
+    "TypeScript",
+    "Kotlin",
+    "PostgreSQL",
+    "MySQL",
+    "Redis",
+    "Kafka",
+    "Kubernetes",
+    "Docker",
+    "AWS",
+    "GCP",
+    "React",
+    "Terraform",
+];
+
+/// Projects the synthetic resumes draw from.
+const PROJECTS: [&str; 8] = [
+    "a payments API",
+    "a search indexer",
+    "an internal analytics dashboard",
+    "a mobile checkout flow",
+    "an event ingestion pipeline",
+    "a feature flag service",
+    "a billing reconciliation job",
+    "a customer support chatbot",
+];
+
+/// FNV-1a over the parts, then a final mix (stable across runs and platforms).
+fn mix(parts: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// The candidate's name for interview `n`: distinct for every interview of a run.
+pub fn candidate_name(n: usize) -> String {
+    let per_round = FIRST_NAMES.len() * LAST_NAMES.len();
+    let first = FIRST_NAMES[n % FIRST_NAMES.len()];
+    let last = LAST_NAMES[(n / FIRST_NAMES.len()) % LAST_NAMES.len()];
+    match n / per_round {
+        0 => format!("{first} {last}"),
+        round => format!("{first} {last} {}", round + 1),
+    }
+}
+
+/// The answer interview `n` gives to its `index`-th question (follow-ups included): three sentences
+/// of [`SENTENCES`] chosen by a hash of `(n, index)`.
+pub fn answer_text(n: usize, index: usize) -> String {
+    let h = mix(&[n as u64, index as u64]);
+    let k = SENTENCES.len() as u64;
+    [h % k, (h / k) % k, (h / (k * k)) % k]
+        .iter()
+        .map(|&i| SENTENCES[i as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A short resume for interview `n`: the name, the role, 1-12 years and three or four skills that vary
+/// with `n`.
+pub fn resume_text(n: usize, name: &str, role: &str) -> String {
+    let h = mix(&[n as u64, 0x7265_7375_6d65]);
+    let years = 1 + n % 12;
+    let mut skills: Vec<&str> = Vec::new();
+    for i in 0..(3 + h % 2) {
+        let s = SKILLS[((h >> (8 * i)) % SKILLS.len() as u64) as usize];
+        if !skills.contains(&s) {
+            skills.push(s);
+        }
+    }
+    let project = PROJECTS[(h >> 40) as usize % PROJECTS.len()];
+    format!(
+        "{name}\n{role}, {years} years of experience.\nSkills: {}.\nBuilt {project} used in production; \
+         owned its design, on-call and performance work.",
+        skills.join(", ")
+    )
+}
 
 async fn one_interview(
     http: &reqwest::Client,
     lt: &LoadTest,
+    run: &str,
     n: usize,
     hist: &Mutex<Histogram<u64>>,
 ) -> Result<u64, String> {
@@ -87,13 +247,17 @@ async fn one_interview(
         "SRE",
     ][n % 4];
     let track = ["technical", "mixed", "behavioral"][n % 3];
-    let body = json!({
-        "candidate": {"id": format!("load-{n}"), "name": format!("Load Candidate {n}")},
+    let name = candidate_name(n);
+    let mut body = json!({
+        "candidate": {"id": format!("load-{run}-{n}"), "name": name},
         "role": role,
         "track": track,
         "questions": lt.answers_per_interview,
-        "mode": lt.mode,
+        "mode": lt.mode_name(),
     });
+    if lt.resume {
+        body["resume_text"] = json!(resume_text(n, &name, role));
+    }
     let created: Value = http
         .post(format!("{}/api/interviews", lt.url))
         .json(&body)
@@ -118,17 +282,29 @@ async fn one_interview(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let mut turns = 0u64;
+    let mut answered = 0usize;
     let mut sent_at: Option<Instant> = None;
+    // The last event received (`type` / `kind`), for the failure message.
+    let mut last = String::from("none");
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let msg = tokio::time::timeout(left, ws.next())
             .await
-            .map_err(|_| "timed out waiting for the server".to_string())?
+            .map_err(|_| {
+                format!(
+                    "timed out waiting for the server (interview {id}, {answered} answers sent, last event {last})"
+                )
+            })?
             .ok_or("connection closed before the report")?
             .map_err(|e| format!("ws: {e}"))?;
         let Message::Text(text) = msg else { continue };
         let v: Value = serde_json::from_str(&text).map_err(|e| format!("bad frame: {e}"))?;
+        last = match (v["type"].as_str(), v["kind"].as_str()) {
+            (Some(t), Some(k)) => format!("{t}/{k}"),
+            (Some(t), None) => t.to_string(),
+            _ => "untyped".to_string(),
+        };
         match v["type"].as_str() {
             Some("interviewer") => {
                 if let Some(t0) = sent_at.take() {
@@ -137,7 +313,8 @@ async fn one_interview(
                     turns += 1;
                 }
                 if matches!(v["kind"].as_str(), Some("question" | "follow_up")) {
-                    let answer = ANSWERS[(n + turns as usize) % ANSWERS.len()];
+                    let answer = answer_text(n, answered);
+                    answered += 1;
                     if lt.think_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(lt.think_ms)).await;
                     }
@@ -161,19 +338,155 @@ async fn one_interview(
     }
 }
 
-async fn provider_calls(http: &reqwest::Client, lt: &LoadTest) -> Option<u64> {
-    let mut rb = http.get(format!("{}/api/system_status", lt.url));
+/// What `/api/optimization_stats` says at one moment (counters since the server started).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptSnapshot {
+    /// Per mode: (provider calls, completed interviews).
+    pub modes: BTreeMap<String, (u64, u64)>,
+    /// Per mode: provider tokens reported.
+    pub tokens: BTreeMap<String, u64>,
+    /// Per cache kind: (hits, misses).
+    pub cache: BTreeMap<String, (u64, u64)>,
+    /// Content counts by source (without `dedup`).
+    pub by_source: BTreeMap<String, u64>,
+    /// Requests served by sharing another's call.
+    pub dedup: u64,
+}
+
+/// The entries of `v` as (name, fields): an array of objects named by `name_field`, or an object of them.
+fn named_entries<'a>(v: &'a Value, name_field: &str) -> Vec<(String, &'a Value)> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|e| Some((e[name_field].as_str()?.to_string(), e)))
+            .collect(),
+        Value::Object(map) => map.iter().map(|(k, e)| (k.clone(), e)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl OptSnapshot {
+    /// Reads the JSON of `/api/optimization_stats` (`modes`, `cache.kinds`, `requests_by_source`).
+    pub fn from_json(v: &Value) -> OptSnapshot {
+        let n = |x: &Value| x.as_u64().unwrap_or(0);
+        let modes = named_entries(&v["modes"], "mode")
+            .into_iter()
+            .map(|(m, e)| (m, (n(&e["provider_calls"]), n(&e["completed_interviews"]))))
+            .collect();
+        let tokens = named_entries(&v["modes"], "mode")
+            .into_iter()
+            .map(|(m, e)| (m, n(&e["provider_tokens"])))
+            .collect();
+        let kinds = match &v["cache"]["kinds"] {
+            Value::Null => &v["cache"],
+            k => k,
+        };
+        let cache = named_entries(kinds, "kind")
+            .into_iter()
+            .filter(|(_, e)| e.is_object())
+            .map(|(k, e)| (k, (n(&e["hits"]), n(&e["misses"]))))
+            .collect();
+        let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
+        let mut dedup = 0;
+        if let Some(map) = v["requests_by_source"].as_object() {
+            for (k, c) in map {
+                if k == "dedup" {
+                    dedup = n(c);
+                } else {
+                    by_source.insert(k.clone(), n(c));
+                }
+            }
+        }
+        OptSnapshot {
+            modes,
+            tokens,
+            cache,
+            by_source,
+            dedup,
+        }
+    }
+}
+
+/// The run's figures: `after - before`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptDelta {
+    /// Provider calls for the mode.
+    pub calls: u64,
+    /// Provider tokens for the mode.
+    pub tokens: u64,
+    /// Interviews of the mode completed.
+    pub completed: u64,
+    /// Per cache kind.
+    pub cache: BTreeMap<String, CacheDelta>,
+    /// Dedup saves.
+    pub dedup: u64,
+    /// Content by source.
+    pub by_source: BTreeMap<String, u64>,
+}
+
+impl OptDelta {
+    /// The deltas for `mode` between two snapshots (counters that went down count from 0: a restart).
+    pub fn between(before: &OptSnapshot, after: &OptSnapshot, mode: &str) -> OptDelta {
+        let d = |a: u64, b: u64| if a >= b { a - b } else { a };
+        let (calls_a, done_a) = after.modes.get(mode).copied().unwrap_or_default();
+        let (calls_b, done_b) = before.modes.get(mode).copied().unwrap_or_default();
+        let cache = after
+            .cache
+            .iter()
+            .map(|(k, &(h_a, m_a))| {
+                let (h_b, m_b) = before.cache.get(k).copied().unwrap_or_default();
+                let (hits, misses) = (d(h_a, h_b), d(m_a, m_b));
+                let lookups = hits + misses;
+                let hit_rate = (lookups > 0).then(|| hits as f64 / lookups as f64);
+                (
+                    k.clone(),
+                    CacheDelta {
+                        hits,
+                        misses,
+                        hit_rate,
+                    },
+                )
+            })
+            .collect();
+        let by_source = after
+            .by_source
+            .iter()
+            .map(|(k, &a)| {
+                (
+                    k.clone(),
+                    d(a, before.by_source.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        let tokens_of = |s: &OptSnapshot| s.tokens.get(mode).copied().unwrap_or(0);
+        OptDelta {
+            calls: d(calls_a, calls_b),
+            tokens: d(tokens_of(after), tokens_of(before)),
+            completed: d(done_a, done_b),
+            cache,
+            dedup: d(after.dedup, before.dedup),
+            by_source,
+        }
+    }
+
+    /// Calls per completed interview; `None` before any completion.
+    pub fn calls_per_interview(&self) -> Option<f64> {
+        (self.completed > 0).then(|| self.calls as f64 / self.completed as f64)
+    }
+}
+
+/// `GET /api/optimization_stats` (with the admin token when given); `None` when not readable.
+async fn optimization_stats(http: &reqwest::Client, lt: &LoadTest) -> Option<OptSnapshot> {
+    let mut rb = http.get(format!("{}/api/optimization_stats", lt.url));
     if let Some(t) = &lt.admin_token {
         rb = rb.bearer_auth(t);
     }
-    let v: Value = rb.send().await.ok()?.json().await.ok()?;
-    let mut total = 0;
-    for p in v["providers"].as_array()? {
-        for k in p["keys"].as_array()? {
-            total += k["served"].as_u64().unwrap_or(0) + k["failed"].as_u64().unwrap_or(0);
-        }
+    let resp = rb.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
     }
-    Some(total)
+    let v: Value = resp.json().await.ok()?;
+    v.is_object().then(|| OptSnapshot::from_json(&v))
 }
 
 /// Runs the load test.
@@ -182,7 +495,9 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         .pool_max_idle_per_host(lt.concurrency)
         .build()
         .map_err(|e| e.to_string())?;
-    let calls_before = provider_calls(&http, &lt).await;
+    let stats_before = optimization_stats(&http, &lt).await;
+    // Tags this run's candidate ids, so runs against the same storage are new candidates.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new(3).map_err(|e| e.to_string())?,
     ));
@@ -191,12 +506,13 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
-        let (http, lt, hist, next, results) = (
+        let (http, lt, hist, next, results, run) = (
             http.clone(),
             lt.clone(),
             hist.clone(),
             next.clone(),
             results.clone(),
+            run.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -204,7 +520,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                 if n >= lt.interviews {
                     break;
                 }
-                let r = one_interview(&http, &lt, n, &hist).await;
+                let r = one_interview(&http, &lt, &run, n, &hist).await;
                 let mut res = results.lock().await;
                 match r {
                     Ok(_) => res.0 += 1,
@@ -222,7 +538,11 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         let _ = w.await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let calls_after = provider_calls(&http, &lt).await;
+    let stats_after = optimization_stats(&http, &lt).await;
+    let delta = match (&stats_before, &stats_after) {
+        (Some(b), Some(a)) => Some(OptDelta::between(b, a, lt.mode_name())),
+        _ => None,
+    };
     let (completed, failed, failures) = results.lock().await.clone();
     let h = hist.lock().await;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
@@ -239,12 +559,17 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         turns: h.len(),
         turns_per_s: h.len() as f64 / elapsed.max(1e-9),
         elapsed_s: elapsed,
-        provider_calls_per_interview: match (calls_before, calls_after) {
-            (Some(a), Some(b)) if completed > 0 => {
-                Some((b.saturating_sub(a)) as f64 / completed as f64)
-            }
-            _ => None,
-        },
+        mode: lt.mode_name().to_string(),
+        provider_calls_per_interview: delta.as_ref().and_then(OptDelta::calls_per_interview),
+        provider_calls: delta.as_ref().map(|d| d.calls),
+        provider_tokens_per_interview: delta
+            .as_ref()
+            .filter(|d| d.completed > 0)
+            .map(|d| d.tokens as f64 / d.completed as f64),
+        server_completed_interviews: delta.as_ref().map(|d| d.completed),
+        cache: delta.as_ref().map(|d| d.cache.clone()),
+        dedup_saves: delta.as_ref().map(|d| d.dedup),
+        content_by_source: delta.map(|d| d.by_source),
     })
 }
 
@@ -261,8 +586,93 @@ pub fn print(r: &LoadReport) {
         "turn latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} turns, {:.0} turns/s, {:.1} s)",
         r.turn_latency_ms.p50, r.turn_latency_ms.p90, r.turn_latency_ms.p99, r.turn_latency_ms.max, r.turns, r.turns_per_s, r.elapsed_s
     );
-    match r.provider_calls_per_interview {
-        Some(c) => println!("provider calls per completed interview: {c:.2}"),
-        None => println!("provider calls per completed interview: unknown (status not readable; pass --admin-token)"),
+    match (r.provider_calls_per_interview, r.provider_calls, r.server_completed_interviews) {
+        (Some(c), Some(calls), Some(done)) => println!(
+            "mode {}: provider calls per completed interview: {c:.2}  ({calls} calls, {done} completed on the server; {:.0} tokens per interview)",
+            r.mode,
+            r.provider_tokens_per_interview.unwrap_or(0.0)
+        ),
+        (_, Some(calls), Some(done)) => println!(
+            "mode {}: provider calls per completed interview: unknown  ({calls} calls, {done} completed on the server)",
+            r.mode
+        ),
+        _ => println!(
+            "mode {}: provider calls per completed interview: unknown (/api/optimization_stats not readable; pass --admin-token)",
+            r.mode
+        ),
+    }
+    if let Some(cache) = &r.cache {
+        let parts: Vec<String> = cache
+            .iter()
+            .map(|(kind, c)| match c.hit_rate {
+                Some(rate) => format!(
+                    "{kind} {:.1}% ({}/{})",
+                    rate * 100.0,
+                    c.hits,
+                    c.hits + c.misses
+                ),
+                None => format!("{kind} -"),
+            })
+            .collect();
+        println!("cache hit rate: {}", parts.join("  "));
+    }
+    if let Some(d) = r.dedup_saves {
+        println!("dedup saves: {d}");
+    }
+    if let Some(src) = &r.content_by_source {
+        let parts: Vec<String> = src.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("content by source: {}", parts.join("  "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_differ() {
+        let names: std::collections::HashSet<String> = (0..1000).map(candidate_name).collect();
+        assert_eq!(names.len(), 1000);
+        let answers: std::collections::HashSet<String> =
+            (0..200).map(|n| answer_text(n, 3)).collect();
+        assert!(answers.len() >= 190, "{}", answers.len());
+        assert_eq!(answer_text(7, 2), answer_text(7, 2));
+        let a = resume_text(1, "A B", "SRE");
+        let b = resume_text(2, "A B", "SRE");
+        assert_ne!(a, b);
+        assert!(a.contains("2 years") && b.contains("3 years"), "{a} / {b}");
+    }
+
+    #[test]
+    fn deltas_of_optimization_stats() {
+        let before = json!({
+            "requests_by_source": {"template": 10, "pool": 5, "llm": 2, "dedup": 1},
+            "cache": {"kinds": [
+                {"kind": "greeting", "hits": 1, "misses": 1, "hit_rate": 0.5},
+                {"kind": "evaluation", "hits": 0, "misses": 0, "hit_rate": 0.0}
+            ]},
+            "modes": [{"mode": "balanced", "completed_interviews": 2, "provider_calls": 20}],
+        });
+        let after = json!({
+            "requests_by_source": {"template": 30, "pool": 15, "llm": 12, "dedup": 4},
+            "cache": {"kinds": [
+                {"kind": "greeting", "hits": 10, "misses": 2, "hit_rate": 0.8},
+                {"kind": "evaluation", "hits": 0, "misses": 0, "hit_rate": 0.0}
+            ]},
+            "modes": [{"mode": "balanced", "completed_interviews": 6, "provider_calls": 60}],
+        });
+        let d = OptDelta::between(
+            &OptSnapshot::from_json(&before),
+            &OptSnapshot::from_json(&after),
+            "balanced",
+        );
+        assert_eq!(d.calls_per_interview(), Some(10.0));
+        assert_eq!(d.cache["greeting"].hit_rate, Some(0.9));
+        assert_eq!(d.cache["evaluation"].hit_rate, None);
+        assert_eq!(d.dedup, 3);
+        assert_eq!(d.by_source["llm"], 10);
+        assert!(!d.by_source.contains_key("dedup"));
+        let none = OptDelta::between(&OptSnapshot::default(), &OptSnapshot::default(), "auto");
+        assert_eq!(none.calls_per_interview(), None);
     }
 }

@@ -1,28 +1,45 @@
 //! `interview-engine plan`: the capacity plan. How many interviews per day the configured keys
-//! and GPU nodes can carry in each mode, from the configured limits alone (no request is sent).
+//! and GPU nodes can carry in each mode, from the configured limits and the calls and tokens one
+//! interview costs in each mode.
 //!
-//! The arithmetic, per provider with `N` keys (read from its `keys_env` variable; key values are
-//! only counted, never printed):
+//! The cost of an interview in a mode is either
+//!
+//! * **measured**: with `--stats-url URL`, `GET {URL}/api/optimization_stats` of a running server;
+//!   for each of economy, balanced and adaptive with `completed_interviews > 0` the calls per
+//!   interview are `ceil(provider_calls_per_completed_interview)`, and the tokens
+//!   `ceil(provider_tokens_per_completed_interview)` when the server reports that field. A fetch
+//!   that fails is an error (exit 1), never a silent fall-back; or
+//! * the **default**: `actors::budget::default_cost(level)` for `[interview] questions`, rounded up
+//!   to whole calls and tokens (the figures the call budget itself reserves).
+//!
+//! Without `--stats-url` no request is sent. The arithmetic, per provider with `N` keys (read from
+//! its `keys_env` variable; key values are only counted, never printed):
 //!
 //! * daily requests = `rpd × N` (`quota_scope = "key"`) or `rpd` (`"shared"`); without `rpd`,
 //!   `rpm × 1440` (× N for key scope), marked "from rpm"; without either, unlimited.
 //! * daily tokens likewise from `tpd`, else `tpm × 1440`, else unlimited.
 //! * a provider with no keys (or `enabled = false`) carries nothing.
 //! * interviews/day in a mode = `floor(min(daily_requests / calls, daily_tokens / tokens))`,
-//!   with the calls and tokens per interview from [`MODE_COSTS`]; an unlimited dimension is
-//!   ignored, and both unlimited gives "unlimited" (`null` in JSON).
+//!   with the calls and tokens per interview from [`Costs`]; an unlimited dimension, or one an
+//!   interview spends none of (0 calls or 0 tokens), is ignored, and both ignored gives
+//!   "unlimited" (`null` in JSON).
 //! * a GPU node makes `max_concurrency × 86400 / ASSUMED_GPU_CALL_S` calls a day and carries
 //!   `floor(calls/day / calls per interview)` interviews (GPU nodes have no token quota).
 //! * totals per mode = the sum over providers and nodes (unlimited if any part is).
 //!
-//! [`plan`] does the arithmetic over plain inputs; [`from_config`] gathers them from the config
+//! [`plan`] does the arithmetic over plain inputs and explicit costs; [`costs`] gathers the costs
+//! (defaults, or measured through [`fetch_stats`]) and [`from_config`] the inputs from the config
 //! and the environment.
 
+use std::time::Duration;
+
+use actors::budget::{default_cost, Level};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::{Config, QuotaScope};
 
-/// Calls and tokens one interview costs in a mode.
+/// Calls and tokens one interview costs in a mode, and where each figure comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModeCost {
     /// Mode name as in `[interview] mode`.
@@ -31,29 +48,189 @@ pub struct ModeCost {
     pub calls: u64,
     /// Tokens (prompt + completion) per interview.
     pub tokens: u64,
+    /// Where `calls` comes from: `default` or `measured`.
+    pub basis: &'static str,
+    /// Where `tokens` comes from: `default` or `measured` (the server reports calls per completed
+    /// interview; tokens only when it has `provider_tokens_per_completed_interview`).
+    pub tokens_basis: &'static str,
 }
 
-/// Per-interview cost of each mode, in the order economy, balanced, adaptive.
-///
-/// These are estimates until measured figures exist: issue 4 will feed the measured figures
-/// from `/api/optimization_stats` in their place.
-pub const MODE_COSTS: [ModeCost; 3] = [
-    ModeCost {
-        mode: "economy",
-        calls: 2,
-        tokens: 6_000,
-    },
-    ModeCost {
-        mode: "balanced",
-        calls: 14,
-        tokens: 20_000,
-    },
-    ModeCost {
-        mode: "adaptive",
-        calls: 26,
-        tokens: 36_000,
-    },
+/// The modes the plan covers, in order, with their budget level.
+const MODES: [(&str, Level); 3] = [
+    ("economy", Level::Economy),
+    ("balanced", Level::Balanced),
+    ("adaptive", Level::Adaptive),
 ];
+
+/// Basis of a figure taken from `actors::budget`'s defaults.
+pub const DEFAULT: &str = "default";
+/// Basis of a figure taken from a server's `/api/optimization_stats`.
+pub const MEASURED: &str = "measured";
+
+/// A non-negative figure rounded up to a whole number. A hair of tolerance keeps products such as
+/// `1.1 × 10` that come out a rounding error above a whole number from costing one more.
+fn round_up(x: f64) -> u64 {
+    if x.is_finite() && x > 0.0 {
+        (x - 1e-9).ceil().max(0.0) as u64
+    } else {
+        0
+    }
+}
+
+/// The per-interview costs a plan uses, per mode in the order economy, balanced, adaptive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Costs {
+    /// Economy, balanced, adaptive.
+    pub modes: [ModeCost; 3],
+    /// Questions per interview the default figures are for (`[interview] questions`).
+    pub questions: u32,
+    /// The server the measured figures were read from, when `--stats-url` was given.
+    pub measured_from: Option<String>,
+}
+
+impl Costs {
+    /// `actors::budget`'s default costs for interviews of `questions` questions, rounded up.
+    pub fn defaults(questions: u32) -> Costs {
+        let q = f64::from(questions);
+        Costs {
+            modes: MODES.map(|(mode, level)| {
+                let c = default_cost(level);
+                ModeCost {
+                    mode,
+                    calls: round_up(c.calls(q)),
+                    tokens: round_up(c.tokens(q)),
+                    basis: DEFAULT,
+                    tokens_basis: DEFAULT,
+                }
+            }),
+            questions,
+            measured_from: None,
+        }
+    }
+
+    /// These costs with the figures `stats` (the JSON of `url`'s `/api/optimization_stats`)
+    /// measured in place of the defaults, for every mode with a completed interview.
+    pub fn with_measured(mut self, url: &str, stats: &Value) -> Costs {
+        for cost in &mut self.modes {
+            let Some(entry) = mode_entry(&stats["modes"], cost.mode) else {
+                continue;
+            };
+            let completed = entry["completed_interviews"].as_u64().unwrap_or(0);
+            if completed == 0 {
+                continue;
+            }
+            let calls = entry["provider_calls_per_completed_interview"]
+                .as_f64()
+                .or_else(|| {
+                    let calls = entry["provider_calls"].as_u64()?;
+                    Some(calls as f64 / completed as f64)
+                });
+            if let Some(calls) = calls {
+                cost.calls = round_up(calls);
+                cost.basis = MEASURED;
+            }
+            if let Some(tokens) = entry["provider_tokens_per_completed_interview"].as_f64() {
+                cost.tokens = round_up(tokens);
+                cost.tokens_basis = MEASURED;
+            }
+        }
+        self.measured_from = Some(url.to_string());
+        self
+    }
+
+    /// How a basis reads in the output: `default`, or `measured from <url>`.
+    fn describe(&self, basis: &str) -> String {
+        match (&self.measured_from, basis) {
+            (Some(url), MEASURED) => format!("measured from {url}"),
+            _ => basis.to_string(),
+        }
+    }
+}
+
+/// The entry for `mode` in the stats' `modes`: an array of objects with a `mode` field (what the
+/// server sends), or an object keyed by mode.
+fn mode_entry<'a>(modes: &'a Value, mode: &str) -> Option<&'a Value> {
+    match modes {
+        Value::Array(items) => items.iter().find(|e| e["mode"] == mode),
+        Value::Object(map) => map.get(mode),
+        _ => None,
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message leaves out why a connection failed).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// `GET {url}/api/optimization_stats`, with `admin_token` as the bearer token when given. Any
+/// failure (unreachable, not 2xx, not the stats JSON) is an error naming the address.
+pub fn fetch_stats(url: &str, admin_token: Option<&str>) -> Result<Value, String> {
+    let endpoint = format!("{}/api/optimization_stats", url.trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime to read {endpoint}: {e}"))?;
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let mut req = http.get(&endpoint);
+        if let Some(token) = admin_token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot read {endpoint}: {}", with_causes(&e)))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "{endpoint} answered {status}: pass --admin-token (or set server.admin_token / IE_SERVER__ADMIN_TOKEN)"
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!("{endpoint} answered {status}"));
+        }
+        let stats: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("{endpoint} did not answer JSON: {}", with_causes(&e)))?;
+        if stats["modes"].is_array() || stats["modes"].is_object() {
+            Ok(stats)
+        } else {
+            Err(format!(
+                "{endpoint} answered JSON without `modes`: not an interview-engine server?"
+            ))
+        }
+    })
+}
+
+/// The costs for `config`: the defaults for its `[interview] questions`, with the figures measured
+/// by the server at `stats_url` when given. The token is `admin_token`, else the config's
+/// `server.admin_token` (which `IE_SERVER__ADMIN_TOKEN` sets) when not empty.
+pub fn costs(
+    config: &Config,
+    stats_url: Option<&str>,
+    admin_token: Option<&str>,
+) -> Result<Costs, String> {
+    let defaults = Costs::defaults(config.interview.questions);
+    let Some(url) = stats_url else {
+        return Ok(defaults);
+    };
+    let url = url.trim_end_matches('/');
+    let configured = &config.server.admin_token.0;
+    let token = admin_token.or((!configured.is_empty()).then(|| configured.expose()));
+    let stats = fetch_stats(url, token)?;
+    Ok(defaults.with_measured(url, &stats))
+}
 
 /// Assumed duration of one call on a GPU node, seconds: a slot serves `86400 / 2.0` calls a day.
 pub const ASSUMED_GPU_CALL_S: f64 = 2.0;
@@ -103,11 +280,11 @@ pub struct PerMode {
 }
 
 impl PerMode {
-    fn from_fn(mut f: impl FnMut(ModeCost) -> Option<u64>) -> PerMode {
+    fn from_fn(costs: &[ModeCost; 3], mut f: impl FnMut(ModeCost) -> Option<u64>) -> PerMode {
         PerMode {
-            economy: f(MODE_COSTS[0]),
-            balanced: f(MODE_COSTS[1]),
-            adaptive: f(MODE_COSTS[2]),
+            economy: f(costs[0]),
+            balanced: f(costs[1]),
+            adaptive: f(costs[2]),
         }
     }
 
@@ -121,6 +298,31 @@ impl PerMode {
         self.economy = sum(self.economy, other.economy);
         self.balanced = sum(self.balanced, other.balanced);
         self.adaptive = sum(self.adaptive, other.adaptive);
+    }
+}
+
+/// A text per mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PerModeText {
+    /// Economy mode.
+    pub economy: String,
+    /// Balanced mode.
+    pub balanced: String,
+    /// Adaptive mode.
+    pub adaptive: String,
+}
+
+impl PerModeText {
+    fn from_fn(costs: &[ModeCost; 3], mut f: impl FnMut(ModeCost) -> String) -> PerModeText {
+        PerModeText {
+            economy: f(costs[0]),
+            balanced: f(costs[1]),
+            adaptive: f(costs[2]),
+        }
+    }
+
+    fn values(&self) -> [&str; 3] {
+        [&self.economy, &self.balanced, &self.adaptive]
     }
 }
 
@@ -163,8 +365,16 @@ pub struct NodePlan {
 pub struct Assumptions {
     /// Calls per interview, per mode.
     pub calls_per_interview: PerMode,
+    /// Where each mode's calls per interview come from: `default` or `measured from <url>`.
+    pub calls_basis: PerModeText,
     /// Tokens per interview, per mode.
     pub tokens_per_interview: PerMode,
+    /// Where each mode's tokens per interview come from: `default` or `measured from <url>`.
+    pub tokens_basis: PerModeText,
+    /// Questions per interview the default figures are for (`[interview] questions`).
+    pub questions_per_interview: u32,
+    /// The server measured figures were read from (`--stats-url`); `null` without one.
+    pub stats_url: Option<String>,
     /// Assumed seconds per GPU call.
     pub gpu_call_seconds: f64,
     /// The arithmetic, in words.
@@ -184,13 +394,14 @@ pub struct Plan {
     pub assumptions: Assumptions,
 }
 
-const NOTES: [&str; 6] = [
+const NOTES: [&str; 7] = [
     "daily requests = rpd x keys (quota_scope key) or rpd (shared); without rpd, rpm x 1440; without either, unlimited",
     "daily tokens = tpd x keys (key) or tpd (shared); without tpd, tpm x 1440; without either, unlimited",
     "a provider without keys carries nothing",
-    "interviews/day = floor(min(daily requests / calls, daily tokens / tokens)); an unlimited dimension is ignored",
+    "interviews/day = floor(min(daily requests / calls, daily tokens / tokens)); an unlimited dimension, or one an interview spends none of, is ignored",
     "a GPU node makes max_concurrency x 86400 / gpu_call_seconds calls a day; interviews/day = floor(calls / calls per interview)",
-    "calls and tokens per interview are estimates until measured figures exist",
+    "default calls and tokens per interview: actors::budget's default costs for [interview] questions, rounded up",
+    "measured (plan --stats-url URL): calls per interview = ceil(provider_calls_per_completed_interview) of URL/api/optimization_stats for each mode with a completed interview; tokens likewise when the server reports provider_tokens_per_completed_interview, else the default",
 ];
 
 /// A daily budget over all keys from a daily limit, else a per-minute one, with its basis.
@@ -219,16 +430,18 @@ pub fn interviews(
     daily_tokens: Option<u64>,
     cost: ModeCost,
 ) -> Option<u64> {
-    let by_requests = daily_requests.map(|r| r / cost.calls);
-    let by_tokens = daily_tokens.map(|t| t / cost.tokens);
+    // An interview that spends none of a dimension is not limited by it.
+    let by_requests = daily_requests.and_then(|r| r.checked_div(cost.calls));
+    let by_tokens = daily_tokens.and_then(|t| t.checked_div(cost.tokens));
     match (by_requests, by_tokens) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-/// The plan for these providers and nodes.
-pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput]) -> Plan {
+/// The plan for these providers and nodes, at these per-interview costs.
+pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput], costs: &Costs) -> Plan {
+    let modes = &costs.modes;
     let mut totals = PerMode {
         economy: Some(0),
         balanced: Some(0),
@@ -247,8 +460,15 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput]) -> Plan {
                 let (t, tb) = daily_budget(p.tpd, p.tpm, p.keys, p.shared, ("tpd", "tpm"));
                 (r, rb, t, tb)
             };
-            let interviews_per_day =
-                PerMode::from_fn(|c| interviews(daily_requests, daily_tokens, c));
+            // Without keys a provider carries nothing, even in a mode that costs no calls.
+            let carries_nothing = p.disabled || p.keys == 0;
+            let interviews_per_day = PerMode::from_fn(modes, |c| {
+                if carries_nothing {
+                    Some(0)
+                } else {
+                    interviews(daily_requests, daily_tokens, c)
+                }
+            });
             totals.add(&interviews_per_day);
             ProviderPlan {
                 name: p.name.clone(),
@@ -266,7 +486,9 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput]) -> Plan {
         .iter()
         .map(|n| {
             let calls_per_day = (n.max_concurrency as f64 * 86_400.0 / ASSUMED_GPU_CALL_S) as u64;
-            let interviews_per_day = PerMode::from_fn(|c| Some(calls_per_day / c.calls));
+            // A mode that costs no calls is not limited by the node.
+            let interviews_per_day =
+                PerMode::from_fn(modes, |c| calls_per_day.checked_div(c.calls));
             totals.add(&interviews_per_day);
             NodePlan {
                 name: n.name.clone(),
@@ -281,8 +503,12 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput]) -> Plan {
         gpu_nodes,
         totals,
         assumptions: Assumptions {
-            calls_per_interview: PerMode::from_fn(|c| Some(c.calls)),
-            tokens_per_interview: PerMode::from_fn(|c| Some(c.tokens)),
+            calls_per_interview: PerMode::from_fn(modes, |c| Some(c.calls)),
+            calls_basis: PerModeText::from_fn(modes, |c| costs.describe(c.basis)),
+            tokens_per_interview: PerMode::from_fn(modes, |c| Some(c.tokens)),
+            tokens_basis: PerModeText::from_fn(modes, |c| costs.describe(c.tokens_basis)),
+            questions_per_interview: costs.questions,
+            stats_url: costs.measured_from.clone(),
             gpu_call_seconds: ASSUMED_GPU_CALL_S,
             notes: NOTES.to_vec(),
         },
@@ -298,8 +524,8 @@ fn count_keys(value: Option<String>) -> u64 {
         .count() as u64
 }
 
-/// The plan for `config`, with key counts read through `env`.
-pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Plan {
+/// The plan for `config` at `costs` (see [`costs`]), with key counts read through `env`.
+pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>, costs: &Costs) -> Plan {
     let providers: Vec<ProviderInput> = config
         .providers
         .iter()
@@ -329,7 +555,7 @@ pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Pla
             max_concurrency: u64::from(n.max_concurrency),
         })
         .collect();
-    plan(&providers, &nodes)
+    plan(&providers, &nodes, costs)
 }
 
 fn show(v: Option<u64>) -> String {
@@ -401,12 +627,29 @@ pub fn print(plan: &Plan) {
         show(b),
         show(a)
     );
-    println!("\nAssumptions:");
-    for c in MODE_COSTS {
+    let a = &plan.assumptions;
+    println!(
+        "\nAssumptions (per interview; defaults for {} questions):",
+        a.questions_per_interview
+    );
+    let calls = a.calls_per_interview.values();
+    let tokens = a.tokens_per_interview.values();
+    let (calls_basis, tokens_basis) = (a.calls_basis.values(), a.tokens_basis.values());
+    for (i, mode) in ["economy", "balanced", "adaptive"].iter().enumerate() {
         println!(
-            "  {:<9} {:>3} calls, {:>6} tokens per interview",
-            c.mode, c.calls, c.tokens
+            "  {mode:<9} {:>4} calls ({}), {:>7} tokens ({})",
+            show(calls[i]),
+            calls_basis[i],
+            show(tokens[i]),
+            tokens_basis[i]
         );
+    }
+    if let Some(url) = &a.stats_url {
+        if calls_basis.iter().all(|b| *b == DEFAULT) {
+            println!(
+                "  {url} has no completed economy, balanced or adaptive interview yet: every figure is a default"
+            );
+        }
     }
     println!("  one GPU call takes {ASSUMED_GPU_CALL_S} s");
     for n in &plan.assumptions.notes {
@@ -417,6 +660,27 @@ pub fn print(plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Fixed costs the hand arithmetic below is worked out for.
+    fn fixed() -> Costs {
+        let cost = |mode, calls, tokens| ModeCost {
+            mode,
+            calls,
+            tokens,
+            basis: DEFAULT,
+            tokens_basis: DEFAULT,
+        };
+        Costs {
+            modes: [
+                cost("economy", 2, 6_000),
+                cost("balanced", 14, 20_000),
+                cost("adaptive", 26, 36_000),
+            ],
+            questions: 12,
+            measured_from: None,
+        }
+    }
 
     fn provider(name: &str, keys: u64, shared: bool) -> ProviderInput {
         ProviderInput {
@@ -440,7 +704,7 @@ mod tests {
             tpd: Some(200_000),
             ..provider("alpha", 2, false)
         };
-        let plan = plan(&[p], &[]);
+        let plan = plan(&[p], &[], &fixed());
         let a = &plan.providers[0];
         assert_eq!((a.daily_requests, a.requests_basis), (Some(2000), "rpd"));
         assert_eq!((a.daily_tokens, a.tokens_basis), (Some(400_000), "tpd"));
@@ -462,7 +726,7 @@ mod tests {
             rpm: Some(10),
             ..provider("beta", 3, true)
         };
-        let plan = plan(&[p], &[]);
+        let plan = plan(&[p], &[], &fixed());
         let b = &plan.providers[0];
         // 10 × 1440 = 14400, not multiplied by the 3 keys
         assert_eq!((b.daily_requests, b.requests_basis), (Some(14_400), "rpm"));
@@ -482,6 +746,7 @@ mod tests {
         let plan = plan(
             &[provider("free", 1, false), provider("none", 0, false)],
             &[],
+            &fixed(),
         );
         assert_eq!(plan.providers[0].interviews_per_day, PerMode::default());
         assert_eq!(plan.totals, PerMode::default());
@@ -501,7 +766,7 @@ mod tests {
             rpd: Some(100),
             ..provider("empty", 0, false)
         };
-        let plan = plan(&[disabled, keyless], &[]);
+        let plan = plan(&[disabled, keyless], &[], &fixed());
         assert_eq!(plan.providers[0].requests_basis, "disabled");
         assert_eq!(plan.providers[1].requests_basis, "no keys");
         assert_eq!(
@@ -522,6 +787,7 @@ mod tests {
                 name: "local".into(),
                 max_concurrency: 4,
             }],
+            &fixed(),
         );
         let n = &plan.gpu_nodes[0];
         // 4 × 86400 / 2.0 = 172800 calls/day; /2, /14, /26
@@ -542,5 +808,87 @@ mod tests {
         assert_eq!(count_keys(Some(" a, b ,,c ".into())), 3);
         assert_eq!(count_keys(Some("".into())), 0);
         assert_eq!(count_keys(None), 0);
+    }
+
+    #[test]
+    fn defaults_round_the_budget_costs_up() {
+        let c = Costs::defaults(12);
+        for (m, (_, level)) in c.modes.iter().zip(MODES) {
+            let d = default_cost(level);
+            assert_eq!(m.calls, d.calls(12.0).ceil() as u64, "{}", m.mode);
+            assert_eq!(m.tokens, d.tokens(12.0).ceil() as u64, "{}", m.mode);
+            assert_eq!((m.basis, m.tokens_basis), (DEFAULT, DEFAULT));
+        }
+        assert_eq!(round_up(1.1 * 10.0), 11);
+        assert_eq!(round_up(1.7), 2);
+        assert_eq!(round_up(0.0), 0);
+        assert_eq!(round_up(f64::NAN), 0);
+    }
+
+    #[test]
+    fn measured_figures_replace_the_defaults_only_where_interviews_completed() {
+        let stats = json!({"modes": [
+            {"mode": "economy", "completed_interviews": 10, "provider_calls": 17,
+             "provider_calls_per_completed_interview": 1.7},
+            {"mode": "balanced", "completed_interviews": 4, "provider_calls": 50,
+             "provider_tokens_per_completed_interview": 9_000.2},
+            {"mode": "adaptive", "completed_interviews": 0, "provider_calls": 3,
+             "provider_calls_per_completed_interview": null},
+            {"mode": "auto", "completed_interviews": 9, "provider_calls": 99},
+        ]});
+        let c = Costs::defaults(12).with_measured("http://s", &stats);
+        let [e, b, a] = c.modes;
+        assert_eq!(
+            (e.calls, e.basis, e.tokens, e.tokens_basis),
+            (2, MEASURED, Costs::defaults(12).modes[0].tokens, DEFAULT)
+        );
+        // 50 / 4 = 12.5 → 13, without the per-interview field
+        assert_eq!(
+            (b.calls, b.basis, b.tokens, b.tokens_basis),
+            (13, MEASURED, 9_001, MEASURED)
+        );
+        assert_eq!(
+            (a.calls, a.basis),
+            (Costs::defaults(12).modes[2].calls, DEFAULT)
+        );
+        let p = plan(&[], &[], &c);
+        assert_eq!(p.assumptions.calls_basis.economy, "measured from http://s");
+        assert_eq!(p.assumptions.tokens_basis.economy, "default");
+        assert_eq!(p.assumptions.calls_basis.adaptive, "default");
+        assert_eq!(p.assumptions.stats_url.as_deref(), Some("http://s"));
+        // The object form is read too.
+        let obj = json!({"modes": {"adaptive": {"completed_interviews": 2, "provider_calls": 41}}});
+        assert_eq!(
+            Costs::defaults(12).with_measured("u", &obj).modes[2].calls,
+            21
+        );
+    }
+
+    #[test]
+    fn a_mode_costing_no_calls_is_not_limited_by_requests() {
+        let mut costs = fixed();
+        costs.modes[0].calls = 0;
+        costs.modes[0].tokens = 0;
+        let p = ProviderInput {
+            rpd: Some(100),
+            ..provider("alpha", 1, false)
+        };
+        let keyless = ProviderInput {
+            rpd: Some(100),
+            ..provider("empty", 0, false)
+        };
+        let plan = plan(
+            &[p, keyless],
+            &[NodeInput {
+                name: "n".into(),
+                max_concurrency: 1,
+            }],
+            &costs,
+        );
+        assert_eq!(plan.providers[0].interviews_per_day.economy, None);
+        assert_eq!(plan.providers[0].interviews_per_day.balanced, Some(7));
+        assert_eq!(plan.providers[1].interviews_per_day.economy, Some(0));
+        assert_eq!(plan.gpu_nodes[0].interviews_per_day.economy, None);
+        assert_eq!(plan.totals.economy, None);
     }
 }

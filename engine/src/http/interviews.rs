@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::budget::Level;
 use actors::cache::{self, CacheKind};
 use actors::content::prompts;
 use actors::content::question_pool::{Fill, Selection};
@@ -228,6 +229,8 @@ pub async fn create(
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
+            // Whole-interview admission: the level its share of today's quota pays for, reserved.
+            let admitted = st.budget.admit(&id, Level::ceiling_of(&mode), chosen.len());
             let now = chrono::Utc::now().timestamp_millis();
             let record = InterviewRecord {
                 id: id.clone(),
@@ -251,21 +254,28 @@ pub async fn create(
                 next_seq: 1,
                 report: None,
                 follow_ups_asked: 0,
+                level: admitted.level,
+                steps: admitted.step.into_iter().collect(),
+                ending: None,
             };
             // Written and flushed here, not through the supervisor: creates then share group
             // flushes instead of queueing one fsync each behind a single actor.
             let log: &dyn SessionLog = &st.store;
-            log.create(&record)
-                .map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
-            log.flush()
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
-            Ok::<_, ApiError>((id, token))
+            let stored = async {
+                log.create(&record)?;
+                log.flush().await
+            };
+            if let Err(e) = stored.await {
+                st.budget.release(&id);
+                return Err(ApiError::Unavailable(format!("storage: {e}")));
+            }
+            Ok::<_, ApiError>((id, token, record.mode, record.level))
         })
         .await??;
-    let (id, token) = record;
+    let (id, token, mode, level) = record;
     Ok(HttpResponse::Created().json(json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
+        "mode": mode, "level": level,
     })))
 }
 
@@ -286,7 +296,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(json!({
         "interview_id": rec.id, "state": rec.phase.as_str(),
         "candidate": rec.candidate, "role": rec.role, "track": rec.track, "difficulty": rec.difficulty,
-        "mode": rec.mode, "question_index": (rec.current + 1).min(rec.questions.len()),
+        "mode": rec.mode, "level": rec.level, "level_steps": rec.steps, "question_index": (rec.current + 1).min(rec.questions.len()),
         "questions_total": rec.questions.len(), "last_seq": rec.last_seq(),
         "resume": rec.resume, "transcript": events,
     })))

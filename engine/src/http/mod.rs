@@ -42,6 +42,8 @@ pub struct AppState {
     pub cache: actors::cache::Cache,
     /// Optimization counters shared with the sessions.
     pub stats: Arc<actors::stats::OptimizationStats>,
+    /// The call budget (admission and per-turn levels).
+    pub budget: Arc<actors::budget::Budget>,
     /// Identical concurrent gateway requests share one provider call.
     pub gateway_calls:
         actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,

@@ -167,6 +167,7 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
             alerts.extend(down.into_iter().map(Value::from));
         }
     }
+    doc["budget"] = json!(state.budget.snapshot());
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -186,5 +187,6 @@ pub async fn optimization_stats(state: State) -> HttpResponse {
         "cache": state.cache.stats(),
         "modes": state.stats.modes(),
         "gpu": state.pool.gpu().map(|g| g.stats()),
+        "budget": state.budget.snapshot(),
     }))
 }

@@ -135,6 +135,7 @@ impl Wire for Anthropic {
             json_mode,
             prompt_chars,
             last_user,
+            system,
             include_usage: false,
         })
     }

@@ -72,10 +72,11 @@ impl Wire for Cloudflare {
         if !v.is_object() {
             return Err(bad_input("Type mismatch of '/', 'object' not in 'array'"));
         }
-        let (prompt_chars, last_user) = match (&v["messages"], &v["prompt"]) {
+        let (prompt_chars, last_user, system) = match (&v["messages"], &v["prompt"]) {
             (Value::Array(msgs), _) if !msgs.is_empty() => {
                 let mut chars = 0;
                 let mut last = String::new();
+                let mut system: Vec<String> = Vec::new();
                 for (i, m) in msgs.iter().enumerate() {
                     let role = m["role"].as_str().ok_or_else(|| {
                         bad_input(&format!(
@@ -89,18 +90,22 @@ impl Wire for Cloudflare {
                     }
                     let text = text_of(&m["content"]);
                     chars += text.chars().count();
-                    if role == "user" {
-                        last = text;
+                    match role {
+                        "user" => last = text,
+                        "system" => system.push(text),
+                        _ => {}
                     }
                 }
-                (chars, last)
+                (chars, last, system.join("\n\n"))
             }
             (Value::Array(_), _) => {
                 return Err(bad_input(
                     "Array at '/messages' has 0 items, less than minimum of 1",
                 ))
             }
-            (_, Value::String(p)) if !p.is_empty() => (p.chars().count(), p.clone()),
+            (_, Value::String(p)) if !p.is_empty() => {
+                (p.chars().count(), p.clone(), String::new())
+            }
             _ => {
                 return Err(bad_input(
                     "oneOf at '/' not met, 0 matches: required properties at '/' are 'prompt', required properties at '/' are 'messages'",
@@ -116,6 +121,7 @@ impl Wire for Cloudflare {
             ),
             prompt_chars,
             last_user,
+            system,
             include_usage: false,
         })
     }

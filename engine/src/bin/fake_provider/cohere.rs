@@ -71,6 +71,7 @@ impl Wire for Cohere {
         };
         let mut prompt_chars = 0;
         let mut last_user = String::new();
+        let mut system: Vec<String> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let role = m["role"].as_str().unwrap_or_default();
             if !matches!(role, "system" | "user" | "assistant" | "tool") {
@@ -85,8 +86,10 @@ impl Wire for Cohere {
             }
             let text = text_of(content);
             prompt_chars += text.chars().count();
-            if role == "user" {
-                last_user = text;
+            match role {
+                "user" => last_user = text,
+                "system" => system.push(text),
+                _ => {}
             }
         }
         Ok(Parsed {
@@ -98,6 +101,7 @@ impl Wire for Cohere {
             ),
             prompt_chars,
             last_user,
+            system: system.join("\n\n"),
             include_usage: false,
         })
     }

@@ -136,12 +136,10 @@ impl Wire for Gemini {
                 last_user = text;
             }
         }
+        let mut system = String::new();
         if let Some(parts) = v["systemInstruction"]["parts"].as_array() {
-            prompt_chars += parts
-                .iter()
-                .filter_map(|p| p["text"].as_str())
-                .map(|t| t.chars().count())
-                .sum::<usize>();
+            system = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            prompt_chars += system.chars().count();
         }
         let (model, _) = model_and_method(req);
         Ok(Parsed {
@@ -151,6 +149,7 @@ impl Wire for Gemini {
                 == Some("application/json"),
             prompt_chars,
             last_user,
+            system,
             include_usage: false,
         })
     }

@@ -1,5 +1,7 @@
 //! `fake-provider`: a dev server speaking six LLM provider wire formats on loopback for integration tests,
 //! with per-key limits, 429s in each provider's shape, latency, injected faults and a request log (`/_fake/`).
+//! A key whose reply is `@interviewer` (every key without a fixed reply under `--persona interviewer`)
+//! answers like an interviewer model: grades, batch grades, resume analyses, follow-up questions.
 
 // Format checks return the provider's error answer itself as the `Err`; it is built once per refused request.
 #![allow(clippy::result_large_err)]
@@ -10,6 +12,7 @@ mod cloudflare;
 mod cohere;
 mod gemini;
 mod openai;
+mod persona;
 mod state;
 
 use std::collections::HashMap;
@@ -47,6 +50,33 @@ struct Cli {
     /// Model ids listed by `GET /v1/models` (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "fake-model")]
     models: Vec<String>,
+    /// Default reply of every key registered without a fixed one: `interviewer` answers like an
+    /// interviewer model (as if the key's reply were `@interviewer`).
+    #[arg(long, value_enum)]
+    persona: Option<Persona>,
+}
+
+/// A reply persona for keys without a fixed reply.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Persona {
+    /// Grades answers, analyses resumes and asks follow-up questions from the request (`@interviewer`).
+    Interviewer,
+}
+
+impl Persona {
+    /// The fixed reply that stands for this persona.
+    fn reply(self) -> &'static str {
+        match self {
+            Persona::Interviewer => persona::INTERVIEWER,
+        }
+    }
+}
+
+/// Server-wide reply settings.
+#[derive(Debug, Clone, Default)]
+struct Defaults {
+    /// The reply of keys registered without one.
+    reply: Option<String>,
 }
 
 /// The query string of a request as a map.
@@ -78,6 +108,8 @@ pub struct Parsed {
     pub prompt_chars: usize,
     /// Text of the last user message.
     pub last_user: String,
+    /// Text of the system message(s), joined (Anthropic `system`, Gemini `systemInstruction`).
+    pub system: String,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
 }
@@ -325,11 +357,14 @@ fn finish(state: &State, mut rec: Record, resp: HttpResponse) -> HttpResponse {
     resp
 }
 
-/// The reply text: the key's fixed reply, else `{"echo":"<first 60 chars of the last user message>"}` in JSON
-/// mode, else `Fake reply from <format> model <model>: <first 60 chars of the last user message>`.
+/// The reply text: the interviewer persona's answer when the fixed reply is `@interviewer`, else the key's
+/// fixed reply, else `{"echo":"<first 60 chars of the last user message>"}` in JSON mode, else
+/// `Fake reply from <format> model <model>: <first 60 chars of the last user message>`.
 fn reply_text(fixed: Option<&str>, p: &Parsed, format: &str) -> String {
-    if let Some(r) = fixed {
-        return r.to_string();
+    match fixed {
+        Some(persona::INTERVIEWER) => return persona::reply(p),
+        Some(r) => return r.to_string(),
+        None => {}
     }
     let snippet = first_chars(&p.last_user, 60);
     if p.json_mode {
@@ -378,7 +413,11 @@ async fn serve<W: Wire>(req: HttpRequest, body: Bytes, state: web::Data<State>) 
             return resp;
         }
     };
-    let text = reply_text(snap.reply.as_deref(), &parsed, W::FORMAT);
+    let default_reply = req
+        .app_data::<web::Data<Defaults>>()
+        .and_then(|d| d.reply.clone());
+    let fixed = snap.reply.or(default_reply);
+    let text = reply_text(fixed.as_deref(), &parsed, W::FORMAT);
     let prompt_tokens = tokens_of_chars(parsed.prompt_chars);
     let completion_tokens = tokens_of_chars(text.chars().count());
     rec.tokens = prompt_tokens + completion_tokens;
@@ -694,11 +733,15 @@ async fn main() -> std::io::Result<()> {
         eprintln!("fake-provider: registered {n} keys from {}", path.display());
     }
     let models = web::Data::new(cli.models.clone());
+    let defaults = web::Data::new(Defaults {
+        reply: cli.persona.map(|p| p.reply().to_string()),
+    });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(models.clone())
+            .app_data(defaults.clone())
             .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
             .configure(routes)
     })

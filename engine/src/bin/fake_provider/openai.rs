@@ -94,6 +94,7 @@ pub fn parse_body(body: &[u8], model: Option<String>) -> Result<Parsed, HttpResp
     }
     let mut prompt_chars = 0;
     let mut last_user = String::new();
+    let mut system: Vec<String> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         if !m.is_object() {
             let p = format!("messages[{i}]");
@@ -136,8 +137,10 @@ pub fn parse_body(body: &[u8], model: Option<String>) -> Result<Parsed, HttpResp
         }
         let text = text_of(content);
         prompt_chars += text.chars().count();
-        if role == "user" {
-            last_user = text;
+        match role {
+            "user" => last_user = text,
+            "system" | "developer" => system.push(text),
+            _ => {}
         }
     }
     let json_mode = matches!(
@@ -150,6 +153,7 @@ pub fn parse_body(body: &[u8], model: Option<String>) -> Result<Parsed, HttpResp
         json_mode,
         prompt_chars,
         last_user,
+        system: system.join("\n\n"),
         include_usage: v["stream_options"]["include_usage"].as_bool() == Some(true),
     })
 }

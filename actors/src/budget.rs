@@ -1,0 +1,733 @@
+//! The call budget: how much LLM work (adaptive → balanced → economy → heuristic) an interview can
+//! afford, from the day's remaining quota, what live interviews have reserved, and today's pace.
+//!
+//! An interview's requested mode is the most it may use (`auto` may use everything). At creation the
+//! budget admits it at the highest level its share of the remaining quota pays for and reserves that
+//! level's expected calls and tokens; before every turn it decides again, so interviews step down as
+//! quota runs low and back up when it returns (a daily reset, a GPU node coming up). Each step is
+//! logged, kept in the interview's record and counted here for the status pages.
+//!
+//! The share: `free ÷ (1 + interviews expected for the rest of today)`, where `free` is the quota left
+//! today minus every other live interview's reservation, and the expected interviews come from
+//! today's pace (`created today ÷ hours elapsed (at least one) × hours left`). A level is chosen when
+//! its expected cost fits the share in calls and in tokens; economy needs only its own cost to fit,
+//! so the day's last quota still buys batched evaluations before everything falls to the rubric scorer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How much LLM work an interview does, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// No provider calls: rubric scorer, templates and the question pool.
+    Heuristic,
+    /// One batched evaluation of all answers at the end, plus the report's coach note.
+    Economy,
+    /// One evaluation call per answer, plus the coach note.
+    Balanced,
+    /// Balanced, with a generated greeting and LLM follow-up questions.
+    Adaptive,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 4] = [
+        Level::Heuristic,
+        Level::Economy,
+        Level::Balanced,
+        Level::Adaptive,
+    ];
+
+    /// The name used in records, status and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Heuristic => "heuristic",
+            Level::Economy => "economy",
+            Level::Balanced => "balanced",
+            Level::Adaptive => "adaptive",
+        }
+    }
+
+    /// The most a requested mode (`economy` | `balanced` | `adaptive` | `auto`) may use.
+    pub fn ceiling_of(mode: &str) -> Level {
+        match mode {
+            "economy" => Level::Economy,
+            "balanced" => Level::Balanced,
+            _ => Level::Adaptive,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn below(self) -> Option<Level> {
+        match self {
+            Level::Heuristic => None,
+            Level::Economy => Some(Level::Heuristic),
+            Level::Balanced => Some(Level::Economy),
+            Level::Adaptive => Some(Level::Balanced),
+        }
+    }
+}
+
+/// What an interview is expected to cost at a level: a part per interview (greeting, batched
+/// evaluation, coach note) and a part per question (evaluations, follow-ups).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LevelCost {
+    /// Provider calls per interview.
+    pub calls_fixed: f64,
+    /// Provider calls per question.
+    pub calls_per_question: f64,
+    /// Tokens (prompt and completion) per interview.
+    pub tokens_fixed: f64,
+    /// Tokens per question.
+    pub tokens_per_question: f64,
+}
+
+impl LevelCost {
+    /// Calls for `questions` questions.
+    pub fn calls(&self, questions: f64) -> f64 {
+        self.calls_fixed + self.calls_per_question * questions
+    }
+    /// Tokens for `questions` questions.
+    pub fn tokens(&self, questions: f64) -> f64 {
+        self.tokens_fixed + self.tokens_per_question * questions
+    }
+}
+
+/// Expected costs with a cold cache, rounded up from `benches/mode_costs.sh` (docs/BENCHMARKS.md, where
+/// 500 interviews measured 1.3 / 12.3 / 19.3 calls and 3.5k / 6.7k / 9.4k tokens with the caches
+/// warming up). Economy is one batched evaluation and the coach note; balanced is one evaluation per
+/// answer and the coach note; adaptive adds the greeting, a question generated on a resume topic and a
+/// follow-up for up to a third of the questions.
+pub const DEFAULT_COSTS: [LevelCost; 4] = [
+    LevelCost {
+        calls_fixed: 0.0,
+        calls_per_question: 0.0,
+        tokens_fixed: 0.0,
+        tokens_per_question: 0.0,
+    },
+    LevelCost {
+        calls_fixed: 2.0,
+        calls_per_question: 0.0,
+        tokens_fixed: 900.0,
+        tokens_per_question: 250.0,
+    },
+    LevelCost {
+        calls_fixed: 1.0,
+        calls_per_question: 1.0,
+        tokens_fixed: 500.0,
+        tokens_per_question: 550.0,
+    },
+    // Per question: the evaluation, and for a third of the questions a follow-up and its grading.
+    LevelCost {
+        calls_fixed: 3.0,
+        calls_per_question: 5.0 / 3.0,
+        tokens_fixed: 1_200.0,
+        tokens_per_question: 700.0,
+    },
+];
+
+/// The cost of `level` from [`DEFAULT_COSTS`].
+pub fn default_cost(level: Level) -> LevelCost {
+    DEFAULT_COSTS[level.index()]
+}
+
+/// What the providers can still serve today. `None` means no daily limit (or a GPU node is up).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Capacity {
+    /// Requests left today over every usable key (each shared scope counted once).
+    pub requests: Option<u64>,
+    /// Tokens left today.
+    pub tokens: Option<u64>,
+}
+
+impl Capacity {
+    /// Nothing can be served (no key, no node).
+    pub const NONE: Capacity = Capacity {
+        requests: Some(0),
+        tokens: Some(0),
+    };
+    /// No daily limit anywhere that matters.
+    pub const UNLIMITED: Capacity = Capacity {
+        requests: None,
+        tokens: None,
+    };
+}
+
+/// Reads the providers' remaining capacity (the pool in the engine; a fixed value in tests).
+pub trait CapacitySource: Send + Sync {
+    /// What can still be served today.
+    fn capacity(&self) -> Capacity;
+    /// Whether any provider key or GPU node is configured at all (without one, every interview is
+    /// heuristic by design, and that is not a step down).
+    fn configured(&self) -> bool {
+        true
+    }
+}
+
+/// One level change of one interview.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Interview id.
+    pub interview_id: String,
+    /// The turn before which it happened (0 = at creation).
+    pub turn: u32,
+    /// Level before.
+    pub from: Level,
+    /// Level after.
+    pub to: Level,
+    /// Why, in words.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// Counts and recent steps, as status pages show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetSnapshot {
+    /// Live interviews per current level.
+    pub live_by_level: HashMap<&'static str, u64>,
+    /// Interviews admitted today per starting level.
+    pub admitted_by_level: HashMap<&'static str, u64>,
+    /// Steps down since start.
+    pub steps_down: u64,
+    /// Steps up since start.
+    pub steps_up: u64,
+    /// The latest steps, newest last.
+    pub recent_steps: Vec<Step>,
+    /// Remaining capacity today as last read.
+    pub capacity: Capacity,
+    /// Calls reserved by live interviews.
+    pub reserved_calls: f64,
+    /// Tokens reserved by live interviews.
+    pub reserved_tokens: f64,
+    /// Interviews created today.
+    pub created_today: u64,
+    /// Interviews expected for the rest of today at today's pace.
+    pub expected_rest_of_day: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    level: Level,
+    calls: f64,
+    tokens: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    holds: HashMap<String, Hold>,
+    reserved_calls: f64,
+    reserved_tokens: f64,
+    day: String,
+    day_started: Option<DateTime<Utc>>,
+    created_today: u64,
+    admitted_today: [u64; 4],
+    steps_down: u64,
+    steps_up: u64,
+    recent: VecDeque<Step>,
+}
+
+impl Inner {
+    fn release(&mut self, id: &str) -> Option<Hold> {
+        let h = self.holds.remove(id)?;
+        self.reserved_calls = (self.reserved_calls - h.calls).max(0.0);
+        self.reserved_tokens = (self.reserved_tokens - h.tokens).max(0.0);
+        Some(h)
+    }
+
+    fn hold(&mut self, id: &str, h: Hold) {
+        self.release(id);
+        self.reserved_calls += h.calls;
+        self.reserved_tokens += h.tokens;
+        self.holds.insert(id.to_string(), h);
+    }
+
+    /// Rolls the day over (UTC) and returns the interviews expected for the rest of it.
+    fn expected_rest(&mut self, now: DateTime<Utc>) -> f64 {
+        let day = now.format("%Y-%m-%d").to_string();
+        if self.day != day {
+            self.day = day;
+            self.day_started = Some(now);
+            self.created_today = 0;
+            self.admitted_today = [0; 4];
+        }
+        let started = self.day_started.unwrap_or(now);
+        let elapsed_h = ((now - started).num_seconds() as f64 / 3600.0).max(1.0);
+        let midnight = (now.date_naive() + chrono::Days::new(1))
+            .and_hms_opt(0, 0, 0)
+            .map(|m| m.and_utc())
+            .unwrap_or(now);
+        let left_h = (midnight - now).num_seconds().max(0) as f64 / 3600.0;
+        self.created_today as f64 / elapsed_h * left_h
+    }
+}
+
+/// What a decision sees: capacity left today, what other live interviews hold (calls, tokens), and
+/// the interviews expected for the rest of the day.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    cap: Capacity,
+    others: (f64, f64),
+    expected_rest: f64,
+}
+
+const RECENT_STEPS: usize = 50;
+/// Stepping up needs this much more share than the level's cost, so levels do not flap.
+const STEP_UP_MARGIN: f64 = 1.25;
+
+/// The budget. One per engine, shared by the HTTP layer (admission) and the sessions (turns).
+pub struct Budget {
+    source: Box<dyn CapacitySource>,
+    costs: [LevelCost; 4],
+    clock: fn() -> DateTime<Utc>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget").finish_non_exhaustive()
+    }
+}
+
+/// The decision for one interview at one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The level to use.
+    pub level: Level,
+    /// The step taken, when the level changed.
+    pub step: Option<Step>,
+}
+
+impl Budget {
+    /// A budget over `source` with the default costs.
+    pub fn new(source: Box<dyn CapacitySource>) -> Self {
+        Self::with_costs(source, DEFAULT_COSTS)
+    }
+
+    /// A budget with explicit per-level costs.
+    pub fn with_costs(source: Box<dyn CapacitySource>, costs: [LevelCost; 4]) -> Self {
+        Self {
+            source,
+            costs,
+            clock: Utc::now,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The same budget reading the time from `clock` (tests pin the time of day, which the pace uses).
+    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cost of `level` in this budget.
+    pub fn cost(&self, level: Level) -> LevelCost {
+        self.costs[level.index()]
+    }
+
+    /// The highest level ≤ `ceiling` the rest of an interview (`questions_left` of `questions`) can
+    /// afford, given the
+    /// capacity, what others hold and the expected rest of the day; `current` (when stepping per
+    /// turn) gets the step-up margin applied to levels above it.
+    fn afford(
+        &self,
+        ceiling: Level,
+        current: Option<Level>,
+        room: Room,
+        questions: f64,
+        questions_left: f64,
+    ) -> (Level, String) {
+        let Room {
+            cap,
+            others,
+            expected_rest,
+        } = room;
+        let share = |limit: Option<u64>, reserved: f64| -> Option<(f64, f64)> {
+            limit.map(|l| {
+                let free = (l as f64 - reserved).max(0.0);
+                (free, free / (1.0 + expected_rest))
+            })
+        };
+        let calls = share(cap.requests, others.0);
+        let tokens = share(cap.tokens, others.1);
+        let mut level = ceiling;
+        loop {
+            let cost = self.cost(level);
+            let margin = match current {
+                Some(cur) if level > cur => STEP_UP_MARGIN,
+                _ => 1.0,
+            };
+            // What is left of this interview must fit in what is free; a whole interview at this
+            // level must fit in the share (economy needs only the first).
+            let fits = |dim: Option<(f64, f64)>, left: f64, whole: f64| match dim {
+                None => true,
+                Some((free, _)) if level == Level::Economy => left <= free,
+                Some((free, per)) => left <= free && whole * margin <= per,
+            };
+            let calls_ok = fits(calls, cost.calls(questions_left), cost.calls(questions));
+            let tokens_ok = fits(tokens, cost.tokens(questions_left), cost.tokens(questions));
+            if level == Level::Heuristic || (calls_ok && tokens_ok) {
+                let why = match (calls, tokens) {
+                    (None, None) => "no daily limit applies".to_string(),
+                    (c, t) => format!(
+                        "free today: {} calls, {} tokens; share per expected interview: {} calls, {} tokens",
+                        c.map_or("unlimited".into(), |(f, _)| format!("{f:.0}")),
+                        t.map_or("unlimited".into(), |(f, _)| format!("{f:.0}")),
+                        c.map_or("unlimited".into(), |(_, p)| format!("{p:.1}")),
+                        t.map_or("unlimited".into(), |(_, p)| format!("{p:.0}")),
+                    ),
+                };
+                return (level, why);
+            }
+            match level.below() {
+                Some(b) => level = b,
+                None => return (Level::Heuristic, "no capacity".into()),
+            }
+        }
+    }
+
+    /// Admits a new interview of `questions` questions whose requested mode allows up to `ceiling`:
+    /// chooses its level, reserves that level's cost for the whole interview and counts it in
+    /// today's pace.
+    pub fn admit(&self, interview_id: &str, ceiling: Level, questions: usize) -> Decision {
+        let q = questions as f64;
+        let cap = self.source.capacity();
+        let now = (self.clock)();
+        let mut g = self.lock();
+        // The interview counts in today's pace itself, so its first turn agrees with its admission.
+        g.expected_rest(now);
+        g.created_today += 1;
+        let rest = g.expected_rest(now);
+        g.release(interview_id);
+        let room = Room {
+            cap,
+            others: (g.reserved_calls, g.reserved_tokens),
+            expected_rest: rest,
+        };
+        let (level, why) = if self.source.configured() {
+            self.afford(ceiling, None, room, q, q)
+        } else {
+            (Level::Heuristic, String::new())
+        };
+        let c = self.cost(level);
+        g.hold(
+            interview_id,
+            Hold {
+                level,
+                calls: c.calls(q),
+                tokens: c.tokens(q),
+            },
+        );
+        g.admitted_today[level.index()] += 1;
+        let step = (level < ceiling && !why.is_empty()).then(|| Step {
+            interview_id: interview_id.to_string(),
+            turn: 0,
+            from: ceiling,
+            to: level,
+            reason: format!("admitted below its mode: {why}"),
+            at: now.to_rfc3339(),
+        });
+        if let Some(s) = &step {
+            g.steps_down += 1;
+            Self::remember(&mut g, s.clone());
+            tracing::info!(interview = %interview_id, from = ceiling.as_str(), to = level.as_str(), reason = %s.reason, "interview admitted at a lower level");
+        }
+        Decision { level, step }
+    }
+
+    /// Decides the level for turn `turn` of a live interview of `questions` questions currently at
+    /// `current`, with `questions_left` still to be answered, and moves its reservation to match.
+    pub fn turn(
+        &self,
+        interview_id: &str,
+        ceiling: Level,
+        current: Level,
+        turn: u32,
+        (questions, questions_left): (usize, usize),
+    ) -> Decision {
+        let (q, left) = (questions as f64, questions_left as f64);
+        let cap = self.source.capacity();
+        let now = (self.clock)();
+        let mut g = self.lock();
+        let rest = g.expected_rest(now);
+        g.release(interview_id);
+        let room = Room {
+            cap,
+            others: (g.reserved_calls, g.reserved_tokens),
+            expected_rest: rest,
+        };
+        if !self.source.configured() {
+            g.hold(
+                interview_id,
+                Hold {
+                    level: Level::Heuristic,
+                    calls: 0.0,
+                    tokens: 0.0,
+                },
+            );
+            return Decision {
+                level: Level::Heuristic,
+                step: None,
+            };
+        }
+        let (level, why) = self.afford(ceiling, Some(current), room, q, left);
+        let c = self.cost(level);
+        g.hold(
+            interview_id,
+            Hold {
+                level,
+                calls: c.calls(left),
+                tokens: c.tokens(left),
+            },
+        );
+        let step = (level != current).then(|| Step {
+            interview_id: interview_id.to_string(),
+            turn,
+            from: current,
+            to: level,
+            reason: why,
+            at: now.to_rfc3339(),
+        });
+        if let Some(s) = &step {
+            if s.to < s.from {
+                g.steps_down += 1;
+            } else {
+                g.steps_up += 1;
+            }
+            Self::remember(&mut g, s.clone());
+            tracing::info!(interview = %interview_id, turn, from = current.as_str(), to = level.as_str(), reason = %s.reason, "interview changed level");
+        }
+        Decision { level, step }
+    }
+
+    /// A live interview (re)started after a restart holds its reservation again.
+    pub fn resume(&self, interview_id: &str, level: Level, questions_left: usize) {
+        let c = self.cost(level);
+        let left = questions_left as f64;
+        self.lock().hold(
+            interview_id,
+            Hold {
+                level,
+                calls: c.calls(left),
+                tokens: c.tokens(left),
+            },
+        );
+    }
+
+    /// The interview finished: its reservation is released.
+    pub fn release(&self, interview_id: &str) {
+        self.lock().release(interview_id);
+    }
+
+    fn remember(g: &mut Inner, s: Step) {
+        if g.recent.len() == RECENT_STEPS {
+            g.recent.pop_front();
+        }
+        g.recent.push_back(s);
+    }
+
+    /// Counts and recent steps.
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        let cap = self.source.capacity();
+        let mut g = self.lock();
+        let rest = g.expected_rest((self.clock)());
+        let mut live: HashMap<&'static str, u64> =
+            Level::ALL.iter().map(|l| (l.as_str(), 0)).collect();
+        for h in g.holds.values() {
+            *live.entry(h.level.as_str()).or_default() += 1;
+        }
+        BudgetSnapshot {
+            live_by_level: live,
+            admitted_by_level: Level::ALL
+                .iter()
+                .map(|l| (l.as_str(), g.admitted_today[l.index()]))
+                .collect(),
+            steps_down: g.steps_down,
+            steps_up: g.steps_up,
+            recent_steps: g.recent.iter().cloned().collect(),
+            capacity: cap,
+            reserved_calls: g.reserved_calls,
+            reserved_tokens: g.reserved_tokens,
+            created_today: g.created_today,
+            expected_rest_of_day: rest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Requests left, settable from the test; tokens unlimited.
+    struct Fixed(Arc<AtomicU64>);
+    impl CapacitySource for Fixed {
+        fn capacity(&self) -> Capacity {
+            match self.0.load(Ordering::Relaxed) {
+                u64::MAX => Capacity::UNLIMITED,
+                n => Capacity {
+                    requests: Some(n),
+                    tokens: None,
+                },
+            }
+        }
+    }
+
+    /// One second before midnight: nothing is expected for the rest of the day, so only capacity
+    /// and reservations decide.
+    fn late() -> DateTime<Utc> {
+        Utc::now()
+            .date_naive()
+            .and_hms_opt(23, 59, 59)
+            .map(|t| t.and_utc())
+            .unwrap_or_default()
+    }
+
+    fn noon() -> DateTime<Utc> {
+        Utc::now()
+            .date_naive()
+            .and_hms_opt(12, 0, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or_default()
+    }
+
+    fn budget(requests: u64) -> (Budget, Arc<AtomicU64>) {
+        let n = Arc::new(AtomicU64::new(requests));
+        (Budget::new(Box::new(Fixed(n.clone()))).with_clock(late), n)
+    }
+
+    #[test]
+    fn todays_pace_shrinks_the_share() {
+        // At noon, one interview created so far means twelve more are expected by midnight: 40 calls
+        // are then about 3 per interview, enough for economy only. Near midnight the same 40 calls
+        // buy the whole adaptive interview.
+        let n = Arc::new(AtomicU64::new(40));
+        let at_noon = Budget::new(Box::new(Fixed(n.clone()))).with_clock(noon);
+        let d = at_noon.admit("a", Level::Adaptive, 12);
+        assert_eq!(d.level, Level::Economy, "{d:?}");
+        assert!((at_noon.snapshot().expected_rest_of_day - 12.0).abs() < 0.01);
+        let late_b = Budget::new(Box::new(Fixed(n))).with_clock(late);
+        assert_eq!(
+            late_b.admit("a", Level::Adaptive, 12).level,
+            Level::Adaptive
+        );
+    }
+
+    struct Nothing;
+    impl CapacitySource for Nothing {
+        fn capacity(&self) -> Capacity {
+            Capacity::NONE
+        }
+        fn configured(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn without_any_provider_interviews_are_heuristic_without_steps() {
+        let b = Budget::new(Box::new(Nothing)).with_clock(late);
+        let d = b.admit("a", Level::Adaptive, 12);
+        assert_eq!((d.level, d.step), (Level::Heuristic, None));
+        let t = b.turn("a", Level::Adaptive, Level::Heuristic, 1, (12, 12));
+        assert_eq!((t.level, t.step), (Level::Heuristic, None));
+        assert_eq!(b.snapshot().steps_down, 0);
+    }
+
+    #[test]
+    fn unlimited_capacity_gives_the_ceiling() {
+        let (b, _) = budget(u64::MAX);
+        assert_eq!(b.admit("a", Level::Adaptive, 12).level, Level::Adaptive);
+        assert_eq!(b.admit("b", Level::Economy, 12).level, Level::Economy);
+        assert!(b.admit("a", Level::Adaptive, 12).step.is_none());
+    }
+
+    #[test]
+    fn admission_reserves_so_started_interviews_can_finish() {
+        // 35 calls: the first adaptive interview (23 calls) fits (nothing created yet, so no pace).
+        let (b, _) = budget(35);
+        assert_eq!(b.admit("a", Level::Adaptive, 12).level, Level::Adaptive);
+        // Only 12 are free after a's 23: the next is admitted lower, and the step says why.
+        let d = b.admit("b", Level::Adaptive, 12);
+        assert!(d.level < Level::Adaptive, "{d:?}");
+        let step = d.step.expect("a step down at admission");
+        assert_eq!(step.turn, 0);
+        assert!(step.reason.contains("free today"), "{}", step.reason);
+        let s = b.snapshot();
+        assert_eq!(s.created_today, 2);
+        assert!(s.reserved_calls >= 23.0);
+    }
+
+    #[test]
+    fn zero_capacity_is_heuristic_and_economy_needs_only_its_own_cost() {
+        let (b, n) = budget(0);
+        assert_eq!(b.admit("a", Level::Adaptive, 12).level, Level::Heuristic);
+        b.release("a");
+        n.store(2, Ordering::Relaxed);
+        // Many interviews expected: the share is tiny, but 2 free calls still buy one economy interview.
+        let d = b.turn("a", Level::Adaptive, Level::Heuristic, 1, (12, 12));
+        assert_eq!(d.level, Level::Economy);
+        // Its reservation now holds both calls: the next one gets nothing.
+        assert_eq!(b.admit("c", Level::Adaptive, 12).level, Level::Heuristic);
+    }
+
+    #[test]
+    fn turns_step_down_and_back_up_with_capacity() {
+        let (b, n) = budget(u64::MAX);
+        let mut level = b.admit("a", Level::Adaptive, 12).level;
+        assert_eq!(level, Level::Adaptive);
+        n.store(5, Ordering::Relaxed);
+        let d = b.turn("a", Level::Adaptive, level, 3, (12, 9));
+        assert!(d.level < level);
+        assert!(d.step.as_ref().is_some_and(|s| s.from == Level::Adaptive));
+        level = d.level;
+        n.store(u64::MAX, Ordering::Relaxed);
+        let up = b.turn("a", Level::Adaptive, level, 4, (12, 8));
+        assert_eq!(up.level, Level::Adaptive);
+        let s = b.snapshot();
+        assert_eq!((s.steps_down, s.steps_up), (1, 1));
+        assert_eq!(s.recent_steps.len(), 2);
+        assert_eq!(s.live_by_level["adaptive"], 1);
+        b.release("a");
+        assert_eq!(b.snapshot().live_by_level["adaptive"], 0);
+        assert_eq!(b.snapshot().reserved_calls, 0.0);
+    }
+
+    #[test]
+    fn a_ceiling_is_never_exceeded() {
+        let (b, _) = budget(u64::MAX);
+        let d = b.turn("a", Level::Balanced, Level::Economy, 2, (12, 6));
+        assert_eq!(d.level, Level::Balanced);
+        assert_eq!(Level::ceiling_of("auto"), Level::Adaptive);
+        assert_eq!(Level::ceiling_of("economy"), Level::Economy);
+    }
+
+    #[test]
+    fn step_up_needs_a_margin() {
+        // Balanced costs 13 calls. A share of 14 keeps a balanced interview balanced but does not
+        // lift an economy one (it needs 13 × 1.25).
+        let (b, _) = budget(14);
+        assert_eq!(
+            b.turn("a", Level::Balanced, Level::Balanced, 1, (12, 12))
+                .level,
+            Level::Balanced
+        );
+        b.release("a");
+        assert_eq!(
+            b.turn("a", Level::Balanced, Level::Economy, 1, (12, 12))
+                .level,
+            Level::Economy
+        );
+    }
+}

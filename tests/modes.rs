@@ -1,0 +1,276 @@
+//! Call-budget modes against the real binary and the fake providers: economy grades every answer in
+//! one batched call (a broken item falls back to the rubric scorer), and `auto` steps down as the
+//! day's quota runs out while every interview still reaches its report.
+#![allow(
+    missing_docs,
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+mod common;
+
+use common::fake::FakeProvider;
+use common::server::Engine;
+use common::ws::{create, Client, GOOD_ANSWER};
+use serde_json::{json, Value};
+
+fn config(mode: &str, fake: &FakeProvider, limits: &str) -> String {
+    format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"{mode}\"\n\
+         [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\npriority = 1\n\
+         keys_env = \"FAKEAI_API_KEYS\"\nlimits = {limits}\n",
+        fake.base
+    )
+}
+
+fn body(name: &str, questions: u32) -> Value {
+    json!({"candidate": {"id": format!("cand-{name}"), "name": name}, "role": "Backend Engineer",
+           "track": "technical", "difficulty": "medium", "questions": questions})
+}
+
+/// Runs an interview to its report, answering every prompt with `answers` in turn.
+async fn run(engine: &Engine, b: Value, answers: &[&str]) -> (Value, Vec<Value>) {
+    let c = create(&engine.base, b).await;
+    let mut client = Client::connect(&engine.base, &c).await;
+    let mut n = 0;
+    loop {
+        let v = client.next_prompt().await;
+        if v["type"] == "report" {
+            return (v["report"].clone(), client.logged.clone());
+        }
+        client.answer(answers[n % answers.len()]).await;
+        n += 1;
+    }
+}
+
+fn is_batch(req: &Value) -> bool {
+    req["body"]["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|s| s.contains("\"evaluations\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn economy_grades_all_answers_in_one_batched_call() {
+    let fake = FakeProvider::start().await;
+    // Item 2 is broken: it keeps the rubric scorer's grade; items 1 and 3 take the provider's.
+    let reply = json!({"evaluations": [
+        {"item": 1, "score": 9, "reaction": "Great.", "feedback": "Clear and complete.", "rubric_covered": [1]},
+        {"item": 2, "score": "not a number"},
+        {"item": 3, "score": 2, "reaction": "Hm.", "feedback": "Too thin.", "rubric_covered": []}
+    ]})
+    .to_string();
+    fake.add_key_with(json!({"key": "eco-key", "limits": {}, "reply": reply}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        dir.path(),
+        &config("economy", &fake, "{ rpm = 1000 }"),
+        &[("FAKEAI_API_KEYS", "eco-key".into())],
+    );
+    let (report, events) = run(&engine, body("Eco", 3), &[GOOD_ANSWER]).await;
+
+    // During the interview every grade is the rubric scorer's: no call per answer.
+    let live: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "evaluation")
+        .collect();
+    assert!(live.len() >= 3, "one per answer, follow-ups included");
+    assert!(live.iter().all(|e| e["source"] == "heuristic"), "{live:?}");
+    // The first evaluation of each turn grades the main answer.
+    let main: Vec<&Value> = (1..=3)
+        .map(|t| *live.iter().find(|e| e["turn"] == t).unwrap())
+        .collect();
+
+    // The report carries the batched grades item by item.
+    let q = report["questions"].as_array().unwrap();
+    assert_eq!(q[0]["source"], "llm:fakeai");
+    assert_eq!(q[0]["score"], 9);
+    assert_eq!(q[0]["feedback"], "Clear and complete.");
+    assert_eq!(
+        q[1]["source"], "heuristic",
+        "a broken item keeps the rubric score"
+    );
+    assert_eq!(q[1]["score"], main[1]["score"]);
+    assert_eq!(q[2]["source"], "llm:fakeai");
+    assert_eq!(q[2]["score"], 2);
+    assert_eq!(report["level"], "economy");
+    assert_eq!(report["state"], "completed");
+
+    // One batched evaluation holding all three answers, and the coach-note call (whose reply, the
+    // batch JSON, is not a note and is dropped): two calls for the whole interview.
+    let reqs = fake.requests("eco-key").await;
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let batch: Vec<&Value> = reqs.iter().filter(|r| is_batch(r)).collect();
+    assert_eq!(batch.len(), 1);
+    let user = batch[0]["body"]["messages"][1]["content"].as_str().unwrap();
+    assert_eq!(user.matches("</candidate_answer>").count(), 3);
+    assert!(report["coach_note"].is_null());
+
+    let st = engine.get("/api/optimization_stats", None).await.json;
+    let eco = st["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mode"] == "economy")
+        .unwrap()
+        .clone();
+    assert_eq!(eco["completed_interviews"], 1);
+    assert_eq!(eco["provider_calls_per_completed_interview"], 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_steps_down_as_quota_runs_out_and_every_interview_reaches_its_report() {
+    let fake = FakeProvider::start().await;
+    // The provider's published limit: 24 requests a day; the engine is told the same.
+    fake.add_key_with(json!({"key": "auto-key", "limits": {"rpd": 24}, "reply": "@interviewer"}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        dir.path(),
+        &config("auto", &fake, "{ rpd = 24 }"),
+        &[("FAKEAI_API_KEYS", "auto-key".into())],
+    );
+    let answers = [
+        GOOD_ANSWER,
+        "I am not sure. Maybe a cache.",
+        "We used retries with backoff and idempotency keys so that a repeated request was safe.",
+    ];
+    let mut levels = Vec::new();
+    let mut reached_heuristic = false;
+    for i in 0..40 {
+        let (report, events) = run(&engine, body(&format!("auto-{i}"), 4), &answers).await;
+        assert_eq!(report["state"], "completed", "interview {i}: {report}");
+        assert_eq!(
+            report["questions"].as_array().unwrap().len(),
+            4,
+            "every question was asked"
+        );
+        assert!(
+            report["questions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|q| q["score"].is_u64()),
+            "every answer has a grade: {report}"
+        );
+        assert!(events.iter().any(|e| e["type"] == "report"));
+        let level = report["level"].as_str().unwrap().to_string();
+        if level == "heuristic" {
+            // Nothing left: the rubric scorer and templates carry the interview.
+            assert!(events
+                .iter()
+                .filter(|e| e["type"] == "evaluation")
+                .all(|e| e["source"] == "heuristic"));
+            reached_heuristic = true;
+        }
+        levels.push(level);
+        if reached_heuristic {
+            break;
+        }
+    }
+    // The first interview had the whole day's quota: it used the providers (how far up depends on the
+    // time of day, since today's pace divides the quota among the interviews still expected).
+    assert_ne!(levels[0], "heuristic", "{levels:?}");
+    let reqs = fake.requests("auto-key").await;
+    assert!(
+        reached_heuristic,
+        "the quota ran out: {levels:?}\nrequests: {}\nstatus: {}\nlog: {}",
+        reqs.len(),
+        engine.status().await,
+        engine.log()
+    );
+    let rank = |l: &str| {
+        ["heuristic", "economy", "balanced", "adaptive"]
+            .iter()
+            .position(|x| *x == l)
+            .unwrap()
+    };
+    assert!(
+        levels.windows(2).all(|w| rank(&w[1]) <= rank(&w[0])),
+        "levels only step down while quota only shrinks: {levels:?}"
+    );
+
+    // The engine kept the key inside its published limit: the fake never said 429.
+    assert!(reqs.len() <= 24, "{} requests", reqs.len());
+    assert!(reqs.iter().all(|r| r["status"] != 429), "no 429 from us");
+
+    // Steps are logged and shown in status.
+    let status = engine.status().await;
+    let budget = &status["budget"];
+    assert!(budget["steps_down"].as_u64().unwrap() >= 1, "{budget}");
+    assert!(!budget["recent_steps"].as_array().unwrap().is_empty());
+    assert_eq!(budget["capacity"]["requests"], 24 - reqs.len() as u64);
+    assert!(
+        engine.log().contains("level"),
+        "each step is logged:\n{}",
+        engine.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_generates_the_greeting_a_question_and_the_note_and_reuses_them() {
+    let fake = FakeProvider::start().await;
+    fake.add_interviewer_key("adaptive-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    // One variant per key, so the second interview's greeting is certainly the cached one.
+    let cfg = format!(
+        "{}[cache]\nvariants = 1\n",
+        config("adaptive", &fake, "{ rpm = 1000 }")
+    );
+    let engine = Engine::start(
+        dir.path(),
+        &cfg,
+        &[("FAKEAI_API_KEYS", "adaptive-key".into())],
+    );
+    let mut b = body("Ada", 4);
+    b["resume_text"] =
+        json!("Ada Lovelace. 6 years of Go, PostgreSQL and Kubernetes. Built LedgerLite.");
+    let (report, events) = run(&engine, b.clone(), &[GOOD_ANSWER]).await;
+    assert_eq!(report["level"], "adaptive");
+
+    let greeting = events.iter().find(|e| e["kind"] == "greeting").unwrap();
+    assert_eq!(greeting["source"], "llm:fakeai");
+    let text = greeting["text"].as_str().unwrap();
+    assert!(text.contains("Ada") && !text.contains("{name}"), "{text}");
+
+    // The second-to-last question was generated on a resume topic, with its own rubric.
+    let q3 = events
+        .iter()
+        .find(|e| e["kind"] == "question" && e["turn"] == 3)
+        .unwrap();
+    assert_eq!(q3["source"], "llm:fakeai", "{q3}");
+    let item = &report["questions"][2];
+    assert!(
+        item["question_id"].as_str().unwrap().starts_with("gen-"),
+        "{item}"
+    );
+    assert!(item["question"].as_str().unwrap().ends_with('?'));
+    assert_eq!(report["coach_note"]["source"], "llm:fakeai", "{report}");
+    assert!(report["coach_note"]["text"].as_str().unwrap().len() > 20);
+
+    // A second candidate for the same role and track hears the cached opening, with their name.
+    b["candidate"] = json!({"id": "cand-grace", "name": "Grace"});
+    let (_, events) = run(&engine, b, &[GOOD_ANSWER]).await;
+    let greeting = events.iter().find(|e| e["kind"] == "greeting").unwrap();
+    assert_eq!(greeting["source"], "cache");
+    assert!(greeting["text"].as_str().unwrap().contains("Grace"));
+    let greetings = fake
+        .requests("adaptive-key")
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["body"]["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("{name}")
+        })
+        .count();
+    assert_eq!(greetings, 1, "one greeting call for both interviews");
+    let st = engine.get("/api/optimization_stats", None).await.json;
+    assert!(
+        st["cache"]["kinds"].to_string().contains("greeting"),
+        "{st}"
+    );
+}
