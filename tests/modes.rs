@@ -274,3 +274,140 @@ async fn adaptive_generates_the_greeting_a_question_and_the_note_and_reuses_them
         "{st}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn node_state(engine: &Engine) -> String {
+    let s = engine.status().await;
+    s["gpu"]["nodes"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_node(engine: &Engine, state: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node_state(engine).await != state {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node never {state}: {}",
+            engine.status().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_steps_back_up_when_a_gpu_node_comes_up() {
+    // The only capacity is a local node that is down at first: interviews start at heuristic.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"auto\"\n\
+         [gpu]\nprobe_interval_ms = 200\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"http://127.0.0.1:{port}\"\n\
+         model = \"m\"\nmax_concurrency = 4\napi_key_env = \"LOCAL_NODE_KEY\"\n"
+    );
+    let engine = Engine::start(dir.path(), &cfg, &[("LOCAL_NODE_KEY", "node-key".into())]);
+    wait_node(&engine, "down").await;
+    let created = engine.post("/api/interviews", &body("Lin", 4), None).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json["level"], "heuristic", "{}", created.text);
+    let c = common::ws::Created {
+        id: created.json["interview_id"].as_str().unwrap().into(),
+        token: created.json["token"].as_str().unwrap().into(),
+    };
+    let mut client = Client::connect(&engine.base, &c).await;
+    client.next_prompt().await;
+    client.answer(GOOD_ANSWER).await;
+    let first = client.until(|v| v["type"] == "evaluation").await;
+    assert_eq!(first["source"], "heuristic");
+
+    // The node comes up (an OpenAI-compatible server on its port); the next turns step back up.
+    let node =
+        FakeProvider::start_bound(&format!("127.0.0.1:{port}"), &["--persona", "interviewer"])
+            .await;
+    node.add_key("node-key", json!({})).await;
+    wait_node(&engine, "up").await;
+    loop {
+        let v = client.next_prompt().await;
+        if v["type"] == "report" {
+            let report = &v["report"];
+            assert_eq!(report["state"], "completed");
+            assert_eq!(report["level"], "adaptive", "{report}");
+            let steps = report["level_steps"].as_array().unwrap();
+            assert!(
+                steps.iter().any(|s| s["from"] == "heuristic"
+                    && s["to"] == "adaptive"
+                    && s["turn"].as_u64() > Some(1)),
+                "a step back up after the first turn: {steps:?}"
+            );
+            break;
+        }
+        client.answer(GOOD_ANSWER).await;
+    }
+    let graded_on_node = client
+        .logged
+        .iter()
+        .filter(|e| e["type"] == "evaluation" && e["source"] == "gpu:local")
+        .count();
+    assert!(graded_on_node >= 1, "{:?}", client.logged);
+    let status = engine.status().await;
+    assert!(status["budget"]["steps_up"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_cut_off_by_sigkill_is_written_after_restart() {
+    let fake = FakeProvider::start().await;
+    // Slow answers: the batched evaluation is still in flight when the process dies.
+    fake.add_key_with(
+        json!({"key": "slow-key", "limits": {}, "reply": "@interviewer", "latency_ms": 3000}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("economy", &fake, "{ rpm = 1000 }");
+    let env = [("FAKEAI_API_KEYS", "slow-key".to_string())];
+    let mut engine = Engine::start(dir.path(), &cfg, &env);
+    let c = create(&engine.base, body("Kay", 2)).await;
+    let mut client = Client::connect(&engine.base, &c).await;
+    loop {
+        let v = client.next().await;
+        if v["type"] == "interviewer" && v["kind"] == "closing" {
+            break;
+        }
+        if v["type"] == "interviewer" && (v["kind"] == "question" || v["kind"] == "follow_up") {
+            client.answer(GOOD_ANSWER).await;
+        }
+    }
+    // The closing is out, the report is not: the end-of-interview work is running.
+    engine.kill();
+    drop(client);
+
+    let engine = Engine::start(dir.path(), &cfg, &env);
+    let path = format!("/api/interviews/{}/report", c.id);
+    let first = engine.get(&path, Some(&c.token)).await;
+    assert_eq!(first.status, 409, "{}", first.text);
+    assert!(first.text.contains("being written"), "{}", first.text);
+    // Asking woke the session, which runs the work again and writes the report.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let report = loop {
+        let r = engine.get(&path, Some(&c.token)).await;
+        if r.status == 200 {
+            break r.json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["state"], "completed");
+    assert_eq!(report["questions"][0]["source"], "llm:fakeai", "{report}");
+    assert_eq!(report["coach_note"]["source"], "llm:fakeai", "{report}");
+}

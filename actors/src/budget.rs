@@ -218,6 +218,9 @@ struct Hold {
     level: Level,
     calls: f64,
     tokens: f64,
+    /// When the interview last decided (a hold not renewed within the hold lifetime is dropped: an
+    /// interview created and never opened must not keep quota reserved).
+    touched: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -240,6 +243,19 @@ impl Inner {
         self.reserved_calls = (self.reserved_calls - h.calls).max(0.0);
         self.reserved_tokens = (self.reserved_tokens - h.tokens).max(0.0);
         Some(h)
+    }
+
+    /// Drops holds not renewed since `before` (interviews created and never opened, or abandoned).
+    fn sweep(&mut self, before: DateTime<Utc>) {
+        let stale: Vec<String> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| h.touched < before)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.release(&id);
+        }
     }
 
     fn hold(&mut self, id: &str, h: Hold) {
@@ -287,6 +303,7 @@ pub struct Budget {
     source: Box<dyn CapacitySource>,
     costs: [LevelCost; 4],
     clock: fn() -> DateTime<Utc>,
+    hold_ttl: chrono::Duration,
     inner: Mutex<Inner>,
 }
 
@@ -317,8 +334,22 @@ impl Budget {
             source,
             costs,
             clock: Utc::now,
+            hold_ttl: chrono::Duration::hours(1),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// The same budget dropping holds not renewed for `ttl` (the engine passes the interview idle
+    /// timeout: a live session renews its hold every turn and when it restarts).
+    pub fn with_hold_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.hold_ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
+        self
+    }
+
+    fn lock_at(&self, now: DateTime<Utc>) -> std::sync::MutexGuard<'_, Inner> {
+        let mut g = self.lock();
+        g.sweep(now - self.hold_ttl);
+        g
     }
 
     /// The same budget reading the time from `clock` (tests pin the time of day, which the pace uses).
@@ -368,11 +399,14 @@ impl Budget {
                 Some(cur) if level > cur => STEP_UP_MARGIN,
                 _ => 1.0,
             };
-            // What is left of this interview must fit in what is free; a whole interview at this
-            // level must fit in the share (economy needs only the first).
+            // What is left of this interview must fit in what is free; a new interview (or a step up)
+            // must also fit a whole interview at this level in the share (economy needs only the first).
+            // A started interview keeps a level it already has (or steps down to one) while what is
+            // left of it fits in what is free: its reservation was made for that.
+            let kept = current.is_some_and(|cur| level <= cur);
             let fits = |dim: Option<(f64, f64)>, left: f64, whole: f64| match dim {
                 None => true,
-                Some((free, _)) if level == Level::Economy => left <= free,
+                Some((free, _)) if kept || level == Level::Economy => left * margin <= free,
                 Some((free, per)) => left <= free && whole * margin <= per,
             };
             let calls_ok = fits(calls, cost.calls(questions_left), cost.calls(questions));
@@ -404,7 +438,7 @@ impl Budget {
         let q = questions as f64;
         let cap = self.source.capacity();
         let now = (self.clock)();
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         // The interview counts in today's pace itself, so its first turn agrees with its admission.
         g.expected_rest(now);
         g.created_today += 1;
@@ -427,6 +461,7 @@ impl Budget {
                 level,
                 calls: c.calls(q),
                 tokens: c.tokens(q),
+                touched: now,
             },
         );
         g.admitted_today[level.index()] += 1;
@@ -459,7 +494,7 @@ impl Budget {
         let (q, left) = (questions as f64, questions_left as f64);
         let cap = self.source.capacity();
         let now = (self.clock)();
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let rest = g.expected_rest(now);
         g.release(interview_id);
         let room = Room {
@@ -474,6 +509,7 @@ impl Budget {
                     level: Level::Heuristic,
                     calls: 0.0,
                     tokens: 0.0,
+                    touched: now,
                 },
             );
             return Decision {
@@ -489,6 +525,7 @@ impl Budget {
                 level,
                 calls: c.calls(left),
                 tokens: c.tokens(left),
+                touched: now,
             },
         );
         let step = (level != current).then(|| Step {
@@ -515,12 +552,14 @@ impl Budget {
     pub fn resume(&self, interview_id: &str, level: Level, questions_left: usize) {
         let c = self.cost(level);
         let left = questions_left as f64;
-        self.lock().hold(
+        let now = (self.clock)();
+        self.lock_at(now).hold(
             interview_id,
             Hold {
                 level,
                 calls: c.calls(left),
                 tokens: c.tokens(left),
+                touched: now,
             },
         );
     }
@@ -540,8 +579,9 @@ impl Budget {
     /// Counts and recent steps.
     pub fn snapshot(&self) -> BudgetSnapshot {
         let cap = self.source.capacity();
-        let mut g = self.lock();
-        let rest = g.expected_rest((self.clock)());
+        let now = (self.clock)();
+        let mut g = self.lock_at(now);
+        let rest = g.expected_rest(now);
         let mut live: HashMap<&'static str, u64> =
             Level::ALL.iter().map(|l| (l.as_str(), 0)).collect();
         for h in g.holds.values() {
@@ -674,12 +714,48 @@ mod tests {
         let (b, n) = budget(0);
         assert_eq!(b.admit("a", Level::Adaptive, 12).level, Level::Heuristic);
         b.release("a");
+        // Two free calls pay for economy (2 calls) but not for stepping up to it (2 × 1.25): no flapping
+        // at the edge.
         n.store(2, Ordering::Relaxed);
-        // Many interviews expected: the share is tiny, but 2 free calls still buy one economy interview.
+        let d = b.turn("a", Level::Adaptive, Level::Heuristic, 1, (12, 12));
+        assert_eq!(d.level, Level::Heuristic);
+        // Three do, whatever the share: the day's last calls still buy batched evaluations.
+        n.store(3, Ordering::Relaxed);
         let d = b.turn("a", Level::Adaptive, Level::Heuristic, 1, (12, 12));
         assert_eq!(d.level, Level::Economy);
-        // Its reservation now holds both calls: the next one gets nothing.
+        // Its reservation now holds two of them: the next interview gets nothing.
         assert_eq!(b.admit("c", Level::Adaptive, 12).level, Level::Heuristic);
+    }
+
+    #[test]
+    fn a_started_interview_keeps_its_level_while_its_rest_fits() {
+        // At noon the pace makes the share small: a new interview would only get economy. One already
+        // balanced keeps balanced while its remaining calls fit in what is free.
+        let n = Arc::new(AtomicU64::new(200));
+        let b = Budget::new(Box::new(Fixed(n.clone()))).with_clock(noon);
+        for i in 0..5 {
+            b.admit(&format!("other-{i}"), Level::Economy, 12);
+        }
+        assert_eq!(b.admit("new", Level::Balanced, 12).level, Level::Economy);
+        let d = b.turn("a", Level::Balanced, Level::Balanced, 11, (12, 2));
+        assert_eq!((d.level, d.step), (Level::Balanced, None));
+        // When even the rest does not fit, it steps down.
+        n.store(12, Ordering::Relaxed);
+        assert!(
+            b.turn("a", Level::Balanced, Level::Balanced, 12, (12, 1))
+                .level
+                < Level::Balanced
+        );
+    }
+
+    #[test]
+    fn holds_not_renewed_expire() {
+        // An interview created and never opened keeps nothing reserved past the hold lifetime.
+        let b = Budget::new(Box::new(Fixed(Arc::new(AtomicU64::new(u64::MAX)))))
+            .with_hold_ttl(std::time::Duration::from_secs(0));
+        b.admit("never-opened", Level::Adaptive, 12);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(b.snapshot().reserved_calls, 0.0);
     }
 
     #[test]

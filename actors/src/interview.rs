@@ -135,7 +135,8 @@ pub struct InterviewRecordV1 {
 
 impl From<InterviewRecordV1> for InterviewRecord {
     fn from(v: InterviewRecordV1) -> Self {
-        // Version 1 ran economy without provider calls.
+        // Version 1 ran economy without provider calls; the next turn's budget decision sets the
+        // level the interview can afford now.
         let level = match v.mode.as_str() {
             "economy" => Level::Heuristic,
             m => Level::ceiling_of(m),

@@ -62,11 +62,13 @@ impl KeyDirectory {
             let usage = c.quota.usage();
             let limits = c.quota.limits();
             requests = match (requests, limits.rpd) {
-                (Some(r), Some(l)) => Some(r + u64::from(l).saturating_sub(usage.rpd_used)),
+                (Some(r), Some(l)) => {
+                    Some(r.saturating_add(u64::from(l).saturating_sub(usage.rpd_used)))
+                }
                 _ => None,
             };
             tokens = match (tokens, limits.tpd) {
-                (Some(t), Some(l)) => Some(t + l.saturating_sub(usage.tpd_used)),
+                (Some(t), Some(l)) => Some(t.saturating_add(l.saturating_sub(usage.tpd_used))),
                 _ => None,
             };
         }

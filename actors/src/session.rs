@@ -236,7 +236,9 @@ impl HasTrail for crate::pool::StreamCompletion {
 /// The most a provider task of `calls` calls with `deadline` each may take before the session moves
 /// on without it: a safety net, so that no bug below can leave an interview waiting forever.
 fn task_limit(deadline: Duration, calls: u32) -> Duration {
-    deadline * calls + Duration::from_secs(5)
+    deadline
+        .saturating_mul(calls)
+        .saturating_add(Duration::from_secs(5))
 }
 
 /// Runs `work` for at most `limit`; `None` (logged) when it took longer.
@@ -768,6 +770,8 @@ impl SessionState {
                 .to_string();
             let (text, source) = match source {
                 Some(src) if !text.is_empty() => (text, src),
+                // Cut off by its time limit after the client saw part of it: keep what was shown.
+                None if !text.is_empty() => (format!("{text}…"), "llm:interrupted".to_string()),
                 _ => (fallback, "pool".to_string()),
             };
             let _ = me.cast(SessionMsg::FollowUpReady { text, source });
@@ -969,7 +973,7 @@ impl SessionState {
         ));
         self.rec.in_follow_up = false;
         // An abandoned (expired) interview gets its report at once, without spending quota on it.
-        let answered = self.rec.items.iter().any(|i| i.score.is_some());
+        let answered = self.rec.items.iter().any(|i| i.answer.is_some());
         if answered && phase != Phase::Expired && self.llm_at(Level::Economy).is_some() {
             self.rec.phase = Phase::Reporting;
             self.rec.ending = Some(phase);
@@ -1014,7 +1018,11 @@ impl SessionState {
                 let batch: Vec<usize> = items
                     .iter()
                     .enumerate()
-                    .filter(|(_, i)| i.answer.is_some() && i.source == "heuristic")
+                    // Graded live by the rubric scorer, or not graded at all (the interview ended while
+                    // an evaluation was running).
+                    .filter(|(_, i)| {
+                        i.answer.is_some() && (i.score.is_none() || i.source == "heuristic")
+                    })
                     .map(|(n, _)| n)
                     .collect();
                 if !batch.is_empty() {
@@ -1084,12 +1092,20 @@ impl SessionState {
     }
 
     /// Applies the end-of-interview work and writes the report.
-    async fn on_reported(&mut self, work: ReportWork) -> Result<(), ActorProcessingErr> {
+    async fn on_reported(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        work: ReportWork,
+    ) -> Result<(), ActorProcessingErr> {
         if self.rec.phase != Phase::Reporting {
             return Ok(());
         }
         let phase = self.rec.ending.take().unwrap_or(Phase::Completed);
-        self.write_report(phase, Vec::new(), work).await
+        self.write_report(phase, Vec::new(), work).await?;
+        if self.conn().is_none() {
+            myself.stop(Some("finished and detached".into()));
+        }
+        Ok(())
     }
 
     async fn write_report(
@@ -1279,7 +1295,12 @@ impl Actor for InterviewSession {
         }
         // Work whose answer went to the failed actor is asked for again.
         match state.rec.phase {
-            Phase::Reporting => state.report_work(&myself),
+            Phase::Reporting => {
+                // Its idle clock starts now, so the idle check does not write the report without
+                // the work that is running again.
+                state.rec.updated_ms = now_ms();
+                state.report_work(&myself);
+            }
             Phase::Created if args.restarted && state.conn().is_some() => state.start(&myself),
             _ => {}
         }
@@ -1349,7 +1370,7 @@ impl Actor for InterviewSession {
             SessionMsg::Client(conn_id, m) => state.on_client(&myself, conn_id, m).await?,
             SessionMsg::Evaluated(ev) => state.on_evaluated(&myself, ev).await?,
             SessionMsg::Greeted { text, source } => state.on_greeted(&myself, text, source).await?,
-            SessionMsg::Reported(work) => state.on_reported(work).await?,
+            SessionMsg::Reported(work) => state.on_reported(&myself, work).await?,
             SessionMsg::QuestionReady {
                 idx,
                 topic,
@@ -1370,10 +1391,7 @@ impl Actor for InterviewSession {
                 if idle >= state.deps.idle_timeout {
                     if state.rec.phase == Phase::Reporting {
                         // The end-of-interview work never came back: the report goes out without it.
-                        let phase = state.rec.ending.take().unwrap_or(Phase::Completed);
-                        state
-                            .write_report(phase, Vec::new(), ReportWork::default())
-                            .await?;
+                        state.on_reported(&myself, ReportWork::default()).await?;
                     } else if !state.rec.phase.is_finished() {
                         state.finish(&myself, Phase::Expired, Vec::new()).await?;
                     }

@@ -194,6 +194,7 @@ impl Actor for InterviewSupervisor {
                 c.send(Outbound::Text(Arc::from(ev.to_string())));
                 c.send(Outbound::Close("interview failed".into()));
             }
+            state.deps.budget.release(&id);
             state.failed.insert(id, entry.restarts);
             return Ok(());
         }

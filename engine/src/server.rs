@@ -123,7 +123,10 @@ impl Engine {
         let questions = Arc::new(QuestionPool::load_embedded()?);
         tracing::info!(questions = questions.len(), "question pool loaded");
         let stats = Arc::new(actors::stats::OptimizationStats::default());
-        let budget = Arc::new(actors::budget::Budget::new(Box::new(pool.clone())));
+        let budget = Arc::new(
+            actors::budget::Budget::new(Box::new(pool.clone()))
+                .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
+        );
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),

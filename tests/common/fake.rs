@@ -25,8 +25,13 @@ impl FakeProvider {
 
     /// Like [`FakeProvider::start`], with extra command-line arguments (e.g. `--keys FILE`).
     pub async fn start_with_args(args: &[&str]) -> FakeProvider {
+        Self::start_bound("127.0.0.1:0", args).await
+    }
+
+    /// Like [`FakeProvider::start_with_args`], listening on `bind` (a port chosen by the test).
+    pub async fn start_bound(bind: &str, args: &[&str]) -> FakeProvider {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
-            .args(["--bind", "127.0.0.1:0"])
+            .args(["--bind", bind])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

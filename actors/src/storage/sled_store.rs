@@ -324,7 +324,8 @@ mod tests {
     }
 
     /// A record written before the call budget (layout 1) still loads, upgraded: an economy
-    /// interview of that time ran without provider calls, so it continues at the heuristic level.
+    /// interview of that time ran without provider calls, so it is read at the heuristic level (its
+    /// next turn asks the budget again).
     #[test]
     fn version_1_interview_records_are_upgraded_on_read() {
         use crate::budget::Level;

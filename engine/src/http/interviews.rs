@@ -309,6 +309,22 @@ pub async fn report(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let rec = authorized_record(&state, &req, &path)?;
+    if rec.phase == Phase::Reporting {
+        // Its end-of-interview work was cut off by a restart: waking the session runs it again.
+        let sup = state.supervisor.clone();
+        let id = rec.id.clone();
+        state.engine.spawn(async move {
+            let _ = sup
+                .call(
+                    |r| actors::supervisor::SupervisorMsg::Get(id, r),
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+        });
+        return Err(ApiError::Conflict(
+            "the report is being written; ask again in a few seconds".into(),
+        ));
+    }
     let Some(report) = rec.report_value() else {
         return Err(ApiError::Conflict(
             "the report is written when the interview ends".into(),

@@ -8,9 +8,13 @@ use serde_json::{json, Value};
 use super::State;
 use crate::error::ApiError;
 
-/// Provider calls a balanced-mode interview costs (resume analysis, 12 evaluations, summary); used to
-/// turn remaining requests into an interview estimate until measured figures exist.
-pub const CALLS_PER_INTERVIEW_ESTIMATE: u64 = 14;
+/// Provider calls a balanced interview of `questions` questions is expected to cost (the call budget's
+/// figure, rounded up); turns remaining requests into an interview estimate.
+pub fn calls_per_interview(questions: u32) -> u64 {
+    let c =
+        actors::budget::default_cost(actors::budget::Level::Balanced).calls(f64::from(questions));
+    (c.ceil() as u64).max(1)
+}
 
 fn window(used: u64, limit: Option<u64>) -> Value {
     match limit {
@@ -48,7 +52,8 @@ fn key_json(k: &KeyStatus) -> Value {
 }
 
 /// Builds the status document from key statuses.
-pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
+pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> Value {
+    let per_interview = calls_per_interview(questions);
     let mut providers: Vec<(String, Vec<&KeyStatus>)> = Vec::new();
     for k in keys {
         match providers.iter_mut().find(|(p, _)| *p == k.provider) {
@@ -134,8 +139,8 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize) -> Value {
             "keys_healthy": keys.iter().filter(|k| k.health == "healthy").count(),
             "providers_active": active,
             "requests_remaining_today": remaining_today,
-            "estimated_interviews_remaining": remaining_today.map(|r| r / CALLS_PER_INTERVIEW_ESTIMATE),
-            "calls_per_interview_assumed": CALLS_PER_INTERVIEW_ESTIMATE,
+            "estimated_interviews_remaining": remaining_today.map(|r| r / per_interview),
+            "calls_per_interview_assumed": per_interview,
             "gpu_nodes": gpu_nodes,
         },
         "alerts": alerts,
@@ -148,7 +153,11 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
     let keys = state
         .on_engine(async move { pool.status().await })
         .await??;
-    let mut doc = status_document(&keys, state.config.gpu_nodes.len());
+    let mut doc = status_document(
+        &keys,
+        state.config.gpu_nodes.len(),
+        state.config.interview.questions,
+    );
     if let Some(g) = state.pool.gpu() {
         doc["gpu"] = json!({"nodes": g.status(), "stats": g.stats()});
         let down: Vec<String> = g
