@@ -213,6 +213,18 @@ pub struct BudgetSnapshot {
     pub expected_rest_of_day: f64,
 }
 
+impl Hold {
+    /// What `questions_left` questions at `level` cost, held from `now`.
+    fn of(level: Level, cost: LevelCost, questions_left: f64, now: DateTime<Utc>) -> Hold {
+        Hold {
+            level,
+            calls: cost.calls(questions_left),
+            tokens: cost.tokens(questions_left),
+            touched: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Hold {
     level: Level,
@@ -454,16 +466,7 @@ impl Budget {
         } else {
             (Level::Heuristic, String::new())
         };
-        let c = self.cost(level);
-        g.hold(
-            interview_id,
-            Hold {
-                level,
-                calls: c.calls(q),
-                tokens: c.tokens(q),
-                touched: now,
-            },
-        );
+        g.hold(interview_id, Hold::of(level, self.cost(level), q, now));
         g.admitted_today[level.index()] += 1;
         let step = (level < ceiling && !why.is_empty()).then(|| Step {
             interview_id: interview_id.to_string(),
@@ -503,31 +506,15 @@ impl Budget {
             expected_rest: rest,
         };
         if !self.source.configured() {
-            g.hold(
-                interview_id,
-                Hold {
-                    level: Level::Heuristic,
-                    calls: 0.0,
-                    tokens: 0.0,
-                    touched: now,
-                },
-            );
+            let none = self.cost(Level::Heuristic);
+            g.hold(interview_id, Hold::of(Level::Heuristic, none, left, now));
             return Decision {
                 level: Level::Heuristic,
                 step: None,
             };
         }
         let (level, why) = self.afford(ceiling, Some(current), room, q, left);
-        let c = self.cost(level);
-        g.hold(
-            interview_id,
-            Hold {
-                level,
-                calls: c.calls(left),
-                tokens: c.tokens(left),
-                touched: now,
-            },
-        );
+        g.hold(interview_id, Hold::of(level, self.cost(level), left, now));
         let step = (level != current).then(|| Step {
             interview_id: interview_id.to_string(),
             turn,
@@ -550,18 +537,9 @@ impl Budget {
 
     /// A live interview (re)started after a restart holds its reservation again.
     pub fn resume(&self, interview_id: &str, level: Level, questions_left: usize) {
-        let c = self.cost(level);
-        let left = questions_left as f64;
         let now = (self.clock)();
-        self.lock_at(now).hold(
-            interview_id,
-            Hold {
-                level,
-                calls: c.calls(left),
-                tokens: c.tokens(left),
-                touched: now,
-            },
-        );
+        let hold = Hold::of(level, self.cost(level), questions_left as f64, now);
+        self.lock_at(now).hold(interview_id, hold);
     }
 
     /// The interview finished: its reservation is released.

@@ -260,6 +260,57 @@ async fn bounded<T>(
     }
 }
 
+/// What a provider task of a session needs: the pool, the cache, the counters of the interview's mode,
+/// the deadline of one call and the interview's id (node affinity and the variant seed).
+#[derive(Clone)]
+struct TaskCtx {
+    pool: Pool,
+    cache: Option<Cache>,
+    stats: Arc<OptimizationStats>,
+    mode: String,
+    deadline: Duration,
+    interview: String,
+}
+
+impl TaskCtx {
+    fn opts(&self) -> CallOptions {
+        CallOptions {
+            deadline: self.deadline,
+            affinity: Some(self.interview.clone()),
+            ..CallOptions::default()
+        }
+    }
+
+    /// A provider answer worth reusing: the cached value of `key` (for kinds with variants, the one
+    /// this interview's seed picks), else one call whose answer `parse` accepts, then stored. `None`
+    /// when neither gives a usable value. `T` goes to and from the cache as JSON text.
+    async fn cached_call<T>(
+        &self,
+        kind: CacheKind,
+        key: &str,
+        req: &crate::providers::ChatRequest,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<(T, String)>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        if let Some(c) = &self.cache {
+            let hit = c.get(kind, key, Some(&self.interview)).await;
+            if let Some(v) = hit.and_then(|j| serde_json::from_str::<T>(&j).ok()) {
+                return Some((v, "cache".to_string()));
+            }
+        }
+        let result = self.pool.complete(req, self.opts()).await;
+        count_cost(&self.stats, &self.mode, &result);
+        let done = result.ok()?;
+        let v = parse(&done.response.text)?;
+        if let (Some(c), Ok(j)) = (&self.cache, serde_json::to_string(&v)) {
+            c.put_detached(kind, key, j);
+        }
+        Some((v, done.source))
+    }
+}
+
 fn error_event(rec: &InterviewRecord, code: &str, message: &str) -> Value {
     json!({"type": "error", "seq": rec.last_seq(), "ephemeral": true, "code": code, "message": message})
 }
@@ -350,6 +401,32 @@ impl SessionState {
         self.interviewer(idx + 1, "question", &text, source)
     }
 
+    /// The grade's own feedback, else a template for its band (variant `slot`).
+    fn feedback_for(&self, ev: &EvalOutcome, slot: u32) -> String {
+        if ev.feedback.trim().is_empty() {
+            self.deps.templates.feedback(
+                Band::of(ev.score),
+                &self.seed(),
+                slot,
+                &ev.covered,
+                &ev.missed,
+            )
+        } else {
+            ev.feedback.clone()
+        }
+    }
+
+    fn task_ctx(&self, pool: Pool, deadline: Duration) -> TaskCtx {
+        TaskCtx {
+            pool,
+            cache: self.deps.cache.clone(),
+            stats: self.deps.stats.clone(),
+            mode: self.rec.mode.clone(),
+            deadline,
+            interview: self.rec.id.clone(),
+        }
+    }
+
     fn template_greeting(&self) -> String {
         self.deps.templates.greeting(
             self.rec.track,
@@ -375,48 +452,21 @@ impl SessionState {
         self.greeting_pending = true;
         let fallback = self.template_greeting();
         let track = format!("{:?}", self.rec.track).to_lowercase();
-        let role = self.rec.role.clone();
-        let name = self.rec.candidate.name.clone();
-        let seed = self.seed();
-        let (cache, me, stats, mode) = (
-            self.deps.cache.clone(),
-            myself.clone(),
-            self.deps.stats.clone(),
-            self.rec.mode.clone(),
-        );
+        let (role, name) = (self.rec.role.clone(), self.rec.candidate.name.clone());
         // The candidate is waiting for the first words: a slow provider gets a few seconds only.
-        let deadline = self.deps.eval_deadline.min(Duration::from_secs(5));
+        let ctx = self.task_ctx(pool, self.deps.eval_deadline.min(Duration::from_secs(5)));
+        let me = myself.clone();
         tokio::spawn(async move {
             let key = cache::key(&["greeting", &role, &track]);
-            let fill = |t: &str| t.replace("{name}", &name);
-            let made = async {
-                if let Some(c) = &cache {
-                    if let Some(t) = c.get(CacheKind::Greeting, &key, Some(&seed)).await {
-                        return Some((fill(&t), "cache".to_string()));
-                    }
-                }
-                let req = prompts::greeting_request(&role, &track);
-                let opts = CallOptions {
-                    deadline,
-                    affinity: Some(seed.clone()),
-                    ..CallOptions::default()
-                };
-                let result = pool.complete(&req, opts).await;
-                count_cost(&stats, &mode, &result);
-                let (t, src) = result.ok().and_then(|d| {
-                    prompts::clean_line(&d.response.text, 400)
-                        .filter(|t| t.contains("{name}"))
-                        .map(|t| (t, d.source))
-                })?;
-                if let Some(c) = &cache {
-                    c.put_detached(CacheKind::Greeting, &key, t.clone());
-                }
-                Some((fill(&t), src))
+            let req = prompts::greeting_request(&role, &track);
+            // Kept with its `{name}` placeholder, so one text serves every candidate.
+            let parse = |t: &str| prompts::clean_line(t, 400).filter(|t| t.contains("{name}"));
+            let made = ctx.cached_call(CacheKind::Greeting, &key, &req, parse);
+            let (text, source) = match bounded(task_limit(ctx.deadline, 1), made, "greeting").await
+            {
+                Some(Some((t, src))) => (t.replace("{name}", &name), src),
+                _ => (fallback, "template".to_string()),
             };
-            let (text, source) = bounded(task_limit(deadline, 1), made, "greeting")
-                .await
-                .flatten()
-                .unwrap_or((fallback, "template".to_string()));
             let _ = me.cast(SessionMsg::Greeted { text, source });
         });
     }
@@ -630,13 +680,7 @@ impl SessionState {
         let seed = self.seed();
         let band = Band::of(ev.score);
         let slot = turn as u32 * 2 + u32::from(self.rec.in_follow_up);
-        let feedback = if ev.feedback.trim().is_empty() {
-            self.deps
-                .templates
-                .feedback(band, &seed, slot, &ev.covered, &ev.missed)
-        } else {
-            ev.feedback.clone()
-        };
+        let feedback = self.feedback_for(&ev, slot);
         let was_follow_up = self.rec.in_follow_up;
         let Some(item) = self.rec.items.get_mut(idx) else {
             return Err(format!("no item for question {idx}").into());
@@ -842,47 +886,17 @@ impl SessionState {
     ) {
         let difficulty = format!("{:?}", self.rec.difficulty).to_lowercase();
         let role = self.rec.role.clone();
-        let (cache, me, stats, mode) = (
-            self.deps.cache.clone(),
-            myself.clone(),
-            self.deps.stats.clone(),
-            self.rec.mode.clone(),
-        );
-        let (deadline, seed) = (self.deps.eval_deadline, self.rec.id.clone());
+        let ctx = self.task_ctx(pool, self.deps.eval_deadline);
+        let me = myself.clone();
         tokio::spawn(async move {
             let key = cache::key(&["question", &role, &topic, &difficulty]);
-            let made = async {
-                if let Some(c) = &cache {
-                    let hit = c.get(CacheKind::Question, &key, Some(&seed)).await;
-                    if let Some(q) = hit
-                        .and_then(|j| serde_json::from_str::<prompts::GeneratedQuestion>(&j).ok())
-                    {
-                        return Some((q, "cache".to_string()));
-                    }
-                }
-                let req = prompts::question_request(&role, &topic, &difficulty);
-                let opts = CallOptions {
-                    deadline,
-                    affinity: Some(seed.clone()),
-                    ..CallOptions::default()
+            let req = prompts::question_request(&role, &topic, &difficulty);
+            let made = ctx.cached_call(CacheKind::Question, &key, &req, prompts::parse_question);
+            let (question, source) =
+                match bounded(task_limit(ctx.deadline, 1), made, "question").await {
+                    Some(Some((q, src))) => (Some(q), src),
+                    _ => (None, "pool".to_string()),
                 };
-                let result = pool.complete(&req, opts).await;
-                count_cost(&stats, &mode, &result);
-                let (q, src) = result.ok().and_then(|d| {
-                    prompts::parse_question(&d.response.text).map(|q| (q, d.source))
-                })?;
-                if let (Some(c), Ok(j)) = (&cache, serde_json::to_string(&q)) {
-                    c.put_detached(CacheKind::Question, &key, j);
-                }
-                Some((q, src))
-            };
-            let (question, source) = match bounded(task_limit(deadline, 1), made, "question")
-                .await
-                .flatten()
-            {
-                Some((q, src)) => (Some(q), src),
-                None => (None, "pool".to_string()),
-            };
             let _ = me.cast(SessionMsg::QuestionReady {
                 idx,
                 topic,
@@ -1000,21 +1014,11 @@ impl SessionState {
             .map(|q| q.rubric.clone())
             .collect();
         let role = self.rec.role.clone();
-        let (cache, me, stats, mode) = (
-            self.deps.cache.clone(),
-            myself.clone(),
-            self.deps.stats.clone(),
-            self.rec.mode.clone(),
-        );
-        let (deadline, affinity) = (self.deps.eval_deadline, self.rec.id.clone());
+        let ctx = self.task_ctx(pool, self.deps.eval_deadline);
+        let me = myself.clone();
         tokio::spawn(async move {
             let job = async {
                 let mut work = ReportWork::default();
-                let opts = || CallOptions {
-                    deadline,
-                    affinity: Some(affinity.clone()),
-                    ..CallOptions::default()
-                };
                 let batch: Vec<usize> = items
                     .iter()
                     .enumerate()
@@ -1039,8 +1043,8 @@ impl SessionState {
                         })
                         .collect();
                     let req = prompts::batch_evaluation_request(&inputs, &role);
-                    let result = pool.complete(&req, opts()).await;
-                    count_cost(&stats, &mode, &result);
+                    let result = ctx.pool.complete(&req, ctx.opts()).await;
+                    count_cost(&ctx.stats, &ctx.mode, &result);
                     match result {
                         Ok(done) => {
                             let rs: Vec<&[String]> = inputs.iter().map(|(_, r, _)| *r).collect();
@@ -1060,31 +1064,14 @@ impl SessionState {
                     }
                 }
                 if let Some((band, best, worst)) = report::profile(&items) {
-                    let key =
-                        cache::key(&["summary", &cache::normalize(&role), band, &best, &worst]);
-                    let hit = match &cache {
-                        Some(c) => c.get(CacheKind::Summary, &key, Some(&affinity)).await,
-                        None => None,
-                    };
-                    work.note = match hit {
-                        Some(t) => Some((t, "cache".to_string())),
-                        None => {
-                            let req = prompts::coach_note_request(&role, band, &best, &worst);
-                            let result = pool.complete(&req, opts()).await;
-                            count_cost(&stats, &mode, &result);
-                            result.ok().and_then(|d| {
-                                let t = prompts::clean_line(&d.response.text, 700)?;
-                                if let Some(c) = &cache {
-                                    c.put_detached(CacheKind::Summary, &key, t.clone());
-                                }
-                                Some((t, d.source))
-                            })
-                        }
-                    };
+                    let key = cache::key(&["summary", &role, band, &best, &worst]);
+                    let req = prompts::coach_note_request(&role, band, &best, &worst);
+                    let parse = |t: &str| prompts::clean_line(t, 700);
+                    work.note = ctx.cached_call(CacheKind::Summary, &key, &req, parse).await;
                 }
                 work
             };
-            let work = bounded(task_limit(deadline, 2), job, "report")
+            let work = bounded(task_limit(ctx.deadline, 2), job, "report")
                 .await
                 .unwrap_or_default();
             let _ = me.cast(SessionMsg::Reported(work));
@@ -1120,18 +1107,8 @@ impl SessionState {
                 continue;
             };
             let out = EvalOutcome::from_llm(ev, &rubric, work.graded_source.clone());
-            let band = Band::of(out.score);
-            let feedback = if out.feedback.trim().is_empty() {
-                self.deps.templates.feedback(
-                    band,
-                    &seed,
-                    n as u32 * 2 + 2,
-                    &out.covered,
-                    &out.missed,
-                )
-            } else {
-                out.feedback
-            };
+            // Slot 2t of turn t = n + 1, as when the question was graded live.
+            let feedback = self.feedback_for(&out, n as u32 * 2 + 2);
             if let Some(item) = self.rec.items.get_mut(n) {
                 item.score = Some(out.score);
                 item.feedback = feedback;

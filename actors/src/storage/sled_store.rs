@@ -61,13 +61,23 @@ impl GroupFlush {
             if *rx.borrow_and_update() >= ticket {
                 return Ok(());
             }
-            if let Ok(_guard) = self.flushing.try_lock() {
+            if let Ok(guard) = self.flushing.try_lock() {
                 // Every ticket issued so far belongs to writes made before this flush starts.
                 let upto = self.issued.load(Ordering::Acquire);
-                db.flush_async()
-                    .await
-                    .map_err(|e| StorageError::Db(e.to_string()))?;
-                self.durable.send_modify(|d| *d = (*d).max(upto));
+                let flushed = db.flush_async().await;
+                // Unlock before announcing: a waiter woken by the announcement must find the lock
+                // free (or held by a flusher that will announce again). Announcing first lost that
+                // wake-up: a caller whose ticket the flush did not cover, failing `try_lock` just
+                // before the unlock, then waited for an announcement that never came.
+                drop(guard);
+                match flushed {
+                    Ok(_) => self.durable.send_modify(|d| *d = (*d).max(upto)),
+                    Err(e) => {
+                        // Waiters look again (one of them flushes) rather than wait forever.
+                        self.durable.send_modify(|_| {});
+                        return Err(StorageError::Db(e.to_string()));
+                    }
+                }
                 continue;
             }
             // Someone else is flushing: wait for it to finish, then look again.

@@ -202,7 +202,7 @@ pub fn candidate_name(n: usize) -> String {
 }
 
 /// The answer interview `n` gives to its `index`-th question (follow-ups included): three sentences
-/// of [`SENTENCES`] chosen by a hash of `(n, index)`.
+/// of `SENTENCES` chosen by a hash of `(n, index)`.
 pub fn answer_text(n: usize, index: usize) -> String {
     let h = mix(&[n as u64, index as u64]);
     let k = SENTENCES.len() as u64;
