@@ -1,6 +1,7 @@
 //! The reuse cache and request coalescing through the real binary: concurrent identical resume
 //! analyses share one provider call, later ones are served from the sled cache, also after a
-//! restart. (The cache actor's TTL, size bound and versioning are unit-tested in actors/src/cache.rs.)
+//! restart; the same answer to the same question is graded once. (The cache actor's TTL, size bound
+//! and versioning are unit-tested in actors/src/cache.rs.)
 #![allow(
     missing_docs,
     dead_code,
@@ -166,4 +167,79 @@ async fn fifty_identical_gateway_requests_make_one_provider_call() {
     assert_eq!(fake.requests("gw-key").await.len(), 2);
     let st = engine.get("/api/optimization_stats", None).await;
     assert_eq!(st.json["requests_by_source"]["dedup"], 49, "{}", st.text);
+}
+
+/// Runs a balanced interview answering every prompt with `answer`; returns its logged events.
+async fn interview(engine: &Engine, candidate: &str, answer: &str) -> Vec<Value> {
+    use common::ws::{create, Client};
+    // Every behavioral question at easy level (fewer than 50 exist): both candidates get the same set.
+    let c = create(
+        &engine.base,
+        json!({"candidate": {"id": candidate, "name": candidate}, "role": "Backend Engineer",
+               "track": "behavioral", "difficulty": "easy", "questions": 50, "mode": "balanced"}),
+    )
+    .await;
+    let mut client = Client::connect(&engine.base, &c).await;
+    loop {
+        let v = client.next_prompt().await;
+        if v["type"] == "report" {
+            return client.logged.clone();
+        }
+        client.answer(answer).await;
+    }
+}
+
+fn is_evaluation_request(r: &Value) -> bool {
+    r["body"]["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|s| s.contains("\"score\"") && !s.contains("\"evaluations\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_answer_to_the_same_question_is_graded_once() {
+    let fake = FakeProvider::start().await;
+    let reply =
+        json!({"score": 8, "reaction": "Good.", "feedback": "Clear.", "rubric_covered": [1]})
+            .to_string();
+    fake.add_key_with(json!({"key": "eval-key", "limits": {}, "reply": reply}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        dir.path(),
+        &config(&fake.base),
+        &[("FAKEAI_API_KEYS", "eval-key".into())],
+    );
+    let answer = "I listened first, agreed on one measurable goal, and followed up in writing.";
+    let first = interview(&engine, "cand-first", answer).await;
+    let graded = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "evaluation")
+            .map(|e| e["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let sources = graded(&first);
+    assert!(sources.len() > 10);
+    assert!(sources.iter().all(|s| s == "llm:fakeai"), "{sources:?}");
+    let calls_first = fake.requests("eval-key").await;
+    let evals_first = calls_first
+        .iter()
+        .filter(|r| is_evaluation_request(r))
+        .count();
+    assert_eq!(evals_first, sources.len(), "one call per answer");
+
+    // Another candidate gives the same answers to the same questions: every grade is reused.
+    let second = interview(&engine, "cand-second", answer).await;
+    let sources = graded(&second);
+    assert_eq!(sources.len(), evals_first);
+    assert!(sources.iter().all(|s| s == "cache"), "{sources:?}");
+    let calls = fake.requests("eval-key").await;
+    let evals = calls.iter().filter(|r| is_evaluation_request(r)).count();
+    assert_eq!(evals, evals_first, "no new evaluation call");
+    let st = engine.get("/api/optimization_stats", None).await.json;
+    let hits = st["cache"]["kinds"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["kind"] == "evaluation"))
+        .map(|k| k["hits"].clone());
+    assert_eq!(hits, Some(json!(evals_first)), "{st}");
 }
