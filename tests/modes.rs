@@ -203,6 +203,13 @@ async fn auto_steps_down_as_quota_runs_out_and_every_interview_reaches_its_repor
     assert!(!budget["recent_steps"].as_array().unwrap().is_empty());
     assert_eq!(budget["capacity"]["requests"], 24 - reqs.len() as u64);
     assert!(
+        status["alerts"]
+            .to_string()
+            .contains("call budget: interviews are stepping down"),
+        "{}",
+        status["alerts"]
+    );
+    assert!(
         engine.log().contains("level"),
         "each step is logged:\n{}",
         engine.log()

@@ -176,7 +176,22 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
             alerts.extend(down.into_iter().map(Value::from));
         }
     }
-    doc["budget"] = json!(state.budget.snapshot());
+    let budget = state.budget.snapshot();
+    // A step down in the last 15 minutes: quota is running low for what interviews ask for.
+    let recent = chrono::Utc::now() - chrono::Duration::minutes(15);
+    let stepped_down = budget.recent_steps.iter().rev().find(|s| {
+        s.to < s.from
+            && chrono::DateTime::parse_from_rfc3339(&s.at).is_ok_and(|at| at.to_utc() >= recent)
+    });
+    if let (Some(step), Some(alerts)) = (stepped_down, doc["alerts"].as_array_mut()) {
+        alerts.push(Value::from(format!(
+            "call budget: interviews are stepping down (latest: {} → {}; {})",
+            step.from.as_str(),
+            step.to.as_str(),
+            step.reason
+        )));
+    }
+    doc["budget"] = json!(budget);
     Ok(HttpResponse::Ok().json(doc))
 }
 
