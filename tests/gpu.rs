@@ -178,6 +178,8 @@ async fn balanced_interview_is_graded_on_the_local_node() {
     )
     .await;
     let mut client = Client::connect(&engine.base, &c).await;
+    // Evaluations and the coach note run on a CPU-only model that shares 2 cores with other tests.
+    client.wait = Duration::from_secs(120);
     client.next().await;
     loop {
         let v = client.next_prompt().await;

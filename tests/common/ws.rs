@@ -40,6 +40,8 @@ pub struct Client {
     ws: Socket,
     /// Every logged event received (seq > 0, not ephemeral), in order.
     pub logged: Vec<Value>,
+    /// How long `next` waits for one event (30 s unless a test sets it: a CPU-only model is slower).
+    pub wait: Duration,
 }
 
 impl Client {
@@ -57,6 +59,7 @@ impl Client {
         Client {
             ws,
             logged: Vec::new(),
+            wait: Duration::from_secs(30),
         }
     }
 
@@ -78,14 +81,14 @@ impl Client {
         self.send(json!({"type": "answer", "text": text})).await;
     }
 
-    /// The next JSON event (panics after 30 s or on close).
+    /// The next JSON event (panics after `wait` or on close).
     pub async fn next(&mut self) -> Value {
         // One deadline for the whole wait: the server's heartbeat pings must not extend it.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .expect("no event within 30 s")
+                .expect("no event within the client's wait")
                 .expect("connection closed")
                 .expect("ws error");
             if let Message::Text(t) = msg {

@@ -510,7 +510,7 @@ pub fn coach_note_request(role: &str, band: &str, strongest: &str, weakest: &str
             Message::new(Role::System, COACH_SYSTEM),
             Message::new(Role::User, user),
         ],
-        max_tokens: 160,
+        max_tokens: 120,
         temperature: Some(0.7),
         json: false,
         model: None,
