@@ -1397,7 +1397,8 @@ async fn interviewer_resume_analysis_parses_in_gemini() {
     use actors::content::prompts::{parse_resume, resume_request};
     let fp = FakeProvider::start().await;
     fp.add_interviewer_key("iv").await;
-    let req = resume_request("Sam Lee. Backend engineer, 7 years. Go, PostgreSQL, Kafka on AWS.");
+    let req =
+        resume_request("Sam Lee. Backend engineer, 7 years. Golang, PostgreSQL, Kafka on AWS.");
     for stream in [false, true] {
         let text = ask(&fp, F::Gemini, "iv", stream, &req).await;
         let a = parse_resume(&text).unwrap_or_else(|| panic!("not a resume analysis: {text}"));

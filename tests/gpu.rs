@@ -113,6 +113,20 @@ fn config(node_url: &str, extra: &str) -> String {
     )
 }
 
+/// Waits (60 s at most) until the first health probe has seen the node up: until then the engine
+/// has no capacity to offer, which is right, but not what these tests are about.
+async fn wait_until_up(engine: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = engine.get("/api/system_status", None).await;
+        if s.json["gpu"]["nodes"][0]["state"] == "up" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node never up: {}", s.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_local_node_serves_plain_and_streamed_requests() {
     let llama = Llama::start().await;
@@ -122,6 +136,7 @@ async fn real_local_node_serves_plain_and_streamed_requests() {
         &config(&llama.url, ""),
         &[("LOCAL_NODE_KEY", NODE_KEY.into())],
     );
+    wait_until_up(&engine).await;
     let body = json!({"max_tokens": 24, "messages": [{"role": "user", "content": "Say hello in five words."}]});
     let r = engine.post("/v1/chat/completions", &body, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -171,6 +186,7 @@ async fn balanced_interview_is_graded_on_the_local_node() {
         &config(&llama.url, ""),
         &[("LOCAL_NODE_KEY", NODE_KEY.into())],
     );
+    wait_until_up(&engine).await;
     let c = create(
         &engine.base,
         json!({"candidate": {"id": "gpu-1", "name": "Ken"}, "role": "Backend Engineer",
@@ -190,12 +206,7 @@ async fn balanced_interview_is_graded_on_the_local_node() {
     }
     // The main answer's evaluation of each turn (a follow-up's answer, when the score asks for one,
     // is graded by the rubric scorer at the balanced level).
-    let mut seen_turns = std::collections::HashSet::new();
-    let evaluations: Vec<&Value> = client
-        .logged
-        .iter()
-        .filter(|e| e["type"] == "evaluation" && seen_turns.insert(e["turn"].to_string()))
-        .collect();
+    let evaluations = common::ws::main_evaluations(&client.logged);
     assert_eq!(evaluations.len(), 2, "both questions were evaluated");
     for e in &evaluations {
         assert_eq!(
@@ -273,11 +284,8 @@ async fn dead_node_falls_back_to_cloud_keys_and_shows_down() {
     }
     // The main answer's evaluation of each turn (a follow-up's answer is graded by the rubric scorer
     // at the balanced level).
-    let mut seen_turns = std::collections::HashSet::new();
-    let sources: Vec<String> = client
-        .logged
+    let sources: Vec<String> = common::ws::main_evaluations(&client.logged)
         .iter()
-        .filter(|e| e["type"] == "evaluation" && seen_turns.insert(e["turn"].to_string()))
         .map(|e| e["source"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(sources.len(), 2);

@@ -78,10 +78,8 @@ async fn economy_grades_all_answers_in_one_batched_call() {
         .collect();
     assert!(live.len() >= 3, "one per answer, follow-ups included");
     assert!(live.iter().all(|e| e["source"] == "heuristic"), "{live:?}");
-    // The first evaluation of each turn grades the main answer.
-    let main: Vec<&Value> = (1..=3)
-        .map(|t| *live.iter().find(|e| e["turn"] == t).unwrap())
-        .collect();
+    let main = common::ws::main_evaluations(&events);
+    assert_eq!(main.len(), 3);
 
     // The report carries the batched grades item by item.
     let q = report["questions"].as_array().unwrap();

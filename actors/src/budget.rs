@@ -240,7 +240,7 @@ struct Inner {
     holds: HashMap<String, Hold>,
     reserved_calls: f64,
     reserved_tokens: f64,
-    day: String,
+    day: Option<chrono::NaiveDate>,
     day_started: Option<DateTime<Utc>>,
     created_today: u64,
     admitted_today: [u64; 4],
@@ -277,15 +277,19 @@ impl Inner {
         self.holds.insert(id.to_string(), h);
     }
 
-    /// Rolls the day over (UTC) and returns the interviews expected for the rest of it.
-    fn expected_rest(&mut self, now: DateTime<Utc>) -> f64 {
-        let day = now.format("%Y-%m-%d").to_string();
-        if self.day != day {
-            self.day = day;
+    /// Starts a new (UTC) day's counts when `now` is past the current one.
+    fn roll_day(&mut self, now: DateTime<Utc>) {
+        let day = now.date_naive();
+        if self.day != Some(day) {
+            self.day = Some(day);
             self.day_started = Some(now);
             self.created_today = 0;
             self.admitted_today = [0; 4];
         }
+    }
+
+    /// Interviews expected for the rest of the day at today's pace.
+    fn expected_rest(&self, now: DateTime<Utc>) -> f64 {
         let started = self.day_started.unwrap_or(now);
         let elapsed_h = ((now - started).num_seconds() as f64 / 3600.0).max(1.0);
         let midnight = (now.date_naive() + chrono::Days::new(1))
@@ -360,6 +364,7 @@ impl Budget {
 
     fn lock_at(&self, now: DateTime<Utc>) -> std::sync::MutexGuard<'_, Inner> {
         let mut g = self.lock();
+        g.roll_day(now);
         g.sweep(now - self.hold_ttl);
         g
     }
@@ -452,7 +457,6 @@ impl Budget {
         let now = (self.clock)();
         let mut g = self.lock_at(now);
         // The interview counts in today's pace itself, so its first turn agrees with its admission.
-        g.expected_rest(now);
         g.created_today += 1;
         let rest = g.expected_rest(now);
         g.release(interview_id);
@@ -558,7 +562,7 @@ impl Budget {
     pub fn snapshot(&self) -> BudgetSnapshot {
         let cap = self.source.capacity();
         let now = (self.clock)();
-        let mut g = self.lock_at(now);
+        let g = self.lock_at(now);
         let rest = g.expected_rest(now);
         let mut live: HashMap<&'static str, u64> =
             Level::ALL.iter().map(|l| (l.as_str(), 0)).collect();
@@ -729,10 +733,16 @@ mod tests {
     #[test]
     fn holds_not_renewed_expire() {
         // An interview created and never opened keeps nothing reserved past the hold lifetime.
+        // A clock that moves one second each time it is read.
+        static TICKS: AtomicU64 = AtomicU64::new(0);
+        fn ticking() -> DateTime<Utc> {
+            let n = TICKS.fetch_add(1, Ordering::Relaxed) as i64;
+            noon() + chrono::Duration::seconds(n)
+        }
         let b = Budget::new(Box::new(Fixed(Arc::new(AtomicU64::new(u64::MAX)))))
+            .with_clock(ticking)
             .with_hold_ttl(std::time::Duration::from_secs(0));
         b.admit("never-opened", Level::Adaptive, 12);
-        std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(b.snapshot().reserved_calls, 0.0);
     }
 

@@ -282,13 +282,15 @@ impl TaskCtx {
     }
 
     /// A provider answer worth reusing: the cached value of `key` (for kinds with variants, the one
-    /// this interview's seed picks), else one call whose answer `parse` accepts, then stored. `None`
-    /// when neither gives a usable value. `T` goes to and from the cache as JSON text.
+    /// this interview's seed picks), else a call whose answer `parse` accepts, then stored. An answer
+    /// `parse` refuses is asked again on another key, up to `attempts` calls. `None` when nothing
+    /// usable came back. `T` goes to and from the cache as JSON text.
     async fn cached_call<T>(
         &self,
         kind: CacheKind,
         key: &str,
         req: &crate::providers::ChatRequest,
+        attempts: u32,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Option<(T, String)>
     where
@@ -300,14 +302,37 @@ impl TaskCtx {
                 return Some((v, "cache".to_string()));
             }
         }
-        let result = self.pool.complete(req, self.opts()).await;
-        count_cost(&self.stats, &self.mode, &result);
-        let done = result.ok()?;
-        let v = parse(&done.response.text)?;
-        if let (Some(c), Ok(j)) = (&self.cache, serde_json::to_string(&v)) {
-            c.put_detached(kind, key, j);
+        let mut avoid = None;
+        for _ in 0..attempts {
+            let opts = CallOptions {
+                avoid_key: avoid.take(),
+                ..self.opts()
+            };
+            let result = self.pool.complete(req, opts).await;
+            count_cost(&self.stats, &self.mode, &result);
+            let done = match result {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::info!(kind = %kind, error = %e, "no provider answer; carrying on without it");
+                    return None;
+                }
+            };
+            match parse(&done.response.text) {
+                Some(v) => {
+                    if let (Some(c), Ok(j)) = (&self.cache, serde_json::to_string(&v)) {
+                        c.put_detached(kind, key, j);
+                    }
+                    return Some((v, done.source));
+                }
+                None => {
+                    // Its length and finish reason, never its text (it may quote the candidate).
+                    tracing::warn!(kind = %kind, key = %done.key, chars = done.response.text.len(),
+                        finish = ?done.response.finish_reason, "provider answer unusable; asking another key");
+                    avoid = Some(done.key);
+                }
+            }
         }
-        Some((v, done.source))
+        None
     }
 }
 
@@ -461,7 +486,7 @@ impl SessionState {
             let req = prompts::greeting_request(&role, &track);
             // Kept with its `{name}` placeholder, so one text serves every candidate.
             let parse = |t: &str| prompts::clean_line(t, 400).filter(|t| t.contains("{name}"));
-            let made = ctx.cached_call(CacheKind::Greeting, &key, &req, parse);
+            let made = ctx.cached_call(CacheKind::Greeting, &key, &req, 1, parse);
             let (text, source) = match bounded(task_limit(ctx.deadline, 1), made, "greeting").await
             {
                 Some(Some((t, src))) => (t.replace("{name}", &name), src),
@@ -609,60 +634,18 @@ impl SessionState {
             return;
         };
         let role = self.rec.role.clone();
-        let deadline = self.deps.eval_deadline;
+        let ctx = self.task_ctx(pool, self.deps.eval_deadline);
         let me = myself.clone();
-        let affinity = self.rec.id.clone();
-        let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
-        let eval_cache = self.deps.cache.clone();
         tokio::spawn(async move {
-            let graded = async {
-                // The same answer (normalized) to the same question was graded by a provider before.
-                let key = cache::key(&["evaluation", &question, &answer]);
-                if let Some(c) = &eval_cache {
-                    let hit = c.get(CacheKind::Evaluation, &key, None).await;
-                    if let Some(ev) =
-                        hit.and_then(|j| serde_json::from_str::<LlmEvaluation>(&j).ok())
-                    {
-                        return Some(EvalOutcome::from_llm(ev, &rubric, "cache".into()));
-                    }
-                }
-                let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
-                let mut avoid: Option<String> = None;
-                for _ in 0..2 {
-                    let opts = CallOptions {
-                        deadline,
-                        avoid_key: avoid.clone(),
-                        affinity: Some(affinity.clone()),
-                        ..CallOptions::default()
-                    };
-                    let result = pool.complete(&req, opts).await;
-                    count_cost(&stats, &mode, &result);
-                    match result {
-                        Ok(done) => match prompts::parse_evaluation(&done.response.text, &rubric) {
-                            Some(ev) => {
-                                if let (Some(c), Ok(j)) = (&eval_cache, serde_json::to_string(&ev))
-                                {
-                                    c.put_detached(CacheKind::Evaluation, &key, j);
-                                }
-                                return Some(EvalOutcome::from_llm(ev, &rubric, done.source));
-                            }
-                            None => {
-                                tracing::warn!(key = %done.key, "evaluation output unusable; retrying on another key");
-                                avoid = Some(done.key);
-                            }
-                        },
-                        Err(e) => {
-                            tracing::info!(error = %e, "no provider evaluation; using the rubric scorer");
-                            return None;
-                        }
-                    }
-                }
-                None
+            // The same answer (normalized) to the same question was graded by a provider before.
+            let key = cache::key(&["evaluation", &question, &answer]);
+            let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
+            let parse = |t: &str| prompts::parse_evaluation(t, &rubric);
+            let graded = ctx.cached_call(CacheKind::Evaluation, &key, &req, 2, parse);
+            let outcome = match bounded(task_limit(ctx.deadline, 2), graded, "evaluation").await {
+                Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &rubric, source),
+                _ => heuristic(&question, &rubric, &answer),
             };
-            let outcome = bounded(task_limit(deadline, 2), graded, "evaluation")
-                .await
-                .flatten()
-                .unwrap_or_else(|| heuristic(&question, &rubric, &answer));
             let _ = me.cast(SessionMsg::Evaluated(outcome));
         });
     }
@@ -770,18 +753,11 @@ impl SessionState {
         let me = myself.clone();
         let turn = idx + 1;
         let seq = self.rec.last_seq();
-        let affinity = self.rec.id.clone();
-        let (stats, mode) = (self.deps.stats.clone(), self.rec.mode.clone());
-        let deadline = self.deps.eval_deadline;
+        let ctx = self.task_ctx(pool, self.deps.eval_deadline);
         let task = tokio::spawn(async move {
-            let opts = CallOptions {
-                deadline,
-                affinity: Some(affinity),
-                ..CallOptions::default()
-            };
             let streamed = async {
-                let opened = pool.stream(&req, opts).await;
-                count_cost(&stats, &mode, &opened);
+                let opened = ctx.pool.stream(&req, ctx.opts()).await;
+                count_cost(&ctx.stats, &ctx.mode, &opened);
                 let mut s = opened.ok()?;
                 while let Some(item) = s.stream.next().await {
                     match item {
@@ -795,7 +771,7 @@ impl SessionState {
                         }
                         Ok(StreamChunk::Done { usage, .. }) => {
                             if let Some(u) = usage {
-                                stats.count_tokens(&mode, u.total());
+                                ctx.stats.count_tokens(&ctx.mode, u.total());
                             }
                             break;
                         }
@@ -804,7 +780,7 @@ impl SessionState {
                 }
                 Some(s.source)
             };
-            let source = bounded(task_limit(deadline, 1), streamed, "follow-up")
+            let source = bounded(task_limit(ctx.deadline, 1), streamed, "follow-up")
                 .await
                 .flatten();
             let text = buf
@@ -891,7 +867,7 @@ impl SessionState {
         tokio::spawn(async move {
             let key = cache::key(&["question", &role, &topic, &difficulty]);
             let req = prompts::question_request(&role, &topic, &difficulty);
-            let made = ctx.cached_call(CacheKind::Question, &key, &req, prompts::parse_question);
+            let made = ctx.cached_call(CacheKind::Question, &key, &req, 1, prompts::parse_question);
             let (question, source) =
                 match bounded(task_limit(ctx.deadline, 1), made, "question").await {
                     Some(Some((q, src))) => (Some(q), src),
@@ -1067,7 +1043,9 @@ impl SessionState {
                     let key = cache::key(&["summary", &role, band, &best, &worst]);
                     let req = prompts::coach_note_request(&role, band, &best, &worst);
                     let parse = |t: &str| prompts::clean_line(t, 700);
-                    work.note = ctx.cached_call(CacheKind::Summary, &key, &req, parse).await;
+                    work.note = ctx
+                        .cached_call(CacheKind::Summary, &key, &req, 1, parse)
+                        .await;
                 }
                 work
             };

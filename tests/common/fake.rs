@@ -70,7 +70,11 @@ impl FakeProvider {
         FakeProvider {
             child,
             base,
-            http: reqwest::Client::new(),
+            // A fresh connection per control request: a kept-alive one the fake has just closed fails.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
         }
     }
 

@@ -181,3 +181,13 @@ pub fn assert_contiguous(events: &[Value]) {
 
 /// A plausible answer.
 pub const GOOD_ANSWER: &str = "I would start by measuring: profile the slow path, look at the query plan with EXPLAIN ANALYZE, add the right index, and cache hot reads with a clear invalidation strategy. For example, at my last job we cut p99 latency from 800 ms to 120 ms by batching queries, adding a composite index and using idempotency keys so retries were safe. I would monitor error rates and latency with alerts, and test under load before rollout.";
+
+/// The evaluation of each turn's main answer: the first `evaluation` event of every turn (a
+/// follow-up's answer gets a second one).
+pub fn main_evaluations(events: &[Value]) -> Vec<&Value> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .filter(|e| e["type"] == "evaluation" && seen.insert(e["turn"].to_string()))
+        .collect()
+}

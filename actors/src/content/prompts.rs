@@ -133,11 +133,13 @@ pub struct LlmEvaluation {
     pub rubric_covered: Vec<String>,
 }
 
-/// Parses an evaluation, surviving code fences and chatter around the JSON. `None` without a
-/// usable score. The score is clamped to 0-10 (numbers or numeric strings such as "7" or "7/10");
-/// `rubric_covered` keeps only points of `rubric`, matched case-insensitively or by 1-based number.
+/// Parses an evaluation, surviving code fences and chatter around the JSON, and an answer cut off
+/// by its token limit (a small model under a JSON grammar may pad with whitespace until the limit:
+/// what it wrote before, the score first, still counts). `None` without a usable score. The score is
+/// clamped to 0-10 (numbers or numeric strings such as "7" or "7/10"); `rubric_covered` keeps only
+/// points of `rubric`, matched case-insensitively or by 1-based number.
 pub fn parse_evaluation(text: &str, rubric: &[String]) -> Option<LlmEvaluation> {
-    let v = extract_json_object(text)?;
+    let v = extract_json_object(text).or_else(|| close_truncated_json(text))?;
     let obj = match &v {
         Value::Object(_) => v,
         Value::Array(items) => items.iter().find(|x| x.is_object())?.clone(),
@@ -154,6 +156,48 @@ pub fn parse_evaluation(text: &str, rubric: &[String]) -> Option<LlmEvaluation> 
         }
     }
     evaluation_from_value(&obj, rubric)
+}
+
+/// The JSON object that starts at the first `{` of `text`, completed if it was cut off: an open
+/// string is closed, a dangling key or separator dropped, open arrays and objects closed.
+fn close_truncated_json(text: &str) -> Option<Value> {
+    let body = text.get(text.find('{')?..)?.trim_end();
+    let (mut closers, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for c in body.chars() {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (true, '"') => in_string = false,
+            (true, _) => {}
+            (false, '"') => in_string = true,
+            (false, '{') => closers.push('}'),
+            (false, '[') => closers.push(']'),
+            (false, '}' | ']') => {
+                closers.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut fixed = body.to_string();
+    if in_string {
+        if escaped {
+            fixed.pop();
+        }
+        fixed.push('"');
+    }
+    // A value cut before it began: drop the dangling `,` or the whole `"key":`.
+    let trimmed = fixed.trim_end();
+    if trimmed.ends_with(',') {
+        fixed.truncate(trimmed.len() - 1);
+    } else if let Some(before_colon) = trimmed.strip_suffix(':') {
+        let key_end = before_colon.trim_end().rfind('"')?;
+        let key_start = before_colon[..key_end].rfind('"')?;
+        fixed.truncate(key_start);
+        let t = fixed.trim_end();
+        fixed.truncate(t.strip_suffix(',').unwrap_or(t).len());
+    }
+    fixed.extend(closers.iter().rev());
+    serde_json::from_str(&fixed).ok()
 }
 
 fn evaluation_from_value(v: &Value, rubric: &[String]) -> Option<LlmEvaluation> {
@@ -716,6 +760,34 @@ mod tests {
         );
         assert!(parse_question("{\"question\": \"Why?\", \"rubric\": [\"a\"]}").is_none());
         assert!(parse_question("{\"text\": \"Why?\"}").is_none());
+    }
+
+    #[test]
+    fn an_evaluation_cut_off_by_its_token_limit_keeps_what_was_written() {
+        let r = rubric();
+        // Padded with whitespace until the limit, inside the feedback string.
+        let cut = format!(
+            "{{\"score\": 6, \"reaction\": \"Good start.\", \"feedback\": \"Covers the basics{}",
+            " ".repeat(200)
+        );
+        let ev = parse_evaluation(&cut, &r).unwrap();
+        assert_eq!((ev.score, ev.reaction.as_str()), (6, "Good start."));
+        assert_eq!(ev.feedback, "Covers the basics");
+        // Cut after a key, after a comma, inside the rubric array.
+        let ev = parse_evaluation("{\"score\": 4, \"reaction\":", &r).unwrap();
+        assert_eq!((ev.score, ev.reaction.as_str()), (4, ""));
+        assert_eq!(parse_evaluation("{\"score\": 9,", &r).unwrap().score, 9);
+        let ev = parse_evaluation(
+            "{\"score\": 7, \"reaction\": \"a\\\"b\", \"feedback\": \"\", \"rubric_covered\": [1, ",
+            &r,
+        )
+        .unwrap();
+        assert_eq!(ev.score, 7);
+        assert_eq!(ev.reaction, "a\"b");
+        assert_eq!(ev.rubric_covered, vec![r[0].clone()]);
+        // Nothing usable before the cut: no score, no grade.
+        assert!(parse_evaluation("{\"reaction\": \"Hm", &r).is_none());
+        assert!(parse_evaluation("{\"sco", &r).is_none());
     }
 
     #[test]

@@ -61,39 +61,6 @@ const QUESTIONS: [&str; 8] = [
     "How did you make sure the rest of the team could maintain it after you moved on?",
 ];
 
-const KNOWN_SKILLS: [&str; 20] = [
-    "Rust",
-    "Go",
-    "Python",
-    "Java",
-    "TypeScript",
-    "JavaScript",
-    "Kotlin",
-    "C++",
-    "PostgreSQL",
-    "MySQL",
-    "Redis",
-    "Kafka",
-    "Kubernetes",
-    "Docker",
-    "AWS",
-    "GCP",
-    "React",
-    "Terraform",
-    "Spark",
-    "gRPC",
-];
-
-const PROJECTS: [&str; 6] = [
-    "Payments API",
-    "Search indexer",
-    "Internal analytics dashboard",
-    "Mobile checkout",
-    "Event ingestion pipeline",
-    "Feature flag service",
-];
-
-/// FNV-1a of `text`, then a final mix so that the low bits are well spread.
 pub fn hash(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.as_bytes() {
@@ -124,7 +91,9 @@ pub fn reply(p: &Parsed) -> String {
         let answer = block_content(user, "candidate_answer").unwrap_or(user);
         evaluation(answer, rubric_len(user)).to_string()
     } else if system.contains("\"skills\"") {
-        resume_analysis(block_content(user, "resume").unwrap_or(user)).to_string()
+        // The engine's own offline extractor: the fake answers what a model would, from the resume.
+        let resume = block_content(user, "resume").unwrap_or(user);
+        serde_json::to_string(&actors::content::resume::analyze_offline(resume)).unwrap_or_default()
     } else if system.contains("\"rubric\"") {
         generated_question(block_content(user, "topic").unwrap_or("your main project")).to_string()
     } else if system.contains("{name}") {
@@ -273,70 +242,15 @@ fn rubric_len(text: &str) -> usize {
     }
 }
 
-/// Whether `word` occurs in `text` with no letter or digit right before or after it.
-fn contains_word(text: &str, word: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    let w = word.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find(&w) {
-        let at = from + i;
-        let end = at + w.len();
-        let before = lower[..at].chars().next_back();
-        let after = lower[end..].chars().next();
-        let edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '+');
-        if edge(before) && edge(after) {
-            return true;
-        }
-        from = end;
-    }
-    false
-}
-
-/// Years of experience written as `N years` / `N+ years`.
-fn years_in(text: &str) -> Option<u32> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words.windows(2).find_map(|w| {
-        let next = w[1].to_ascii_lowercase();
-        if !next.starts_with("year") {
-            return None;
-        }
-        w[0].trim_end_matches('+').parse::<u32>().ok()
-    })
-}
-
-/// A resume analysis of `resume`: the known skills it names, its years, a seniority from them.
-fn resume_analysis(resume: &str) -> Value {
-    let h = hash(resume);
-    let mut skills: Vec<&str> = KNOWN_SKILLS
-        .iter()
-        .copied()
-        .filter(|s| contains_word(resume, s))
-        .collect();
-    if skills.is_empty() {
-        skills = vec!["Python", "PostgreSQL", "Docker"];
-    }
-    let years = years_in(resume).unwrap_or(4);
-    let seniority = match years {
-        0..=1 => "junior",
-        2..=4 => "mid",
-        5..=8 => "senior",
-        _ => "lead",
+#[cfg(test)]
+fn resume_analysis_reply(resume: &str) -> String {
+    let p = Parsed {
+        system: "{\"skills\": []}".into(),
+        last_user: format!("<resume id=\"r\">{resume}</resume>"),
+        json_mode: true,
+        ..Parsed::default()
     };
-    let first = (h % PROJECTS.len() as u64) as usize;
-    let projects = [PROJECTS[first], PROJECTS[(first + 1) % PROJECTS.len()]];
-    let mut topics: Vec<String> = skills
-        .iter()
-        .take(3)
-        .map(|s| format!("{s} in production"))
-        .collect();
-    topics.push("system design".to_string());
-    json!({
-        "skills": skills,
-        "projects": projects,
-        "seniority": seniority,
-        "years_experience": years,
-        "suggested_topics": topics,
-    })
+    reply(&p)
 }
 
 #[cfg(test)]
@@ -398,10 +312,15 @@ mod tests {
 
     #[test]
     fn resume_reads_skills_and_years() {
-        let v = resume_analysis("Jane. 7 years of Go, PostgreSQL and Kafka; some C++.");
-        assert_eq!(v["skills"], json!(["Go", "C++", "PostgreSQL", "Kafka"]));
-        assert_eq!(v["years_experience"], 7);
+        let v: Value = serde_json::from_str(&resume_analysis_reply(
+            "Jane. 7 years of Golang, PostgreSQL and Kafka; some C++.",
+        ))
+        .unwrap();
+        for skill in ["Go", "C++", "PostgreSQL", "Kafka"] {
+            assert!(v["skills"].to_string().contains(skill), "{v}");
+        }
+        assert_eq!(v["years_experience"], 7.0);
         assert_eq!(v["seniority"], "senior");
-        assert!(!contains_word("Google", "Go"));
+        assert!(!v["skills"].to_string().contains("Google"));
     }
 }
