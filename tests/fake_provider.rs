@@ -1253,6 +1253,33 @@ async fn health_models_and_keys_file() {
     assert!(stats.get("other").is_some());
 }
 
+#[tokio::test]
+async fn loading_answers_503_everywhere_until_it_is_cleared() {
+    let fp = FakeProvider::start().await;
+    fp.add_key("k", json!({})).await;
+    fp.set_loading(true).await;
+    let http = reqwest::Client::new();
+    for path in ["/health", "/v1/models"] {
+        let r = http.get(fp.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["message"], "Loading model");
+    }
+    let r = request(&fp, F::OpenAi, "k", false, "hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    fp.set_loading(false).await;
+    let r = http.get(fp.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = request(&fp, F::OpenAi, "k", false, "hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 // ---- the interviewer persona ---------------------------------------------------------------------
 
 /// The reply text of an answer of format `f`, streamed or not.

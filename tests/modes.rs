@@ -116,6 +116,12 @@ async fn economy_grades_all_answers_in_one_batched_call() {
         .clone();
     assert_eq!(eco["completed_interviews"], 1);
     assert_eq!(eco["provider_calls_per_completed_interview"], 2.0);
+    // Content by source counts each answer once, under the grade it kept: the two regraded
+    // answers move from `heuristic` to `llm`.
+    let sent_heuristic = events.iter().filter(|e| e["source"] == "heuristic").count() as u64;
+    let by = &st["requests_by_source"];
+    assert_eq!(by["llm"], 2, "{st}");
+    assert_eq!(by["heuristic"], sent_heuristic - 2, "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,14 +286,6 @@ async fn adaptive_generates_the_greeting_a_question_and_the_note_and_reuses_them
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn node_state(engine: &Engine) -> String {
     let s = engine.status().await;
     s["gpu"]["nodes"][0]["state"]
@@ -310,13 +308,17 @@ async fn wait_node(engine: &Engine, state: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_steps_back_up_when_a_gpu_node_comes_up() {
-    // The only capacity is a local node that is down at first: interviews start at heuristic.
-    let port = free_port();
+    // The only capacity is a local node (an OpenAI-compatible server) still loading its model: it
+    // answers 503, so it is down, and interviews start at heuristic.
+    let node = FakeProvider::start_with_args(&["--persona", "interviewer"]).await;
+    node.add_key("node-key", json!({})).await;
+    node.set_loading(true).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"auto\"\n\
-         [gpu]\nprobe_interval_ms = 200\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"http://127.0.0.1:{port}\"\n\
-         model = \"m\"\nmax_concurrency = 4\napi_key_env = \"LOCAL_NODE_KEY\"\n"
+         [gpu]\nprobe_interval_ms = 200\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"{}\"\n\
+         model = \"m\"\nmax_concurrency = 4\napi_key_env = \"LOCAL_NODE_KEY\"\n",
+        node.base
     );
     let engine = Engine::start(dir.path(), &cfg, &[("LOCAL_NODE_KEY", "node-key".into())]);
     wait_node(&engine, "down").await;
@@ -333,11 +335,8 @@ async fn auto_steps_back_up_when_a_gpu_node_comes_up() {
     let first = client.until(|v| v["type"] == "evaluation").await;
     assert_eq!(first["source"], "heuristic");
 
-    // The node comes up (an OpenAI-compatible server on its port); the next turns step back up.
-    let node =
-        FakeProvider::start_bound(&format!("127.0.0.1:{port}"), &["--persona", "interviewer"])
-            .await;
-    node.add_key("node-key", json!({})).await;
+    // The node has loaded its model; the next turns step back up.
+    node.set_loading(false).await;
     wait_node(&engine, "up").await;
     loop {
         let v = client.next_prompt().await;

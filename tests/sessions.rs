@@ -231,6 +231,16 @@ async fn provider_evaluations_and_resume_analysis() {
     // the delimited data block of the user message, never in the system message.
     let reqs = fake.requests("sess-key-SECRETVALUE").await;
     assert!(reqs.len() >= 4, "resume + 3 evaluations: {}", reqs.len());
+    // Every call the provider saw, the resume analysis included, is counted for the interview's mode.
+    let st = engine.get("/api/optimization_stats", None).await.json;
+    let balanced = st["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mode"] == "balanced")
+        .unwrap()
+        .clone();
+    assert_eq!(balanced["provider_calls"], reqs.len() as u64, "{st}");
     let with_injection: Vec<&Value> = reqs
         .iter()
         .filter(|r| r["body"].to_string().contains(injection))

@@ -30,7 +30,7 @@ use crate::content::Band;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
-use crate::stats::{OptimizationStats, Source};
+use crate::stats::{count_cost, OptimizationStats, Source};
 use crate::storage::SessionLog;
 
 /// What every session shares.
@@ -190,47 +190,6 @@ pub struct InterviewSession;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// Counts a call's cost for the interview's mode: the calls that reached a provider or node
-/// (admission refusals are not calls) and the tokens reported.
-fn count_cost<T: HasTrail>(
-    stats: &OptimizationStats,
-    mode: &str,
-    result: &Result<T, crate::pool::PoolError>,
-) {
-    let trail = match result {
-        Ok(d) => d.trail(),
-        Err(e) => e.trail(),
-    };
-    stats.count_calls(mode, trail.iter().filter(|a| a.called).count() as u64);
-    if let Ok(d) = result {
-        stats.count_tokens(mode, d.tokens());
-    }
-}
-
-/// Completions that carry the attempts behind them.
-trait HasTrail {
-    fn trail(&self) -> &[crate::pool::Attempt];
-    /// Tokens reported (a stream reports them at its end, counted there).
-    fn tokens(&self) -> u64 {
-        0
-    }
-}
-
-impl HasTrail for crate::pool::Completion {
-    fn trail(&self) -> &[crate::pool::Attempt] {
-        &self.trail
-    }
-    fn tokens(&self) -> u64 {
-        self.response.usage.as_ref().map_or(0, |u| u.total())
-    }
-}
-
-impl HasTrail for crate::pool::StreamCompletion {
-    fn trail(&self) -> &[crate::pool::Attempt] {
-        &self.trail
-    }
 }
 
 /// The most a provider task of `calls` calls with `deadline` each may take before the session moves
@@ -634,11 +593,23 @@ impl SessionState {
             return;
         };
         let role = self.rec.role.clone();
+        // Keyed by the question's id and its text (pool questions with placeholders share an id
+        // across technologies), and the normalized answer.
+        let qid = self
+            .rec
+            .questions
+            .get(self.rec.current)
+            .map_or("", |q| q.id.as_str());
+        let qid = if self.rec.in_follow_up {
+            format!("{qid}/follow-up")
+        } else {
+            qid.to_string()
+        };
         let ctx = self.task_ctx(pool, self.deps.eval_deadline);
         let me = myself.clone();
         tokio::spawn(async move {
             // The same answer (normalized) to the same question was graded by a provider before.
-            let key = cache::key(&["evaluation", &question, &answer]);
+            let key = cache::key(&["evaluation", &qid, &question, &answer]);
             let req = prompts::evaluation_request(&question, &rubric, &answer, &role);
             let parse = |t: &str| prompts::parse_evaluation(t, &rubric);
             let graded = ctx.cached_call(CacheKind::Evaluation, &key, &req, 2, parse);
@@ -1092,10 +1063,13 @@ impl SessionState {
                 item.feedback = feedback;
                 item.rubric_covered = out.covered;
                 item.rubric_missed = out.missed;
-                item.source = out.source.clone();
-            }
-            if let Some(src) = Source::of(&out.source) {
-                self.deps.stats.count_source(src);
+                let live = std::mem::replace(&mut item.source, out.source.clone());
+                // The live grade was counted when its event was sent: count the answer once.
+                match (Source::of(&live), Source::of(&out.source)) {
+                    (Some(from), Some(to)) => self.deps.stats.recount_source(from, to),
+                    (None, Some(to)) => self.deps.stats.count_source(to),
+                    _ => {}
+                }
             }
         }
         self.deps.stats.count_completed(&self.rec.mode);

@@ -100,6 +100,20 @@ impl OptimizationStats {
         }
     }
 
+    /// Moves one piece of content from `from` to `to`: an answer graded live by the rubric scorer
+    /// and then again by economy's batched call counts once, under the grade it kept.
+    pub fn recount_source(&self, from: Source, to: Source) {
+        let at = |src: Source| Source::ALL.iter().position(|s| *s == src);
+        if let (Some(f), Some(t)) = (at(from), at(to)) {
+            if f != t {
+                // Never below zero, even if the live grade was counted by an older process.
+                let _ = self.by_source[f]
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                self.by_source[t].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Counts a request served by sharing another's in-flight call.
     pub fn count_dedup(&self) {
         self.dedup.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +171,48 @@ impl OptimizationStats {
     }
 }
 
+/// Counts a call's cost for the interview's mode: the calls that reached a provider or node
+/// (admission refusals are not calls) and the tokens reported.
+pub fn count_cost<T: HasTrail>(
+    stats: &OptimizationStats,
+    mode: &str,
+    result: &Result<T, crate::pool::PoolError>,
+) {
+    let trail = match result {
+        Ok(d) => d.trail(),
+        Err(e) => e.trail(),
+    };
+    stats.count_calls(mode, trail.iter().filter(|a| a.called).count() as u64);
+    if let Ok(d) = result {
+        stats.count_tokens(mode, d.tokens());
+    }
+}
+
+/// Completions that carry the attempts behind them.
+pub trait HasTrail {
+    /// The attempts (keys and nodes) behind the completion, in order.
+    fn trail(&self) -> &[crate::pool::Attempt];
+    /// Tokens reported (a stream reports them at its end, counted there).
+    fn tokens(&self) -> u64 {
+        0
+    }
+}
+
+impl HasTrail for crate::pool::Completion {
+    fn trail(&self) -> &[crate::pool::Attempt] {
+        &self.trail
+    }
+    fn tokens(&self) -> u64 {
+        self.response.usage.as_ref().map_or(0, |u| u.total())
+    }
+}
+
+impl HasTrail for crate::pool::StreamCompletion {
+    fn trail(&self) -> &[crate::pool::Attempt] {
+        &self.trail
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +239,20 @@ mod tests {
         assert_eq!(by["gpu"], 2);
         assert_eq!(by["pool"], 1);
         assert_eq!(by["template"], 0);
+    }
+
+    #[test]
+    fn a_regraded_answer_counts_once_under_its_new_source() {
+        let s = OptimizationStats::default();
+        s.count_source(Source::Heuristic);
+        s.count_source(Source::Heuristic);
+        s.recount_source(Source::Heuristic, Source::Llm);
+        let by: std::collections::HashMap<_, _> = s.by_source().into_iter().collect();
+        assert_eq!((by["heuristic"], by["llm"]), (1, 1));
+        // A regrade whose live grade was counted before a restart does not go below zero.
+        s.recount_source(Source::Template, Source::Gpu);
+        let by: std::collections::HashMap<_, _> = s.by_source().into_iter().collect();
+        assert_eq!((by["template"], by["gpu"]), (0, 1));
     }
 
     #[test]

@@ -121,6 +121,13 @@ impl FakeProvider {
         self.post("/_fake/keys", body).await;
     }
 
+    /// Makes the whole server answer 503 "Loading model" (as `llama-server` does while it loads), or
+    /// serve again.
+    pub async fn set_loading(&self, loading: bool) {
+        self.post("/_fake/loading", json!({ "loading": loading }))
+            .await;
+    }
+
     /// Sets (`Some`) or clears (`None`) a fault, for the next `count` requests or until cleared.
     pub async fn set_fault(&self, key: &str, fault: Option<&str>, count: Option<u32>) {
         self.post(

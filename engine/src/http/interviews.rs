@@ -15,7 +15,7 @@ use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
 use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
 use actors::pool::CallOptions;
-use actors::stats::Source;
+use actors::stats::{count_cost, Source};
 use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -85,8 +85,13 @@ pub fn authorized_record(
 
 /// Resume analysis: cached (kind `resume_analysis`, by a hash of the normalized text); through the
 /// pool when an LLM is configured, with identical concurrent analyses sharing one call; else (or when
-/// the pool fails) the offline extractor, which is cheap and not cached.
-pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, String) {
+/// the pool fails) the offline extractor, which is cheap and not cached. A call made for an interview
+/// counts toward its `mode`'s calls and tokens.
+pub async fn analyze_resume(
+    state: &AppState,
+    text: &str,
+    mode: Option<&str>,
+) -> (ResumeAnalysis, String) {
     let key = cache::key(&[text]);
     if let Some(hit) = state
         .cache
@@ -104,6 +109,7 @@ pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, St
             text.to_string(),
             key.clone(),
         );
+        let (stats, mode) = (state.stats.clone(), mode.map(str::to_string));
         let shared = state
             .resume_calls
             .run(key, move || async move {
@@ -112,6 +118,9 @@ pub async fn analyze_resume(state: &AppState, text: &str) -> (ResumeAnalysis, St
                     ..CallOptions::default()
                 };
                 let done = pool.complete(&prompts::resume_request(&t), opts).await;
+                if let Some(mode) = &mode {
+                    count_cost(&stats, mode, &done);
+                }
                 match done.ok().and_then(|d| {
                     prompts::parse_resume(&d.response.text).map(|a| (a, d.source.clone()))
                 }) {
@@ -196,7 +205,7 @@ pub async fn create(
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                Some(analyze_resume(&st, &resume_text).await.0)
+                Some(analyze_resume(&st, &resume_text, Some(&mode)).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
             let mut exclude = HashSet::new();
@@ -387,7 +396,7 @@ pub async fn analyze(
     }
     let st = state.get_ref().clone();
     let (analysis, source) = state
-        .on_engine(async move { analyze_resume(&st, &text).await })
+        .on_engine(async move { analyze_resume(&st, &text, None).await })
         .await?;
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);

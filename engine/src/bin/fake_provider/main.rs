@@ -522,7 +522,15 @@ async fn serve<W: Wire>(req: HttpRequest, body: Bytes, state: web::Data<State>) 
 }
 
 /// Routes a provider request to its format by path (any prefix is accepted).
-async fn dispatch(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpResponse {
+async fn dispatch(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<State>,
+    loading: web::Data<Loading>,
+) -> HttpResponse {
+    if loading.get() {
+        return loading_response();
+    }
     let path = req.path().to_string();
     if req.method() == Method::GET && path.ends_with("/v1/models") {
         return match req.app_data::<web::Data<Vec<String>>>() {
@@ -568,8 +576,46 @@ fn models_list(models: &[String]) -> HttpResponse {
     json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
 
-async fn health() -> HttpResponse {
+/// Whether the server is "loading its model": while it is, `/health`, `/v1/models` and every
+/// completion answer 503 the way llama.cpp's `llama-server` does (a node that is not up yet).
+#[derive(Debug, Default)]
+struct Loading(std::sync::atomic::AtomicBool);
+
+impl Loading {
+    fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn loading_response() -> HttpResponse {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}),
+    )
+}
+
+async fn health(loading: web::Data<Loading>) -> HttpResponse {
+    if loading.get() {
+        return loading_response();
+    }
     json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `POST /_fake/loading` `{"loading": bool}`.
+async fn set_loading(body: Bytes, loading: web::Data<Loading>) -> HttpResponse {
+    #[derive(Deserialize)]
+    struct Body {
+        loading: bool,
+    }
+    match serde_json::from_slice::<Body>(&body) {
+        Ok(b) => {
+            loading
+                .0
+                .store(b.loading, std::sync::atomic::Ordering::SeqCst);
+            ok()
+        }
+        Err(e) => bad_request(e),
+    }
 }
 
 // ---- control API -------------------------------------------------------------------------------
@@ -707,6 +753,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/_fake/requests", web::get().to(requests))
         .route("/_fake/stats", web::get().to(stats))
         .route("/_fake/reset", web::post().to(reset))
+        .route("/_fake/loading", web::post().to(set_loading))
         .default_service(web::to(dispatch));
 }
 
@@ -737,9 +784,11 @@ async fn main() -> std::io::Result<()> {
         reply: cli.persona.map(|p| p.reply().to_string()),
     });
     let app_state = state.clone();
+    let loading = web::Data::new(Loading::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(loading.clone())
             .app_data(models.clone())
             .app_data(defaults.clone())
             .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
