@@ -18,10 +18,12 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Serialize;
 
-use crate::gpu_pool::GpuPool;
+use crate::gpu_pool::{GpuError, GpuPool};
 use crate::key::KeyStatus;
 use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
-use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
+use crate::providers::{
+    ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk, Target, WireFormat,
+};
 use crate::router::{Candidate, KeyDirectory, RouterMsg};
 
 /// One try of a request on one key.
@@ -208,7 +210,7 @@ impl Pool {
     /// After the GPU nodes could not serve: the cloud keys take over, or the caller gets the error.
     fn gpu_failed(
         g: &GpuRoute,
-        e: &crate::gpu_pool::GpuError,
+        e: &GpuError,
         t0: Instant,
         trail: &mut Vec<Attempt>,
     ) -> Result<(), PoolError> {
@@ -218,7 +220,7 @@ impl Pool {
             provider: "gpu".into(),
             outcome: e.to_string(),
             latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
-            called: matches!(e, crate::gpu_pool::GpuError::Failed { .. }),
+            called: matches!(e, GpuError::Failed { .. }),
         });
         if g.fallback_to_cloud {
             Ok(())
@@ -388,20 +390,36 @@ impl Pool {
         req: &ChatRequest,
         opts: CallOptions,
     ) -> Result<Completion, PoolError> {
+        self.serve::<Completion>(req, opts).await
+    }
+
+    /// Opens a streamed answer, failing over across keys until a stream is open. Failures after the
+    /// first byte end the stream with an error (the caller decides what to do with partial text).
+    pub async fn stream(
+        &self,
+        req: &ChatRequest,
+        opts: CallOptions,
+    ) -> Result<StreamCompletion, PoolError> {
+        self.serve::<StreamCompletion>(req, opts).await
+    }
+
+    /// The failover loop behind [`Pool::complete`] and [`Pool::stream`]: the GPU nodes first (when
+    /// they apply), then the best key that admits the request, the next one on failure, until one
+    /// answers, `max_attempts` calls were made, or the deadline passes.
+    async fn serve<D: Delivery>(
+        &self,
+        req: &ChatRequest,
+        opts: CallOptions,
+    ) -> Result<D, PoolError> {
         let deadline = Instant::now() + opts.deadline;
         let mut trail = Vec::new();
         if let Some((g, budget)) = self.gpu_for(&opts) {
             let t0 = Instant::now();
-            match g.pool.complete(req, budget, opts.affinity.as_deref()).await {
-                Ok(done) => {
-                    trail.push(gpu_attempt(&done.node, t0));
-                    return Ok(Completion {
-                        response: done.response,
-                        provider: "gpu".into(),
-                        key: format!("gpu:{}", done.node),
-                        source: format!("gpu:{}", done.node),
-                        trail,
-                    });
+            match D::from_gpu(&g.pool, req, budget, opts.affinity.as_deref()).await {
+                Ok((node, answer)) => {
+                    trail.push(gpu_attempt(&node, t0));
+                    let key = format!("gpu:{node}");
+                    return Ok(D::served(answer, "gpu".into(), key.clone(), key, trail));
                 }
                 Err(e) => Self::gpu_failed(g, &e, t0, &mut trail)?,
             }
@@ -427,20 +445,19 @@ impl Pool {
                 .min(deadline.saturating_duration_since(Instant::now()));
             let t0 = Instant::now();
             permit.mark_sent();
-            let result = spec.format.wire().complete(&self.http, &target, req).await;
-            match result {
-                Ok(resp) => {
-                    permit.report(CallOutcome::Ok);
-                    permit.settle(resp.usage.map_or(tokens, |u| u.total()));
+            match D::send(spec.format.wire(), &self.http, &target, req).await {
+                Ok(answer) => {
                     trail.push(attempt(c, "ok".into(), t0));
                     tracing::debug!(key = %spec.id, attempts = trail.len(), "provider call served");
-                    return Ok(Completion {
-                        response: resp,
-                        provider: spec.provider.clone(),
-                        key: spec.id.clone(),
-                        source: format!("llm:{}", spec.provider),
+                    let answer = D::hold(answer, permit, tokens, req);
+                    let source = format!("llm:{}", spec.provider);
+                    return Ok(D::served(
+                        answer,
+                        spec.provider.clone(),
+                        spec.id.clone(),
+                        source,
                         trail,
-                    });
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(key = %spec.id, error = %e, "provider call failed; failing over");
@@ -456,81 +473,134 @@ impl Pool {
             None => Err(PoolError::NoCapacity { trail }),
         }
     }
+}
 
-    /// Opens a streamed answer, failing over across keys until a stream is open. Failures after the
-    /// first byte end the stream with an error (the caller decides what to do with partial text).
-    pub async fn stream(
-        &self,
+/// What differs between a whole answer and a stream: how a node or a key is asked, and how a served
+/// answer holds its key's permit. The failover loop around them is [`Pool::serve`].
+trait Delivery: Sized {
+    /// What a provider or node hands back.
+    type Answer;
+
+    /// Asks the GPU nodes; the node that served, and its answer.
+    async fn from_gpu(
+        gpu: &GpuPool,
         req: &ChatRequest,
-        opts: CallOptions,
-    ) -> Result<StreamCompletion, PoolError> {
-        let deadline = Instant::now() + opts.deadline;
-        let mut trail = Vec::new();
-        if let Some((g, budget)) = self.gpu_for(&opts) {
-            let t0 = Instant::now();
-            match g.pool.stream(req, budget, opts.affinity.as_deref()).await {
-                Ok(s) => {
-                    trail.push(gpu_attempt(&s.node, t0));
-                    return Ok(StreamCompletion {
-                        provider: "gpu".into(),
-                        key: format!("gpu:{}", s.node),
-                        source: format!("gpu:{}", s.node),
-                        trail,
-                        stream: s.stream,
-                    });
-                }
-                Err(e) => Self::gpu_failed(g, &e, t0, &mut trail)?,
-            }
+        budget: Duration,
+        affinity: Option<&str>,
+    ) -> Result<(String, Self::Answer), GpuError>;
+
+    /// Sends `req` to one key in its wire format.
+    async fn send(
+        wire: &'static dyn WireFormat,
+        http: &reqwest::Client,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Result<Self::Answer, ProviderError>;
+
+    /// A key answered: settle its permit now (a whole answer), or when the answer ends (a stream).
+    fn hold(answer: Self::Answer, permit: Permit, tokens: u64, req: &ChatRequest) -> Self::Answer;
+
+    /// The caller's result.
+    fn served(
+        answer: Self::Answer,
+        provider: String,
+        key: String,
+        source: String,
+        trail: Vec<Attempt>,
+    ) -> Self;
+}
+
+impl Delivery for Completion {
+    type Answer = ChatResponse;
+
+    async fn from_gpu(
+        gpu: &GpuPool,
+        req: &ChatRequest,
+        budget: Duration,
+        affinity: Option<&str>,
+    ) -> Result<(String, ChatResponse), GpuError> {
+        gpu.complete(req, budget, affinity)
+            .await
+            .map(|done| (done.node, done.response))
+    }
+
+    async fn send(
+        wire: &'static dyn WireFormat,
+        http: &reqwest::Client,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        wire.complete(http, target, req).await
+    }
+
+    fn hold(answer: ChatResponse, permit: Permit, tokens: u64, _req: &ChatRequest) -> ChatResponse {
+        permit.report(CallOutcome::Ok);
+        permit.settle(answer.usage.map_or(tokens, |u| u.total()));
+        answer
+    }
+
+    fn served(
+        response: ChatResponse,
+        provider: String,
+        key: String,
+        source: String,
+        trail: Vec<Attempt>,
+    ) -> Self {
+        Completion {
+            response,
+            provider,
+            key,
+            trail,
+            source,
         }
-        let cands = self.plan_after_gpu(&opts, &mut trail).await?;
-        let tokens = req.estimated_tokens();
-        let mut tried = HashSet::new();
-        let mut last_err: Option<ProviderError> = None;
-        let mut calls = 0;
-        while calls < opts.max_attempts && Instant::now() < deadline {
-            let Some((i, mut permit)) =
-                Self::admit(&cands, &mut tried, tokens, deadline, &mut trail).await
-            else {
-                break;
-            };
-            tried.insert(i);
-            calls += 1;
-            let c = &cands[i];
-            let spec = permit.spec.clone();
-            let mut target = spec.target.clone();
-            target.timeout = target
-                .timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let t0 = Instant::now();
-            permit.mark_sent();
-            match spec.format.wire().stream(&self.http, &target, req).await {
-                Ok(stream) => {
-                    trail.push(attempt(c, "ok".into(), t0));
-                    let prompt_estimate = tokens.saturating_sub(u64::from(req.max_tokens));
-                    return Ok(StreamCompletion {
-                        provider: spec.provider.clone(),
-                        key: spec.id.clone(),
-                        source: format!("llm:{}", spec.provider),
-                        trail,
-                        stream: Box::pin(SettlingStream {
-                            inner: stream,
-                            permit: Some(permit),
-                            prompt_estimate,
-                            streamed_chars: 0,
-                        }),
-                    });
-                }
-                Err(e) => {
-                    permit.report(CallOutcome::Failed(e.clone()));
-                    permit.release();
-                    trail.push(attempt(c, e.code().into(), t0));
-                    last_err = Some(e);
-                }
-            }
-        }
-        match last_err {
-            Some(last) => Err(PoolError::AllFailed { last, trail }),
-            None => Err(PoolError::NoCapacity { trail }),
+    }
+}
+
+impl Delivery for StreamCompletion {
+    type Answer = ChunkStream;
+
+    async fn from_gpu(
+        gpu: &GpuPool,
+        req: &ChatRequest,
+        budget: Duration,
+        affinity: Option<&str>,
+    ) -> Result<(String, ChunkStream), GpuError> {
+        gpu.stream(req, budget, affinity)
+            .await
+            .map(|s| (s.node, s.stream))
+    }
+
+    async fn send(
+        wire: &'static dyn WireFormat,
+        http: &reqwest::Client,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        wire.stream(http, target, req).await
+    }
+
+    fn hold(stream: ChunkStream, permit: Permit, tokens: u64, req: &ChatRequest) -> ChunkStream {
+        Box::pin(SettlingStream {
+            inner: stream,
+            permit: Some(permit),
+            prompt_estimate: tokens.saturating_sub(u64::from(req.max_tokens)),
+            streamed_chars: 0,
+        })
+    }
+
+    fn served(
+        stream: ChunkStream,
+        provider: String,
+        key: String,
+        source: String,
+        trail: Vec<Attempt>,
+    ) -> Self {
+        StreamCompletion {
+            provider,
+            key,
+            trail,
+            source,
+            stream,
         }
     }
 }
