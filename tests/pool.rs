@@ -441,6 +441,63 @@ async fn sigkill_and_restart_do_not_overrun_the_day() {
     assert_eq!(stats[key]["rate_limited_by_fake"], 0);
 }
 
+/// A daily 429 parks its key until the reset: today's capacity, in the status totals and in the call
+/// budget alike, then holds nothing from that key, whatever its own windows still show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_429_leaves_nothing_today_in_status_and_budget() {
+    let fake = FakeProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.add_key("first-key", json!({})).await;
+    fake.add_key("second-key", json!({})).await;
+    fake.set_fault("first-key", Some("rate_limit_day"), None)
+        .await;
+    let url = format!("{}/v2", fake.base);
+    let cfg = provider_toml(
+        "first",
+        "cohere",
+        &url,
+        "command-r",
+        1,
+        "{ rpd = 10 }",
+        "key",
+    ) + &provider_toml(
+        "second",
+        "cohere",
+        &url,
+        "command-r",
+        2,
+        "{ rpd = 10 }",
+        "key",
+    );
+    let env = [
+        env_for("first", &["first-key"]),
+        env_for("second", &["second-key"]),
+    ];
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let engine = Engine::start(dir.path(), &base_config(&cfg), &env);
+    let r = engine.chat("first", "hello").await;
+    assert_eq!(
+        r.status, 502,
+        "the only key of `first` is spent today: {}",
+        r.text
+    );
+    assert_eq!(r.json["error"]["code"], "upstream_failed");
+    let r = engine.chat("second", "hello").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let st = engine.status().await;
+    assert_eq!(
+        key_status(&st, "first#1")["health"],
+        "day_exhausted",
+        "{st}"
+    );
+    assert_eq!(key_status(&st, "second#1")["windows"]["rpd"]["used"], 1);
+    assert_eq!(st["totals"]["requests_remaining_today"], 9, "{st}");
+    assert_eq!(st["budget"]["capacity"]["requests"], 9, "{st}");
+    let stats = engine.get("/api/optimization_stats", None).await.json;
+    assert_eq!(stats["budget"]["capacity"]["requests"], 9, "{stats}");
+}
+
 /// A provider answering 500s (or 401s) is skipped; requests succeed elsewhere; status says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_provider_is_skipped_and_status_says_why() {

@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::quota::DayLeft;
+
 /// How much LLM work an interview does, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,6 +160,25 @@ impl Capacity {
         requests: None,
         tokens: None,
     };
+
+    /// The sum of what each quota scope can still serve today, each scope counted once (the keys
+    /// of a shared scope draw on one budget). One scope without a daily limit makes it unlimited.
+    pub fn over_scopes<'a>(scopes: impl IntoIterator<Item = (&'a str, DayLeft)>) -> Capacity {
+        let mut seen = std::collections::HashSet::new();
+        let mut total = Capacity {
+            requests: Some(0),
+            tokens: Some(0),
+        };
+        for (scope, left) in scopes {
+            if !seen.insert(scope) {
+                continue;
+            }
+            let add = |sum: Option<u64>, n: Option<u64>| Some(sum?.saturating_add(n?));
+            total.requests = add(total.requests, left.requests);
+            total.tokens = add(total.tokens, left.tokens);
+        }
+        total
+    }
 }
 
 /// Reads the providers' remaining capacity (the pool in the engine; a fixed value in tests).
@@ -628,6 +649,32 @@ mod tests {
     fn budget(requests: u64) -> (Budget, Arc<AtomicU64>) {
         let n = Arc::new(AtomicU64::new(requests));
         (Budget::new(Box::new(Fixed(n.clone()))).with_clock(late), n)
+    }
+
+    #[test]
+    fn capacity_sums_each_scope_once_and_one_unlimited_scope_makes_it_unlimited() {
+        let left = |r: Option<u64>, t: Option<u64>| DayLeft {
+            requests: r,
+            tokens: t,
+        };
+        let c = Capacity::over_scopes([
+            ("groq#1", left(Some(10), Some(1000))),
+            ("gemini:shared", left(Some(5), Some(500))),
+            ("gemini:shared", left(Some(5), Some(500))),
+        ]);
+        assert_eq!((c.requests, c.tokens), (Some(15), Some(1500)));
+        let c = Capacity::over_scopes([
+            ("groq#1", left(Some(10), Some(1000))),
+            ("cerebras#1", left(None, Some(7))),
+        ]);
+        assert_eq!((c.requests, c.tokens), (None, Some(1007)));
+        assert_eq!(
+            Capacity::over_scopes(std::iter::empty()),
+            Capacity {
+                requests: Some(0),
+                tokens: Some(0)
+            }
+        );
     }
 
     #[test]

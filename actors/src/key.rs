@@ -17,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use crate::providers::{FormatKind, ProviderError, Target};
-use crate::quota::{Blocked, Limits, Quota, QuotaUsage, ReservationId};
+use crate::quota::{Blocked, DayLeft, Limits, Quota, QuotaUsage, ReservationId};
 use crate::storage::UsageLedger;
 
 /// What the engine knows about one key. The key itself is inside `target.secret`; `id` (`groq#2`) is
@@ -89,6 +89,11 @@ impl SharedQuota {
     /// The limits.
     pub fn limits(&self) -> Limits {
         *self.lock().limits()
+    }
+
+    /// What the quota can still serve today (nothing while parked for the day).
+    pub fn day_left(&self) -> DayLeft {
+        self.lock().day_left(Instant::now(), Utc::now())
     }
 }
 
@@ -275,6 +280,8 @@ pub struct KeyStatus {
     pub limits: Limits,
     /// Usage in the windows.
     pub usage: QuotaUsage,
+    /// What its quota can still serve today (the same figure the call budget reads).
+    pub day_left: DayLeft,
     /// `healthy`, `cooling_down`, `day_exhausted`, `circuit_open`, `half_open` or `invalid`.
     pub health: &'static str,
     /// Seconds until the key takes work again, when it is blocked.
@@ -563,20 +570,19 @@ impl KeyState {
     fn status(&mut self) -> KeyStatus {
         let now = Instant::now();
         let wall = Utc::now();
-        let (usage, blocked_until, day_blocked) = {
+        let (usage, blocked_until, parked, day_blocked, day_left) = {
             let mut q = self.args.quota.lock();
             let usage = q.usage(now, wall);
             let day = matches!(q.check(now, wall, 0), Err(Blocked::Day(_)));
-            (usage, q.blocked_until(), day)
+            let parked = q.parked_for_day(now, wall);
+            (usage, q.blocked_until(), parked, day, q.day_left(now, wall))
         };
         let (health, until) = match &self.health {
             Health::Invalid { .. } => ("invalid", None),
             Health::Open { until } if *until > now => ("circuit_open", Some(*until)),
             Health::Open { .. } | Health::HalfOpen { .. } => ("half_open", None),
             Health::Healthy => match blocked_until {
-                Some(u) if u.saturating_duration_since(now) > Duration::from_secs(3600) => {
-                    ("day_exhausted", Some(u))
-                }
+                Some(u) if parked => ("day_exhausted", Some(u)),
                 Some(u) => ("cooling_down", Some(u)),
                 None if day_blocked => ("day_exhausted", None),
                 None => ("healthy", None),
@@ -592,6 +598,7 @@ impl KeyState {
             scope: self.args.quota.scope.clone(),
             limits: *self.args.quota.lock().limits(),
             usage,
+            day_left,
             health,
             cooldown_s: until.map(|u| u.saturating_duration_since(now).as_secs_f64()),
             last_error: self.last_error.clone(),

@@ -117,6 +117,15 @@ pub struct QuotaUsage {
     pub headroom: f64,
 }
 
+/// What one quota can still serve today (`None`: no daily limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DayLeft {
+    /// Requests left today.
+    pub requests: Option<u64>,
+    /// Tokens left today.
+    pub tokens: Option<u64>,
+}
+
 impl Quota {
     /// A fresh quota with nothing used.
     pub fn new(limits: Limits, tz: Tz) -> Self {
@@ -401,6 +410,39 @@ impl Quota {
         self.blocked_until.map(|(u, _)| u)
     }
 
+    /// Whether the provider parked the quota for the rest of its day: blocked until the daily
+    /// reset (a daily 429), not for a cool-down that ends today.
+    pub fn parked_for_day(&mut self, now: Instant, wall: DateTime<Utc>) -> bool {
+        self.roll(now, wall);
+        let Some((until, _)) = self.blocked_until else {
+            return false;
+        };
+        let left = chrono::Duration::from_std(until.saturating_duration_since(now))
+            .unwrap_or(chrono::Duration::MAX);
+        // A second of slack: the park is computed from the reset with its own clock readings.
+        wall.checked_add_signed(left)
+            .is_none_or(|end| end + chrono::Duration::seconds(1) >= self.next_reset(wall))
+    }
+
+    /// What the quota can still serve today: the daily windows' room (`None` where there is no
+    /// daily limit), or nothing while the provider has parked it for the day. The call budget and
+    /// the status page both read today's capacity from here.
+    pub fn day_left(&mut self, now: Instant, wall: DateTime<Utc>) -> DayLeft {
+        if self.parked_for_day(now, wall) {
+            return DayLeft {
+                requests: Some(0),
+                tokens: Some(0),
+            };
+        }
+        DayLeft {
+            requests: self
+                .limits
+                .rpd
+                .map(|l| u64::from(l).saturating_sub(self.requests_day)),
+            tokens: self.limits.tpd.map(|l| l.saturating_sub(self.tokens_day)),
+        }
+    }
+
     /// Current usage and headroom.
     pub fn usage(&mut self, now: Instant, wall: DateTime<Utc>) -> QuotaUsage {
         self.roll(now, wall);
@@ -444,6 +486,36 @@ mod tests {
             tpd: None,
             concurrency: Some(10),
         }
+    }
+
+    #[test]
+    fn day_left_is_the_daily_room_and_nothing_while_parked_for_the_day() {
+        let mut q = Quota::new(limits(100, 10_000), chrono_tz::UTC);
+        // Noon: a 30 s cool-down ends well before the reset.
+        let (now, wall) = (
+            Instant::now(),
+            Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+        );
+        assert!(q.try_reserve(now, wall, 10).is_ok());
+        assert!(q.try_reserve(now, wall, 10).is_ok());
+        let left = q.day_left(now, wall);
+        assert_eq!(left.requests, Some(3), "rpd 5, 2 used");
+        assert_eq!(left.tokens, None, "no daily token limit");
+        // A cool-down is not a park: today's room is unchanged.
+        q.block_until(now, wall, now + Duration::from_secs(30));
+        assert!(!q.parked_for_day(now, wall));
+        assert_eq!(q.day_left(now, wall).requests, Some(3));
+        // A daily 429 parks the quota until the reset: nothing is left today.
+        let to_reset = (q.next_reset(wall) - wall).to_std().unwrap();
+        q.block_until(now, wall, now + to_reset);
+        assert!(q.parked_for_day(now, wall));
+        assert_eq!(
+            q.day_left(now, wall),
+            DayLeft {
+                requests: Some(0),
+                tokens: Some(0)
+            }
+        );
     }
 
     #[test]

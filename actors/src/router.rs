@@ -11,6 +11,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use crate::budget::Capacity;
 use crate::key::{KeyActor, KeyArgs, KeyGauge, KeyMsg, KeySpec, KeyStatus, SharedQuota};
+use crate::quota::DayLeft;
 use crate::storage::UsageLedger;
 
 /// One key as the router knows it.
@@ -53,26 +54,12 @@ impl KeyDirectory {
     /// daily request (token) limit makes requests (tokens) unlimited.
     pub fn day_capacity(&self) -> Capacity {
         let guard = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let mut seen = std::collections::HashSet::new();
-        let (mut requests, mut tokens) = (Some(0u64), Some(0u64));
-        for c in guard.iter().filter(|c| !c.gauge.is_invalid()) {
-            if !seen.insert(c.quota.scope.clone()) {
-                continue;
-            }
-            let usage = c.quota.usage();
-            let limits = c.quota.limits();
-            requests = match (requests, limits.rpd) {
-                (Some(r), Some(l)) => {
-                    Some(r.saturating_add(u64::from(l).saturating_sub(usage.rpd_used)))
-                }
-                _ => None,
-            };
-            tokens = match (tokens, limits.tpd) {
-                (Some(t), Some(l)) => Some(t.saturating_add(l.saturating_sub(usage.tpd_used))),
-                _ => None,
-            };
-        }
-        Capacity { requests, tokens }
+        let left: Vec<(&str, DayLeft)> = guard
+            .iter()
+            .filter(|c| !c.gauge.is_invalid())
+            .map(|c| (c.quota.scope.as_str(), c.quota.day_left()))
+            .collect();
+        Capacity::over_scopes(left)
     }
 
     fn set(&self, list: Vec<Candidate>) {

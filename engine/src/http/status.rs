@@ -2,6 +2,7 @@
 //! percentage used, health and cool-down; totals and alerts for the operator.
 
 use actix_web::HttpResponse;
+use actors::budget::Capacity;
 use actors::key::KeyStatus;
 use serde_json::{json, Value};
 
@@ -62,28 +63,14 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
         }
     }
     let mut alerts = Vec::new();
-    let mut remaining_today: Option<u64> = Some(0);
-    let mut unlimited = false;
+    // Today's room, as the call budget reads it: each quota scope once, none from a parked one.
+    let usable = keys.iter().filter(|k| k.health != "invalid");
+    let remaining_today =
+        Capacity::over_scopes(usable.map(|k| (k.scope.as_str(), k.day_left))).requests;
     let mut active = 0;
     for (name, ks) in &providers {
-        let usable: Vec<&&KeyStatus> = ks.iter().filter(|k| k.health != "invalid").collect();
-        if !usable.is_empty() {
+        if ks.iter().any(|k| k.health != "invalid") {
             active += 1;
-        }
-        // Keys of one shared scope draw on one day budget: count each scope once.
-        let mut seen = std::collections::HashSet::new();
-        for k in &usable {
-            if !seen.insert(k.scope.clone()) {
-                continue;
-            }
-            match k.limits.rpd {
-                Some(rpd) if k.health != "day_exhausted" => {
-                    remaining_today =
-                        remaining_today.map(|r| r + u64::from(rpd).saturating_sub(k.usage.rpd_used))
-                }
-                Some(_) => {}
-                None => unlimited = true,
-            }
         }
         for k in ks.iter() {
             match k.health {
@@ -116,9 +103,6 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
                 }
             }
         }
-    }
-    if unlimited {
-        remaining_today = None;
     }
     let providers_json: Vec<Value> = providers
         .iter()
