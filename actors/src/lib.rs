@@ -4,7 +4,7 @@
 //! Supervision tree (each name is one file; arrows are `spawn_linked`):
 //!
 //! ```text
-//! InterviewSupervisor (supervisor.rs) ──► InterviewSession (session.rs)   one per live interview,
+//! InterviewSupervisor (supervisor.rs) ──► InterviewSession (session/)     one per live interview,
 //!                                           │                             restarted from its log
 //!                                           │ evaluations, follow-ups
 //!                                           ▼
