@@ -69,7 +69,10 @@ async fn economy_grades_all_answers_in_one_batched_call() {
         &config("economy", &fake, "{ rpm = 1000 }"),
         &[("FAKEAI_API_KEYS", "eco-key".into())],
     );
-    let (report, events) = run(&engine, body("Eco", 3), &[GOOD_ANSWER]).await;
+    // Economy reads the resume with the offline extractor: no call for it either.
+    let mut b = body("Eco", 3);
+    b["resume_text"] = json!("Eco Lee. Backend developer, 4 years of Python and PostgreSQL.");
+    let (report, events) = run(&engine, b, &[GOOD_ANSWER]).await;
 
     // During the interview every grade is the rubric scorer's: no call per answer.
     let live: Vec<&Value> = events
@@ -97,7 +100,7 @@ async fn economy_grades_all_answers_in_one_batched_call() {
     assert_eq!(report["state"], "completed");
 
     // One batched evaluation holding all three answers, and the coach-note call (whose reply, the
-    // batch JSON, is not a note and is dropped): two calls for the whole interview.
+    // batch JSON, is not a note and is dropped): two calls for the whole interview, resume included.
     let reqs = fake.requests("eco-key").await;
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     let batch: Vec<&Value> = reqs.iter().filter(|r| is_batch(r)).collect();
@@ -117,11 +120,11 @@ async fn economy_grades_all_answers_in_one_batched_call() {
     assert_eq!(eco["completed_interviews"], 1);
     assert_eq!(eco["provider_calls_per_completed_interview"], 2.0);
     // Content by source counts each answer once, under the grade it kept: the two regraded
-    // answers move from `heuristic` to `llm`.
+    // answers move from `heuristic` to `llm`; the offline resume analysis adds one `heuristic`.
     let sent_heuristic = events.iter().filter(|e| e["source"] == "heuristic").count() as u64;
     let by = &st["requests_by_source"];
     assert_eq!(by["llm"], 2, "{st}");
-    assert_eq!(by["heuristic"], sent_heuristic - 2, "{st}");
+    assert_eq!(by["heuristic"], sent_heuristic - 2 + 1, "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,14 +83,29 @@ pub fn authorized_record(
     }
 }
 
+/// Who asks for a resume analysis.
+#[derive(Debug, Clone, Copy)]
+pub enum ResumeFor<'a> {
+    /// `POST /api/resume/analyze`: a provider reads it when one is configured.
+    Request,
+    /// An interview of `mode` admitted at `level`: a provider reads it from balanced up (economy and
+    /// below keep their call count), and the call counts toward the mode's calls and tokens.
+    Interview {
+        /// The interview's requested mode.
+        mode: &'a str,
+        /// Its admitted level.
+        level: Level,
+    },
+}
+
 /// Resume analysis: cached (kind `resume_analysis`, by a hash of the normalized text); through the
 /// pool when an LLM is configured, with identical concurrent analyses sharing one call; else (or when
-/// the pool fails) the offline extractor, which is cheap and not cached. A call made for an interview
-/// counts toward its `mode`'s calls and tokens.
+/// the pool fails, or the interview's level makes no calls for it) the offline extractor, which is
+/// cheap and not cached.
 pub async fn analyze_resume(
     state: &AppState,
     text: &str,
-    mode: Option<&str>,
+    asker: ResumeFor<'_>,
 ) -> (ResumeAnalysis, String) {
     let key = cache::key(&[text]);
     if let Some(hit) = state
@@ -102,14 +117,18 @@ pub async fn analyze_resume(
         state.stats.count_source(Source::Cache);
         return (hit, "cache".into());
     }
-    if state.pool.has_llm() {
+    let (llm, mode) = match asker {
+        ResumeFor::Request => (true, None),
+        ResumeFor::Interview { mode, level } => (level >= Level::Balanced, Some(mode.to_string())),
+    };
+    if llm && state.pool.has_llm() {
         let (pool, cache, t, k) = (
             state.pool.clone(),
             state.cache.clone(),
             text.to_string(),
             key.clone(),
         );
-        let (stats, mode) = (state.stats.clone(), mode.map(str::to_string));
+        let stats = state.stats.clone();
         let shared = state
             .resume_calls
             .run(key, move || async move {
@@ -202,10 +221,19 @@ pub async fn create(
     let st = state.get_ref().clone();
     let record = state
         .on_engine(async move {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            // Whole-interview admission: the level its share of today's quota pays for, reserved.
+            let admitted = st
+                .budget
+                .admit(&id, Level::ceiling_of(&mode), count as usize);
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                Some(analyze_resume(&st, &resume_text, Some(&mode)).await.0)
+                let asker = ResumeFor::Interview {
+                    mode: &mode,
+                    level: admitted.level,
+                };
+                Some(analyze_resume(&st, &resume_text, asker).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
             let mut exclude = HashSet::new();
@@ -218,7 +246,6 @@ pub async fn create(
                     exclude.extend(r.questions.iter().map(|q| q.id.clone()));
                 }
             }
-            let id = uuid::Uuid::new_v4().simple().to_string();
             let empty: Vec<String> = Vec::new();
             let chosen = st.questions.select(&Selection {
                 role: &role,
@@ -238,8 +265,6 @@ pub async fn create(
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            // Whole-interview admission: the level its share of today's quota pays for, reserved.
-            let admitted = st.budget.admit(&id, Level::ceiling_of(&mode), chosen.len());
             let now = chrono::Utc::now().timestamp_millis();
             let record = InterviewRecord {
                 id: id.clone(),
@@ -396,7 +421,7 @@ pub async fn analyze(
     }
     let st = state.get_ref().clone();
     let (analysis, source) = state
-        .on_engine(async move { analyze_resume(&st, &text, None).await })
+        .on_engine(async move { analyze_resume(&st, &text, ResumeFor::Request).await })
         .await?;
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);
