@@ -103,10 +103,12 @@ impl LevelCost {
 }
 
 /// Expected costs with a cold cache, rounded up from `benches/mode_costs.sh` (docs/BENCHMARKS.md, where
-/// 500 interviews measured 1.3 / 12.3 / 19.3 calls and 3.5k / 6.7k / 9.4k tokens with the caches
-/// warming up). Economy is one batched evaluation and the coach note; balanced is one evaluation per
-/// answer and the coach note; adaptive adds the greeting, a question generated on a resume topic and a
-/// follow-up for up to a third of the questions.
+/// 500 interviews measured 1.3 / 12.3 / 19.4 calls and 3.5k / 6.7k / 9.5k tokens with the caches
+/// warming up, besides the resume analysis). Economy is one batched evaluation and the coach note;
+/// balanced is one evaluation per answer and the coach note; adaptive adds the greeting, a question
+/// generated on a resume topic and a follow-up for up to a third of the questions. The resume analysis
+/// (balanced and up, one call per new resume) is left out: it is spent at creation, right after
+/// admission, so the quota the next admission reads already holds it.
 pub const DEFAULT_COSTS: [LevelCost; 4] = [
     LevelCost {
         calls_fixed: 0.0,
