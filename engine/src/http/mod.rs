@@ -4,6 +4,7 @@
 pub mod gateway;
 pub mod health;
 pub mod interviews;
+pub mod metrics;
 pub mod pages;
 pub mod status;
 pub mod ws;
@@ -124,6 +125,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
         web::resource("/api/system_status")
             .wrap(from_fn(admin_guard))
             .route(web::get().to(status::system_status)),
+    )
+    .service(
+        web::resource("/metrics")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(metrics::metrics)),
     )
     .service(
         web::resource("/api/optimization_stats")
