@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::fake::FakeProvider;
-use common::server::Engine;
+use common::server::{mode_figures, Engine};
 use common::ws::{create, Client, GOOD_ANSWER};
 use serde_json::json;
 
@@ -127,13 +127,7 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
         .get("/api/optimization_stats", Some(ADMIN))
         .await
         .json;
-    let balanced = stats["modes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mode"] == "balanced")
-        .unwrap()
-        .clone();
+    let balanced = mode_figures(&stats, "balanced");
     let calls = sample(
         &samples,
         "interview_engine_provider_calls_total",

@@ -12,7 +12,7 @@
 mod common;
 
 use common::fake::FakeProvider;
-use common::server::Engine;
+use common::server::{mode_figures, Engine};
 use common::ws::{create, Client, GOOD_ANSWER};
 use serde_json::{json, Value};
 
@@ -110,13 +110,7 @@ async fn economy_grades_all_answers_in_one_batched_call() {
     assert!(report["coach_note"].is_null());
 
     let st = engine.get("/api/optimization_stats", None).await.json;
-    let eco = st["modes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mode"] == "economy")
-        .unwrap()
-        .clone();
+    let eco = mode_figures(&st, "economy");
     assert_eq!(eco["completed_interviews"], 1);
     assert_eq!(eco["provider_calls_per_completed_interview"], 2.0);
     // Content by source counts each answer once, under the grade it kept: the two regraded

@@ -13,7 +13,7 @@
 mod common;
 
 use common::fake::FakeProvider;
-use common::server::Engine;
+use common::server::{mode_figures, Engine};
 use common::ws::{assert_contiguous, create, Client, Created, GOOD_ANSWER};
 use serde_json::{json, Value};
 
@@ -67,13 +67,7 @@ async fn full_interview_with_no_keys() {
     assert!(count("pool") >= 12, "{}", st.text);
     assert!(count("template") >= 13, "{}", st.text);
     assert_eq!(count("llm") + count("gpu"), 0);
-    let auto = st.json["modes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mode"] == "auto")
-        .unwrap()
-        .clone();
+    let auto = mode_figures(&st.json, "auto");
     assert_eq!(auto["completed_interviews"], 1, "{auto}");
     assert_eq!(auto["provider_calls"], 0, "{auto}");
     assert_contiguous(&events);
@@ -233,13 +227,7 @@ async fn provider_evaluations_and_resume_analysis() {
     assert!(reqs.len() >= 4, "resume + 3 evaluations: {}", reqs.len());
     // Every call the provider saw, the resume analysis included, is counted for the interview's mode.
     let st = engine.get("/api/optimization_stats", None).await.json;
-    let balanced = st["modes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mode"] == "balanced")
-        .unwrap()
-        .clone();
+    let balanced = mode_figures(&st, "balanced");
     assert_eq!(balanced["provider_calls"], reqs.len() as u64, "{st}");
     let with_injection: Vec<&Value> = reqs
         .iter()

@@ -189,3 +189,14 @@ impl Drop for Engine {
         let _ = self.child.wait();
     }
 }
+
+/// One mode's figures (`completed_interviews`, `provider_calls`, ...) from `/api/optimization_stats`.
+pub fn mode_figures(stats: &Value, mode: &str) -> Value {
+    stats["modes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mode"] == mode)
+        .unwrap_or_else(|| panic!("mode {mode} not in the stats: {stats}"))
+        .clone()
+}
