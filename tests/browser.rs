@@ -285,3 +285,67 @@ async fn candidate_page_reconnects_after_a_drop() {
     answer_until_report(&b, &engine).await;
     check_finished_page(&b).await;
 }
+
+/// The operator's dashboard (`GET /admin`) in the browser, after one interview against a provider key:
+/// the key's row, the mode's calls per interview and the cache figures are what the JSON stats say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_dashboard_shows_keys_budget_and_modes() {
+    let fake = common::fake::FakeProvider::start().await;
+    fake.add_interviewer_key("dash-key-SECRETVALUE").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{CONFIG}mode = \"balanced\"\n[providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\n\
+         model = \"m\"\npriority = 1\nkeys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ rpm = 600, rpd = 900 }}\n",
+        fake.base
+    );
+    let engine = Engine::start(
+        dir.path(),
+        &cfg,
+        &[("FAKEAI_API_KEYS", "dash-key-SECRETVALUE".into())],
+    );
+    let c = common::ws::create(
+        &engine.base,
+        json!({"candidate": {"id": "dash-1", "name": "Dee"}, "role": "Backend Engineer",
+               "track": "technical", "mode": "balanced", "questions": 2}),
+    )
+    .await;
+    let mut client = common::ws::Client::connect(&engine.base, &c).await;
+    loop {
+        let v = client.next_prompt().await;
+        if v["type"] == "report" {
+            break;
+        }
+        client.answer(common::ws::GOOD_ANSWER).await;
+    }
+    let stats = engine.get("/api/optimization_stats", None).await.json;
+    let balanced = common::server::mode_figures(&stats, "balanced");
+
+    let b = Browser::start().await;
+    b.goto(&format!("{}/admin", engine.base)).await;
+    let row = b
+        .wait_for("#keys tr[data-key='fakeai#1']", Duration::from_secs(10))
+        .await;
+    let text = b.text(&row).await;
+    assert!(text.contains("healthy"), "{text}");
+    let served = fake.stats().await["dash-key-SECRETVALUE"]["served"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        text.contains(&format!("{served} / 900")),
+        "the daily window shows every request served ({served}): {text}"
+    );
+    let mode = b.find("#modes tr[data-mode='balanced']").await.unwrap();
+    let mode_text = b.text(&mode).await;
+    let calls = balanced["provider_calls"].as_u64().unwrap();
+    assert!(
+        mode_text.starts_with(&format!("balanced 1 {calls}")),
+        "one completed interview and its {calls} calls: {mode_text}"
+    );
+    let live = b.find("#live b").await.unwrap();
+    assert!(b.text(&live).await.parse::<u64>().is_ok());
+    let alerts = b.find("#alerts").await.unwrap();
+    assert!(b.text(&alerts).await.contains("No alerts."));
+    assert!(!b.source().await.contains("SECRETVALUE"));
+    let shot = std::env::temp_dir().join("ie-admin-dashboard.png");
+    b.screenshot(&shot).await;
+}

@@ -1,6 +1,6 @@
 //! `GET /metrics` against the real binary: an admin route in the Prometheus text format whose figures
 //! are the same as `/api/optimization_stats`, `/api/system_status` and the fake provider's own counts,
-//! with no secret in it.
+//! with no secret in it; `GET /admin` (the dashboard) is guarded the same way.
 #![allow(
     missing_docs,
     dead_code,
@@ -87,6 +87,10 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
     assert_eq!(r.json["error"]["code"], "unauthorized", "{}", r.text);
     let r = engine.get("/metrics", Some("wrong")).await;
     assert_eq!(r.status, 401);
+    // So is the dashboard.
+    let r = engine.get("/admin", None).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.json["error"]["code"], "unauthorized", "{}", r.text);
 
     // One balanced interview of two questions, to its report.
     let c = create(
@@ -216,4 +220,14 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
         sample(&samples, "interview_engine_sessions_live", &[]).map(|n| n <= 1.0),
         Some(true)
     );
+
+    // The dashboard with the token: the key under its redacted id, no secret.
+    let r = engine.get("/admin", Some(ADMIN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text.contains("data-key=\"fakeai#1\""), "{}", r.text);
+    assert!(!r.text.contains("SECRETVALUE"));
 }

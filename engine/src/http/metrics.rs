@@ -5,15 +5,12 @@
 //! counters kept in step): counters are process-lifetime totals, gauges are values now. Key ids are the
 //! redacted ones (`groq#2`); no secret reaches a label.
 
-use std::time::Duration;
-
 use actix_web::HttpResponse;
 use actors::key::KeyStatus;
-use actors::supervisor::SupervisorMsg;
 use prometheus::core::{Collector, GenericCounterVec, GenericGaugeVec};
 use prometheus::{Encoder, Opts, Registry, TextEncoder};
-use ractor::rpc::CallResult;
 
+use super::status::live_sessions;
 use super::State;
 use crate::error::ApiError;
 
@@ -66,21 +63,11 @@ impl Scrape {
 
 /// `GET /metrics`.
 pub async fn metrics(state: State) -> Result<HttpResponse, ApiError> {
-    let (pool, supervisor) = (state.pool.clone(), state.supervisor.clone());
-    let (keys, live) = state
-        .on_engine(async move {
-            let keys = pool.status().await;
-            let live = supervisor
-                .call(SupervisorMsg::Live, Some(Duration::from_secs(5)))
-                .await;
-            (keys, live)
-        })
-        .await?;
-    let keys = keys?;
-    let live = match live {
-        Ok(CallResult::Success(n)) => Some(n),
-        _ => None,
-    };
+    let pool = state.pool.clone();
+    let keys = state
+        .on_engine(async move { pool.status().await })
+        .await??;
+    let live = live_sessions(&state).await;
     let text = document(&state, &keys, live)?;
     Ok(HttpResponse::Ok()
         .content_type(TextEncoder::new().format_type())

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the shared application state, admin-token checks and JSON error
 //! handling. One file per group of routes; handlers are thin and call into the engine's actors.
 
+pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod interviews;
@@ -125,6 +126,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
         web::resource("/api/system_status")
             .wrap(from_fn(admin_guard))
             .route(web::get().to(status::system_status)),
+    )
+    .service(
+        web::resource("/admin")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(dashboard::admin)),
     )
     .service(
         web::resource("/metrics")

@@ -1,5 +1,6 @@
 //! `GET /api/system_status`: per provider and key (redacted ids only) the limits, usage, remaining,
-//! percentage used, health and cool-down; totals and alerts for the operator.
+//! percentage used, health and cool-down; totals and alerts for the operator. `GET
+//! /api/optimization_stats`: content by source, cache hit rates, calls per interview per mode.
 
 use actix_web::HttpResponse;
 use actors::budget::Capacity;
@@ -133,6 +134,11 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
 
 /// `GET /api/system_status` (admin).
 pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(system_document(&state).await?))
+}
+
+/// The system status document: keys and totals, GPU nodes, the call budget and the alerts.
+pub async fn system_document(state: &State) -> Result<Value, ApiError> {
     let pool = state.pool.clone();
     let keys = state
         .on_engine(async move { pool.status().await })
@@ -176,13 +182,18 @@ pub async fn system_status(state: State) -> Result<HttpResponse, ApiError> {
         )));
     }
     doc["budget"] = json!(budget);
-    Ok(HttpResponse::Ok().json(doc))
+    Ok(doc)
 }
 
 /// `GET /api/optimization_stats` (admin): where interview content came from, cache hit rates, calls
 /// saved by coalescing, and provider calls per completed interview per mode (since this process
 /// started).
 pub async fn optimization_stats(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(optimization_document(&state))
+}
+
+/// The optimization stats document.
+pub fn optimization_document(state: &State) -> Value {
     let mut by_source: serde_json::Map<String, Value> = state
         .stats
         .by_source()
@@ -190,11 +201,31 @@ pub async fn optimization_stats(state: State) -> HttpResponse {
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     by_source.insert("dedup".into(), json!(state.stats.dedup()));
-    HttpResponse::Ok().json(json!({
+    json!({
         "requests_by_source": by_source,
         "cache": state.cache.stats(),
         "modes": state.stats.modes(),
         "gpu": state.pool.gpu().map(|g| g.stats()),
         "budget": state.budget.snapshot(),
-    }))
+    })
+}
+
+/// Interview session actors running now (`None` when the supervisor does not answer in time).
+pub async fn live_sessions(state: &State) -> Option<usize> {
+    let supervisor = state.supervisor.clone();
+    let live = state
+        .on_engine(async move {
+            supervisor
+                .call(
+                    actors::supervisor::SupervisorMsg::Live,
+                    Some(std::time::Duration::from_secs(5)),
+                )
+                .await
+        })
+        .await
+        .ok()?;
+    match live {
+        Ok(ractor::rpc::CallResult::Success(n)) => Some(n),
+        _ => None,
+    }
 }
