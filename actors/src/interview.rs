@@ -1,6 +1,8 @@
 //! The interview's durable record (everything a session needs to carry on after a crash) and the
 //! events it emits, as sent on the WebSocket and kept in the session log.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -86,8 +88,10 @@ pub struct InterviewRecord {
     pub updated_ms: i64,
     /// Resume analysis, if a resume was given.
     pub resume: Option<ResumeAnalysis>,
-    /// The planned questions (placeholders filled).
-    pub questions: Vec<Question>,
+    /// The planned questions (placeholders filled). Shared: a live session's copy comes from the
+    /// [`QuestionInterner`](crate::content::question_pool::QuestionInterner), so interviews asking the
+    /// same question hold one copy (stored, it is the plain question).
+    pub questions: Vec<Arc<Question>>,
     /// One item per question asked so far (answers, scores, feedback).
     pub items: Vec<ReportItem>,
     /// Index of the current question (0-based).
@@ -152,7 +156,7 @@ impl From<InterviewRecordV1> for InterviewRecord {
             created_ms: v.created_ms,
             updated_ms: v.updated_ms,
             resume: v.resume,
-            questions: v.questions,
+            questions: v.questions.into_iter().map(Arc::new).collect(),
             items: v.items,
             current: v.current,
             in_follow_up: v.in_follow_up,

@@ -79,12 +79,18 @@ async fn spawn_session(
 }
 
 impl SupervisorState {
+    /// The interview's record, its questions shared with the other live sessions.
     fn load(&self, id: &str) -> Result<InterviewRecord, SessionError> {
-        self.deps
+        let mut rec = self
+            .deps
             .log
             .load(id)
             .map_err(|e| SessionError::Storage(e.to_string()))?
-            .ok_or(SessionError::NotFound)
+            .ok_or(SessionError::NotFound)?;
+        for q in &mut rec.questions {
+            *q = self.deps.questions.intern(q.clone());
+        }
+        Ok(rec)
     }
 }
 

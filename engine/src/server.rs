@@ -137,6 +137,7 @@ impl Engine {
             stats: stats.clone(),
             cache: Some(cache.clone()),
             budget: budget.clone(),
+            questions: Arc::default(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(

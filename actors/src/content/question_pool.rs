@@ -2,6 +2,7 @@
 //! and the deterministic choice of an interview's questions (difficulty ramp, exclusions, resume fill).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +130,51 @@ impl Question {
     pub fn uses(&self, placeholder: &str) -> bool {
         let p = format!("{{{placeholder}}}");
         self.text.contains(&p) || self.follow_ups.iter().any(|f| f.contains(&p))
+    }
+}
+
+/// Shares identical questions between the interviews held in memory: most interviews ask pool
+/// questions whose filled text repeats (same role, same technology), so one copy serves them all.
+/// Bounded: past [`QuestionInterner::MAX`] distinct questions it starts over (copies held stay valid).
+#[derive(Debug, Default)]
+pub struct QuestionInterner {
+    shared: std::sync::Mutex<HashMap<u64, Vec<Arc<Question>>>>,
+}
+
+impl QuestionInterner {
+    /// Most distinct questions kept.
+    pub const MAX: usize = 20_000;
+
+    /// The shared copy of `q` (`q` itself the first time it is seen).
+    pub fn intern(&self, q: Arc<Question>) -> Arc<Question> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&q.id, &q.text, &q.follow_ups, &q.rubric).hash(&mut h);
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.len() >= Self::MAX {
+            shared.clear();
+        }
+        let bucket = shared.entry(h.finish()).or_default();
+        if let Some(found) = bucket.iter().find(|s| ***s == *q) {
+            return found.clone();
+        }
+        bucket.push(q.clone());
+        q
+    }
+
+    /// Distinct questions held.
+    pub fn len(&self) -> usize {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -819,6 +865,24 @@ mod tests {
     }
 
     const NO: &[String] = &[];
+
+    #[test]
+    fn interner_shares_equal_questions_and_keeps_different_ones_apart() {
+        let p = pool();
+        let q = p.get("backend-001").unwrap().clone();
+        let interner = QuestionInterner::default();
+        let first = interner.intern(Arc::new(q.clone()));
+        let again = interner.intern(Arc::new(q.clone()));
+        assert!(Arc::ptr_eq(&first, &again), "one copy for equal questions");
+        let mut other = q;
+        other.text.push_str(" (for a data engineer)");
+        let other = interner.intern(Arc::new(other));
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(interner.len(), 2);
+        // Stored, a shared question is the plain question (serde's `rc`: the same bytes).
+        let plain = serde_json::to_string(&*first).unwrap();
+        assert_eq!(serde_json::to_string(&first).unwrap(), plain);
+    }
 
     #[test]
     fn embedded_pool_loads() {

@@ -21,7 +21,7 @@ use crate::budget::{Budget, Level};
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
 use crate::content::prompts::{self, LlmEvaluation};
-use crate::content::question_pool::Category;
+use crate::content::question_pool::{Category, Question};
 use crate::content::report::{self, FollowUpItem, ReportInput, ReportItem};
 use crate::content::templates::{Closing, Templates, Transition};
 use crate::content::Band;
@@ -55,6 +55,8 @@ pub struct SessionDeps {
     pub cache: Option<Cache>,
     /// The call budget: the level of LLM work each turn may use.
     pub budget: Arc<Budget>,
+    /// One in-memory copy of each question, shared by the live sessions that ask it.
+    pub questions: Arc<crate::content::question_pool::QuestionInterner>,
 }
 
 /// A client message, as parsed by the connection.
@@ -581,18 +583,20 @@ impl SessionState {
         }
         let source = match (question, self.rec.questions.get_mut(idx)) {
             (Some(g), Some(q)) => {
-                q.id = format!("gen-{}", &cache::key(&[&g.question])[..12]);
-                q.domain = "generated".into();
-                q.category = match self.rec.difficulty {
-                    crate::content::Difficulty::Easy => Category::TechnicalEasy,
-                    crate::content::Difficulty::Medium => Category::TechnicalMedium,
-                    crate::content::Difficulty::Hard => Category::TechnicalHard,
-                };
-                q.difficulty = self.rec.difficulty;
-                q.tags = vec![topic];
-                q.text = g.question;
-                q.rubric = g.rubric;
-                q.follow_ups = g.follow_up.into_iter().collect();
+                *q = Arc::new(Question {
+                    id: format!("gen-{}", &cache::key(&[&g.question])[..12]),
+                    domain: "generated".into(),
+                    category: match self.rec.difficulty {
+                        crate::content::Difficulty::Easy => Category::TechnicalEasy,
+                        crate::content::Difficulty::Medium => Category::TechnicalMedium,
+                        crate::content::Difficulty::Hard => Category::TechnicalHard,
+                    },
+                    difficulty: self.rec.difficulty,
+                    tags: vec![topic],
+                    text: g.question,
+                    rubric: g.rubric,
+                    follow_ups: g.follow_up.into_iter().collect(),
+                });
                 source
             }
             _ => "pool".to_string(),

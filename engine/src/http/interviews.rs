@@ -4,6 +4,7 @@
 //! Reads need the interview's token (`Authorization: Bearer` or `?token=`) or the admin token.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -280,7 +281,7 @@ pub async fn create(
                 created_ms: now,
                 updated_ms: now,
                 resume,
-                questions: chosen.into_iter().map(|c| c.question).collect(),
+                questions: chosen.into_iter().map(|c| Arc::new(c.question)).collect(),
                 items: Vec::new(),
                 current: 0,
                 in_follow_up: false,
