@@ -310,13 +310,7 @@ async fn operator_dashboard_shows_keys_budget_and_modes() {
     )
     .await;
     let mut client = common::ws::Client::connect(&engine.base, &c).await;
-    loop {
-        let v = client.next_prompt().await;
-        if v["type"] == "report" {
-            break;
-        }
-        client.answer(common::ws::GOOD_ANSWER).await;
-    }
+    client.finish_with(common::ws::GOOD_ANSWER).await;
     let stats = engine.get("/api/optimization_stats", None).await.json;
     let balanced = common::server::mode_figures(&stats, "balanced");
 

@@ -100,13 +100,7 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
     )
     .await;
     let mut client = Client::connect(&engine.base, &c).await;
-    loop {
-        let v = client.next_prompt().await;
-        if v["type"] == "report" {
-            break;
-        }
-        client.answer(GOOD_ANSWER).await;
-    }
+    client.finish_with(GOOD_ANSWER).await;
 
     let r = engine.get("/metrics", Some(ADMIN)).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -120,6 +120,18 @@ impl Client {
         .await
     }
 
+    /// Answers every open question and follow-up with `answer` until the report; returns the report
+    /// event.
+    pub async fn finish_with(&mut self, answer: &str) -> Value {
+        loop {
+            let v = self.next_prompt().await;
+            if v["type"] == "report" {
+                return v;
+            }
+            self.answer(answer).await;
+        }
+    }
+
     /// Connects again and sends `resume {last_seq}`; returns the client, caught up to the `ready` event's
     /// seq, and that `ready` event.
     pub async fn reconnect(base: &str, c: &Created, last_seq: u64) -> (Client, Value) {
