@@ -1016,9 +1016,17 @@ mod tests {
             .put(CacheKind::Summary, "keep", "long-lived".into())
             .await
             .unwrap();
-        assert_eq!(db.open_tree("cache_response").unwrap().len(), 5);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(db.open_tree("cache_response").unwrap().is_empty());
+        assert_eq!(cache.stats().kind(CacheKind::Response).unwrap().puts, 5);
+        // The sweep (every 20 ms) removes them once their 300 ms are up: wait for it, 10 s at most.
+        let t0 = std::time::Instant::now();
+        let swept = || {
+            db.open_tree("cache_response").unwrap().is_empty()
+                && cache.stats().kind(CacheKind::Response).unwrap().expired == 5
+        };
+        while !swept() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never swept");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(db.open_tree("cache_response_by_age").unwrap().is_empty());
         assert_eq!(db.open_tree("cache_summary").unwrap().len(), 1);
         let s = cache.stats();

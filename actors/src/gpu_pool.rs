@@ -1411,6 +1411,28 @@ mod tests {
             }
         }
 
+        /// Waits (5 s at most) until node `name`'s status satisfies `ok`, and returns it: a request's
+        /// outcome reaches the node actor by message, just after its caller got the answer.
+        async fn wait_status(
+            pool: &GpuPool,
+            name: &str,
+            what: &str,
+            ok: impl Fn(&NodeStatus) -> bool,
+        ) -> NodeStatus {
+            let t0 = Instant::now();
+            loop {
+                let s = node_status(pool, name);
+                if ok(&s) {
+                    return s;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "{name}: never {what}: {s:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
         const DEADLINE: Duration = Duration::from_secs(10);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1444,10 +1466,8 @@ mod tests {
             for s in pool.status() {
                 assert_eq!((s.in_flight, s.queued), (0, 0));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let s = node_status(&pool, "a");
+            let s = wait_status(&pool, "a", "counted", |s| s.requests == u64::from(ca)).await;
             assert_eq!(s.state, NodeState::Up);
-            assert_eq!(s.requests, u64::from(ca));
             assert!(s.latency_ms.is_some_and(|l| l >= 140.0));
             assert!(s.tokens_per_s.is_some_and(|t| t > 0.0));
         }
@@ -1462,21 +1482,19 @@ mod tests {
             let pool = start(vec![spec("a", &a, 1)], cfg).await;
             let p = pool.clone();
             let first = tokio::spawn(async move { p.complete(&req("1"), DEADLINE, None).await });
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            wait_status(&pool, "a", "busy", |s| s.in_flight == 1).await;
             let p = pool.clone();
             let second = tokio::spawn(async move { p.complete(&req("2"), DEADLINE, None).await });
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert_eq!(node_status(&pool, "a").queued, 1);
-            let t0 = Instant::now();
+            wait_status(&pool, "a", "queued", |s| s.queued == 1).await;
+            // The queue is full: refused at once (a wait would have been served, the deadline is 10 s).
             let third = pool.complete(&req("3"), DEADLINE, None).await;
             assert!(matches!(third, Err(GpuError::Busy)), "{third:?}");
-            assert!(t0.elapsed() < Duration::from_millis(250));
             assert!(first.await.unwrap().is_ok());
             assert!(second.await.unwrap().is_ok());
             // A wait that outlasts the deadline.
             let p = pool.clone();
             let busy = tokio::spawn(async move { p.complete(&req("4"), DEADLINE, None).await });
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            wait_status(&pool, "a", "busy", |s| s.in_flight == 1).await;
             let t0 = Instant::now();
             let late = pool
                 .complete(&req("5"), Duration::from_millis(150), None)
@@ -1586,8 +1604,7 @@ mod tests {
                 other => panic!("expected Refused, got {other:?}"),
             }
             assert_eq!(b.ctl.chats.load(Ordering::SeqCst), 0);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let s = node_status(&pool, "a");
+            let s = wait_status(&pool, "a", "counted", |s| s.errors == 1).await;
             assert_eq!((s.state, s.errors), (NodeState::Up, 1));
         }
 
@@ -1619,8 +1636,7 @@ mod tests {
             );
             assert_eq!(usage.map(|u| u.completion_tokens), Some(3));
             assert_eq!(node_status(&pool, "a").in_flight, 0);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let st = node_status(&pool, "a");
+            let st = wait_status(&pool, "a", "counted", |s| s.requests == 1).await;
             assert_eq!((st.requests, st.errors), (1, 0));
             assert!(st.tokens_per_s.is_some());
         }
@@ -1645,8 +1661,8 @@ mod tests {
             assert_eq!(node_status(&pool, "a").in_flight, 0);
             a.ctl.latency_ms.store(0, Ordering::SeqCst);
             assert!(pool.complete(&req("again"), DEADLINE, None).await.is_ok());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let st = node_status(&pool, "a");
+            // The two cancelled requests and the served one, none an error.
+            let st = wait_status(&pool, "a", "counted", |s| s.requests == 3).await;
             assert_eq!((st.state, st.errors), (NodeState::Up, 0));
         }
 
