@@ -32,6 +32,7 @@ use crate::gpu_node::{
     self, GpuNode, GpuNodeArgs, GpuNodeMsg, GpuNodeSpec, NodeShared, NodeState, RequestOutcome,
 };
 use crate::providers::{ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk};
+use crate::restart::{stopped_child, Restarts};
 
 /// Settings of the pool as a whole.
 #[derive(Debug, Clone)]
@@ -200,8 +201,6 @@ const AFFINITY_TTL: Duration = Duration::from_secs(3600);
 const QUEUE_POLL: Duration = Duration::from_millis(50);
 /// Compare-and-swap races tolerated in one admission attempt before treating the pool as busy.
 const CAS_TRIES: usize = 16;
-/// Node actor restarts before the pool gives up on a node.
-const MAX_NODE_RESTARTS: u32 = 10;
 
 /// A node as dispatch sees it at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -925,7 +924,7 @@ struct NodeSlot {
     spec: Arc<GpuNodeSpec>,
     shared: Arc<NodeShared>,
     actor: ActorRef<GpuNodeMsg>,
-    restarts: u32,
+    restarts: Restarts,
 }
 
 /// The pool actor's state: one slot per node.
@@ -973,7 +972,7 @@ impl Actor for GpuPoolActor {
                 spec,
                 shared,
                 actor,
-                restarts: 0,
+                restarts: Restarts::default(),
             });
         }
         tracing::info!(nodes = slots.len(), "gpu pool started");
@@ -1027,30 +1026,21 @@ impl Actor for GpuPoolActor {
         event: SupervisionEvent,
         state: &mut GpuPoolState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match &event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell.clone(), err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.clone(), reason.clone().unwrap_or_default())
-            }
-            _ => return Ok(()),
-        };
-        let Some(slot) = state
-            .slots
-            .iter_mut()
-            .find(|s| s.actor.get_id() == cell.get_id())
-        else {
+        let Some((id, why)) = stopped_child(&event) else {
             return Ok(());
         };
-        if slot.restarts >= MAX_NODE_RESTARTS {
+        let Some(slot) = state.slots.iter_mut().find(|s| s.actor.get_id() == id) else {
+            return Ok(());
+        };
+        if !slot.restarts.take() {
             tracing::error!(node = %slot.spec.name, why, "gpu node actor keeps failing; left stopped");
             slot.shared.mark_down(format!(
                 "node actor stopped after {} restarts",
-                slot.restarts
+                slot.restarts.count()
             ));
             return Ok(());
         }
-        slot.restarts += 1;
-        tracing::warn!(node = %slot.spec.name, why, restarts = slot.restarts, "gpu node actor stopped; restarting");
+        tracing::warn!(node = %slot.spec.name, why, restarts = slot.restarts.count(), "gpu node actor stopped; restarting");
         slot.actor = spawn_node(
             &slot.spec,
             &slot.shared,

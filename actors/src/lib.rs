@@ -33,6 +33,7 @@ pub mod key;
 pub mod pool;
 pub mod providers;
 pub mod quota;
+pub mod restart;
 pub mod router;
 pub mod secret;
 pub mod session;

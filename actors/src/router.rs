@@ -12,6 +12,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use crate::budget::Capacity;
 use crate::key::{KeyActor, KeyArgs, KeyGauge, KeyMsg, KeySpec, KeyStatus, SharedQuota};
 use crate::quota::DayLeft;
+use crate::restart::{stopped_child, Restarts};
 use crate::storage::UsageLedger;
 
 /// One key as the router knows it.
@@ -94,7 +95,7 @@ pub struct RouterArgs {
 struct Slot {
     config: KeyConfig,
     candidate: Candidate,
-    restarts: u32,
+    restarts: Restarts,
 }
 
 /// The router's state: one slot per key.
@@ -113,8 +114,6 @@ impl RouterState {
 
 /// The router actor.
 pub struct RouterActor;
-
-const MAX_KEY_RESTARTS: u32 = 10;
 
 async fn spawn_key(
     config: &KeyConfig,
@@ -156,7 +155,7 @@ impl Actor for RouterActor {
             slots.push(Slot {
                 config,
                 candidate,
-                restarts: 0,
+                restarts: Restarts::default(),
             });
         }
         let state = RouterState {
@@ -201,26 +200,21 @@ impl Actor for RouterActor {
         event: SupervisionEvent,
         state: &mut RouterState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match &event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell.clone(), err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell.clone(), reason.clone().unwrap_or_default())
-            }
-            _ => return Ok(()),
+        let Some((id, why)) = stopped_child(&event) else {
+            return Ok(());
         };
         let Some(slot) = state
             .slots
             .iter_mut()
-            .find(|s| s.candidate.actor.get_id() == cell.get_id())
+            .find(|s| s.candidate.actor.get_id() == id)
         else {
             return Ok(());
         };
-        if slot.restarts >= MAX_KEY_RESTARTS {
+        if !slot.restarts.take() {
             tracing::error!(key = %slot.config.spec.id, why, "key actor keeps failing; left stopped");
             return Ok(());
         }
-        slot.restarts += 1;
-        tracing::warn!(key = %slot.config.spec.id, why, restarts = slot.restarts, "key actor stopped; restarting (quota state is kept)");
+        tracing::warn!(key = %slot.config.spec.id, why, restarts = slot.restarts.count(), "key actor stopped; restarting (quota state is kept)");
         let actor = spawn_key(
             &slot.config,
             &state.ledger,
