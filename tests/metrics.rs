@@ -119,6 +119,7 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
         .all(|(name, _)| name.starts_with("interview_engine_")));
     assert_eq!(types["interview_engine_provider_calls_total"], "counter");
     assert_eq!(types["interview_engine_cache_entries"], "gauge");
+    assert_eq!(types["interview_engine_content_pieces"], "gauge");
 
     // The same figures as the JSON stats and the fake's own count.
     let stats = engine
@@ -169,7 +170,7 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
     assert_eq!(
         sample(
             &samples,
-            "interview_engine_content_total",
+            "interview_engine_content_pieces",
             &[("source", "llm")]
         ),
         by_source["llm"].as_f64()
@@ -189,6 +190,15 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
         ),
         Some(1.0)
     );
+    // Every other state is there too, at 0, so an alert can watch `healthy == 0`.
+    assert_eq!(
+        sample(
+            &samples,
+            "interview_engine_key_health",
+            &[who[0], who[1], ("state", "cooling_down")]
+        ),
+        Some(0.0)
+    );
     assert_eq!(
         sample(
             &samples,
@@ -204,8 +214,8 @@ async fn metrics_agree_with_the_stats_and_the_provider_and_keep_secrets() {
     assert_eq!(
         sample(
             &samples,
-            "interview_engine_capacity_remaining_today",
-            &[("unit", "requests")]
+            "interview_engine_capacity_requests_remaining_today",
+            &[]
         ),
         Some(remaining)
     );

@@ -421,7 +421,8 @@ impl Quota {
             .unwrap_or(chrono::Duration::MAX);
         // A second of slack: the park is computed from the reset with its own clock readings.
         wall.checked_add_signed(left)
-            .is_none_or(|end| end + chrono::Duration::seconds(1) >= self.next_reset(wall))
+            .and_then(|end| end.checked_add_signed(chrono::Duration::seconds(1)))
+            .is_none_or(|end| end >= self.next_reset(wall))
     }
 
     /// What the quota can still serve today: the daily windows' room (`None` where there is no

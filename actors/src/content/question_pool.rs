@@ -135,10 +135,29 @@ impl Question {
 
 /// Shares identical questions between the interviews held in memory: most interviews ask pool
 /// questions whose filled text repeats (same role, same technology), so one copy serves them all.
-/// Bounded: past [`QuestionInterner::MAX`] distinct questions it starts over (copies held stay valid).
+/// Bounded: past [`QuestionInterner::MAX`] distinct questions it drops those no session holds (and
+/// starts over if that is not enough; copies held stay valid).
 #[derive(Debug, Default)]
 pub struct QuestionInterner {
-    shared: std::sync::Mutex<HashMap<u64, Vec<Arc<Question>>>>,
+    shared: std::sync::Mutex<Shared>,
+}
+
+/// The interner's table: buckets by a hash of the question, and how many questions they hold.
+#[derive(Debug, Default)]
+struct Shared {
+    buckets: HashMap<u64, Vec<Arc<Question>>>,
+    len: usize,
+}
+
+impl Shared {
+    /// Keeps only the questions `keep` accepts.
+    fn retain(&mut self, keep: impl Fn(&Arc<Question>) -> bool) {
+        for bucket in self.buckets.values_mut() {
+            bucket.retain(&keep);
+        }
+        self.buckets.retain(|_, b| !b.is_empty());
+        self.len = self.buckets.values().map(Vec::len).sum();
+    }
 }
 
 impl QuestionInterner {
@@ -151,25 +170,25 @@ impl QuestionInterner {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (&q.id, &q.text, &q.follow_ups, &q.rubric).hash(&mut h);
         let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if shared.len() >= Self::MAX {
-            shared.clear();
+        if shared.len >= Self::MAX {
+            // Drop the questions no session holds any more; if that is not enough, start over.
+            shared.retain(|q| Arc::strong_count(q) > 1);
+            if shared.len >= Self::MAX {
+                shared.retain(|_| false);
+            }
         }
-        let bucket = shared.entry(h.finish()).or_default();
+        let bucket = shared.buckets.entry(h.finish()).or_default();
         if let Some(found) = bucket.iter().find(|s| ***s == *q) {
             return found.clone();
         }
         bucket.push(q.clone());
+        shared.len += 1;
         q
     }
 
     /// Distinct questions held.
     pub fn len(&self) -> usize {
-        self.shared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).len
     }
 
     /// Whether none is held.
@@ -879,6 +898,22 @@ mod tests {
         let other = interner.intern(Arc::new(other));
         assert!(!Arc::ptr_eq(&first, &other));
         assert_eq!(interner.len(), 2);
+        // Full, it lets go of the questions no session holds, and keeps the ones in use.
+        drop(again);
+        let base = p.get("backend-002").unwrap().clone();
+        for i in 0..QuestionInterner::MAX {
+            let mut q = base.clone();
+            q.text = format!("{} #{i}", base.text);
+            interner.intern(Arc::new(q));
+        }
+        let mut last = base.clone();
+        last.text.push_str(" (last)");
+        interner.intern(Arc::new(last));
+        // Pruned when it reached MAX: `first` and `other` (still held) stayed, and the questions
+        // interned after the pruning (the last two of the loop, and `last`) joined them.
+        assert_eq!(interner.len(), 5);
+        let held_again = interner.intern(Arc::new((*first).clone()));
+        assert!(Arc::ptr_eq(&first, &held_again));
         // Stored, a shared question is the plain question (serde's `rc`: the same bytes).
         let plain = serde_json::to_string(&*first).unwrap();
         assert_eq!(serde_json::to_string(&first).unwrap(), plain);

@@ -223,7 +223,8 @@ pub async fn create(
     let record = state
         .on_engine(async move {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            // Whole-interview admission: the level its share of today's quota pays for, reserved.
+            // Whole-interview admission: the level its share of today's quota pays for, reserved. It
+            // comes first because the level decides who reads the resume.
             let admitted = st
                 .budget
                 .admit(&id, Level::ceiling_of(&mode), count as usize);
@@ -261,6 +262,10 @@ pub async fn create(
                 },
                 exclude: &exclude,
             });
+            // The pool may hold fewer fillable questions than asked for: the hold is for those asked.
+            if chosen.len() < count as usize {
+                st.budget.resume(&id, admitted.level, chosen.len());
+            }
             let token = format!(
                 "{}{}",
                 uuid::Uuid::new_v4().simple(),

@@ -17,6 +17,16 @@ use crate::error::ApiError;
 /// Every metric name starts with this.
 const PREFIX: &str = "interview_engine";
 
+/// A key's health states, as `KeyStatus::health` names them: each is exported, 1 for the current one.
+const KEY_STATES: [&str; 6] = [
+    "healthy",
+    "cooling_down",
+    "day_exhausted",
+    "circuit_open",
+    "half_open",
+    "invalid",
+];
+
 /// A registry being filled for one scrape.
 struct Scrape {
     registry: Registry,
@@ -110,13 +120,15 @@ fn interviews(s: &Scrape, state: &State, live: Option<usize>) -> Result<(), ApiE
             .with_label_values(&[m.mode])
             .inc_by(m.provider_tokens);
     }
-    let content = s.counters(
-        "content_total",
+    // A gauge, not a counter: an answer graded live by the rubric scorer and then by economy's
+    // batched call moves from `heuristic` to `llm`, so one source can go down.
+    let content = s.gauges(
+        "content_pieces",
         "Pieces of interview content by where they came from (template, pool, cache, llm, gpu, heuristic).",
         &["source"],
     )?;
     for (source, n) in state.stats.by_source() {
-        content.with_label_values(&[source]).inc_by(n);
+        content.with_label_values(&[source]).set(n as f64);
     }
     s.counters(
         "dedup_saves_total",
@@ -202,26 +214,36 @@ fn budget(s: &Scrape, state: &State) -> Result<(), ApiError> {
     )?;
     steps.with_label_values(&["down"]).inc_by(b.steps_down);
     steps.with_label_values(&["up"]).inc_by(b.steps_up);
-    let reserved = s.gauges(
-        "budget_reserved",
-        "Calls and tokens reserved for the rest of the live interviews.",
-        &["unit"],
-    )?;
-    reserved.with_label_values(&["calls"]).set(b.reserved_calls);
-    reserved
-        .with_label_values(&["tokens"])
-        .set(b.reserved_tokens);
+    s.gauges(
+        "budget_reserved_calls",
+        "Provider calls reserved for the rest of the live interviews.",
+        &[],
+    )?
+    .with_label_values::<&str>(&[])
+    .set(b.reserved_calls);
+    s.gauges(
+        "budget_reserved_tokens",
+        "Tokens reserved for the rest of the live interviews.",
+        &[],
+    )?
+    .with_label_values::<&str>(&[])
+    .set(b.reserved_tokens);
     // Absent when unlimited (no daily limit on some key, or a GPU node up).
-    let capacity = s.gauges(
-        "capacity_remaining_today",
-        "What the keys can still serve today (each quota scope once; absent when unlimited).",
-        &["unit"],
+    let requests = s.gauges(
+        "capacity_requests_remaining_today",
+        "Provider requests the keys can still serve today (each quota scope once; absent when unlimited).",
+        &[],
     )?;
     if let Some(r) = b.capacity.requests {
-        capacity.with_label_values(&["requests"]).set(r as f64);
+        requests.with_label_values::<&str>(&[]).set(r as f64);
     }
+    let tokens = s.gauges(
+        "capacity_tokens_remaining_today",
+        "Tokens the keys can still serve today (each quota scope once; absent when unlimited).",
+        &[],
+    )?;
     if let Some(t) = b.capacity.tokens {
-        capacity.with_label_values(&["tokens"]).set(t as f64);
+        tokens.with_label_values::<&str>(&[]).set(t as f64);
     }
     Ok(())
 }
@@ -244,7 +266,7 @@ fn providers(s: &Scrape, keys: &[KeyStatus]) -> Result<(), ApiError> {
     )?;
     let health = s.gauges(
         "key_health",
-        "1 for a key's current health state (healthy, cooling_down, day_exhausted, circuit_open, half_open, invalid).",
+        "1 for a key's current health state, 0 for the others (healthy, cooling_down, day_exhausted, circuit_open, half_open, invalid).",
         &["provider", "key", "state"],
     )?;
     let used = s.gauges(
@@ -272,9 +294,10 @@ fn providers(s: &Scrape, keys: &[KeyStatus]) -> Result<(), ApiError> {
         served.with_label_values(&who).inc_by(k.served);
         failed.with_label_values(&who).inc_by(k.failed);
         limited.with_label_values(&who).inc_by(k.rate_limited);
-        health
-            .with_label_values(&[who[0], who[1], k.health])
-            .set(1.0);
+        for state in KEY_STATES {
+            let on = if state == k.health { 1.0 } else { 0.0 };
+            health.with_label_values(&[who[0], who[1], state]).set(on);
+        }
         in_flight
             .with_label_values(&who)
             .set(f64::from(k.usage.in_flight));
