@@ -412,3 +412,34 @@ async fn a_report_cut_off_by_sigkill_is_written_after_restart() {
     assert_eq!(report["questions"][0]["source"], "llm:fakeai", "{report}");
     assert_eq!(report["coach_note"]["source"], "llm:fakeai", "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_reserves_for_the_questions_the_interview_has() {
+    let fake = FakeProvider::start().await;
+    fake.add_interviewer_key("hold-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(
+        dir.path(),
+        &config("balanced", &fake, "{ rpd = 100000 }"),
+        &[("FAKEAI_API_KEYS", "hold-key".into())],
+    );
+    // More questions than the pool can fill without a resume (no technology, no project).
+    let created = engine.post("/api/interviews", &body("Hal", 50), None).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["level"], "balanced");
+    let id = created.json["interview_id"].as_str().unwrap();
+    let token = created.json["token"].as_str().unwrap();
+    let got = engine
+        .get(&format!("/api/interviews/{id}"), Some(token))
+        .await;
+    let planned = got.json["questions_total"].as_u64().unwrap();
+    assert!(planned < 50, "the pool filled {planned} of 50");
+    // Balanced reserves one evaluation per question and the coach note: for the planned ones.
+    let status = engine.status().await;
+    assert_eq!(
+        status["budget"]["reserved_calls"].as_f64(),
+        Some(1.0 + planned as f64),
+        "{}",
+        status["budget"]
+    );
+}
