@@ -311,6 +311,18 @@ impl Inner {
         }
     }
 
+    /// Releases `interview_id`'s hold and returns the room everything else leaves it: capacity,
+    /// the other interviews' reservations, and the interviews expected for the rest of the day.
+    fn room_without(&mut self, interview_id: &str, cap: Capacity, now: DateTime<Utc>) -> Room {
+        let expected_rest = self.expected_rest(now);
+        self.release(interview_id);
+        Room {
+            cap,
+            others: (self.reserved_calls, self.reserved_tokens),
+            expected_rest,
+        }
+    }
+
     /// Interviews expected for the rest of the day at today's pace.
     fn expected_rest(&self, now: DateTime<Utc>) -> f64 {
         let started = self.day_started.unwrap_or(now);
@@ -481,13 +493,7 @@ impl Budget {
         let mut g = self.lock_at(now);
         // The interview counts in today's pace itself, so its first turn agrees with its admission.
         g.created_today += 1;
-        let rest = g.expected_rest(now);
-        g.release(interview_id);
-        let room = Room {
-            cap,
-            others: (g.reserved_calls, g.reserved_tokens),
-            expected_rest: rest,
-        };
+        let room = g.room_without(interview_id, cap, now);
         let (level, why) = if self.source.configured() {
             self.afford(ceiling, None, room, q, q)
         } else {
@@ -525,13 +531,7 @@ impl Budget {
         let cap = self.source.capacity();
         let now = (self.clock)();
         let mut g = self.lock_at(now);
-        let rest = g.expected_rest(now);
-        g.release(interview_id);
-        let room = Room {
-            cap,
-            others: (g.reserved_calls, g.reserved_tokens),
-            expected_rest: rest,
-        };
+        let room = g.room_without(interview_id, cap, now);
         if !self.source.configured() {
             let none = self.cost(Level::Heuristic);
             g.hold(interview_id, Hold::of(Level::Heuristic, none, left, now));
@@ -562,7 +562,8 @@ impl Budget {
         Decision { level, step }
     }
 
-    /// A live interview (re)started after a restart holds its reservation again.
+    /// A live interview holds its reservation for `questions_left` questions again: after a restart,
+    /// or when creation planned fewer questions than were admitted.
     pub fn resume(&self, interview_id: &str, level: Level, questions_left: usize) {
         let now = (self.clock)();
         let hold = Hold::of(level, self.cost(level), questions_left as f64, now);

@@ -286,11 +286,38 @@ impl NodeShared {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
-    /// Reports how a request ended to the node's actor (dropped if the actor is restarting).
+    /// Reports how a request ended: counted in the node's figures at once (before the caller sees
+    /// the answer's end, so the status agrees with what callers saw), then sent to the node's actor
+    /// for its health (dropped if the actor is restarting).
     pub(crate) fn report(&self, outcome: RequestOutcome) {
+        self.count(&outcome);
         let actor = self.actor.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(actor) = actor {
             let _ = actor.cast(GpuNodeMsg::Outcome(outcome));
+        }
+    }
+
+    fn count(&self, outcome: &RequestOutcome) {
+        let mut f = self.write_figures();
+        f.requests += 1;
+        match outcome {
+            RequestOutcome::Ok {
+                latency,
+                completion_tokens,
+                generation,
+            } => {
+                let ms = latency.as_secs_f64() * 1000.0;
+                f.last_latency_ms = Some(ms);
+                f.avg_latency_ms = Some(ewma(f.avg_latency_ms, ms));
+                let secs = generation.as_secs_f64();
+                if let Some(tokens) = completion_tokens.filter(|t| *t > 0) {
+                    if secs > 0.001 {
+                        f.tokens_per_s = Some(ewma(f.tokens_per_s, tokens as f64 / secs));
+                    }
+                }
+            }
+            RequestOutcome::Failed { .. } => f.errors += 1,
+            RequestOutcome::Cancelled => {}
         }
     }
 
@@ -531,29 +558,7 @@ impl GpuNodeState {
     }
 
     fn on_outcome(&mut self, outcome: RequestOutcome) {
-        {
-            let mut f = self.args.shared.write_figures();
-            f.requests += 1;
-            match &outcome {
-                RequestOutcome::Ok {
-                    latency,
-                    completion_tokens,
-                    generation,
-                } => {
-                    let ms = latency.as_secs_f64() * 1000.0;
-                    f.last_latency_ms = Some(ms);
-                    f.avg_latency_ms = Some(ewma(f.avg_latency_ms, ms));
-                    let secs = generation.as_secs_f64();
-                    if let Some(tokens) = completion_tokens.filter(|t| *t > 0) {
-                        if secs > 0.001 {
-                            f.tokens_per_s = Some(ewma(f.tokens_per_s, tokens as f64 / secs));
-                        }
-                    }
-                }
-                RequestOutcome::Failed { .. } => f.errors += 1,
-                RequestOutcome::Cancelled => {}
-            }
-        }
+        // The figures were counted by `NodeShared::report`; the actor keeps the health.
         let t = self.health.on_outcome(Instant::now(), &outcome);
         self.apply(t);
     }

@@ -1401,8 +1401,8 @@ mod tests {
             }
         }
 
-        /// Waits (5 s at most) until node `name`'s status satisfies `ok`, and returns it: a request's
-        /// outcome reaches the node actor by message, just after its caller got the answer.
+        /// Waits (5 s at most) until node `name`'s status satisfies `ok` (requests in flight or
+        /// queued, as other tasks move them), and returns it.
         async fn wait_status(
             pool: &GpuPool,
             name: &str,
@@ -1456,8 +1456,10 @@ mod tests {
             for s in pool.status() {
                 assert_eq!((s.in_flight, s.queued), (0, 0));
             }
-            let s = wait_status(&pool, "a", "counted", |s| s.requests == u64::from(ca)).await;
+            // Counted before each caller got its answer.
+            let s = node_status(&pool, "a");
             assert_eq!(s.state, NodeState::Up);
+            assert_eq!(s.requests, u64::from(ca));
             assert!(s.latency_ms.is_some_and(|l| l >= 140.0));
             assert!(s.tokens_per_s.is_some_and(|t| t > 0.0));
         }
@@ -1594,7 +1596,7 @@ mod tests {
                 other => panic!("expected Refused, got {other:?}"),
             }
             assert_eq!(b.ctl.chats.load(Ordering::SeqCst), 0);
-            let s = wait_status(&pool, "a", "counted", |s| s.errors == 1).await;
+            let s = node_status(&pool, "a");
             assert_eq!((s.state, s.errors), (NodeState::Up, 1));
         }
 
@@ -1626,7 +1628,7 @@ mod tests {
             );
             assert_eq!(usage.map(|u| u.completion_tokens), Some(3));
             assert_eq!(node_status(&pool, "a").in_flight, 0);
-            let st = wait_status(&pool, "a", "counted", |s| s.requests == 1).await;
+            let st = node_status(&pool, "a");
             assert_eq!((st.requests, st.errors), (1, 0));
             assert!(st.tokens_per_s.is_some());
         }
@@ -1652,8 +1654,8 @@ mod tests {
             a.ctl.latency_ms.store(0, Ordering::SeqCst);
             assert!(pool.complete(&req("again"), DEADLINE, None).await.is_ok());
             // The two cancelled requests and the served one, none an error.
-            let st = wait_status(&pool, "a", "counted", |s| s.requests == 3).await;
-            assert_eq!((st.state, st.errors), (NodeState::Up, 0));
+            let st = node_status(&pool, "a");
+            assert_eq!((st.state, st.errors, st.requests), (NodeState::Up, 0, 3));
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1775,6 +1777,8 @@ mod tests {
             pool.complete(&req("x"), DEADLINE, None).await.unwrap();
             let auth = a.ctl.last_auth.lock().unwrap().clone();
             assert_eq!(auth.as_deref(), Some("Bearer sk-node-secret-42"));
+            // Up once the node actor has seen the probe or the answer (by message).
+            wait_for(&pool, "a", NodeState::Up).await;
             let shown = serde_json::to_string(&pool.status()).unwrap();
             assert!(!shown.contains("sk-node-secret-42"));
             assert!(shown.contains("\"state\":\"up\""));

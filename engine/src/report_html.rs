@@ -53,7 +53,9 @@ pub fn render(report: &Value) -> Result<String, minijinja::Error> {
     })
 }
 
-fn environment() -> Environment<'static> {
+/// The engine's page environment (the report page and the operator dashboard): HTML auto-escaping
+/// for every template, trimmed blocks, and the report's filters.
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     // Whatever the template is called, its output is HTML and every value is untrusted.
     env.set_auto_escape_callback(|_| AutoEscape::Html);

@@ -2,7 +2,7 @@
 //! the same documents as `/api/system_status` and `/api/optimization_stats`; it reloads itself.
 
 use actix_web::HttpResponse;
-use minijinja::{context, AutoEscape, Environment};
+use minijinja::context;
 use serde_json::Value;
 
 use super::status::{live_sessions, optimization_document, system_document};
@@ -35,14 +35,11 @@ pub fn render(
     stats: &Value,
     live: Option<usize>,
 ) -> Result<String, minijinja::Error> {
-    let mut env = Environment::new();
-    // Every value shown (provider errors included) is untrusted text.
-    env.set_auto_escape_callback(|_| AutoEscape::Html);
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.add_template("admin.html", TEMPLATE)?;
+    // Auto-escaped: every value shown (provider errors included) is untrusted text.
+    let env = crate::report_html::environment();
+    let tpl = env.template_from_named_str("admin.html.j2", TEMPLATE)?;
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
-    env.get_template("admin.html")?.render(context! {
+    tpl.render(context! {
         status, stats, live, now, refresh_s => REFRESH_S,
     })
 }
