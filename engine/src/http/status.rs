@@ -149,9 +149,8 @@ pub async fn system_document(state: &State) -> Result<Value, ApiError> {
         state.config.interview.questions,
     );
     if let Some(g) = state.pool.gpu() {
-        doc["gpu"] = json!({"nodes": g.status(), "stats": g.stats()});
-        let down: Vec<String> = g
-            .status()
+        let nodes = g.status();
+        let down: Vec<String> = nodes
             .iter()
             .filter(|n| !n.state.is_usable())
             .map(|n| {
@@ -165,6 +164,7 @@ pub async fn system_document(state: &State) -> Result<Value, ApiError> {
         if let Some(alerts) = doc["alerts"].as_array_mut() {
             alerts.extend(down.into_iter().map(Value::from));
         }
+        doc["gpu"] = json!({"nodes": nodes, "stats": g.stats()});
     }
     let budget = state.budget.snapshot();
     // A step down in the last 15 minutes: quota is running low for what interviews ask for.
