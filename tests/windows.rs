@@ -168,3 +168,39 @@ async fn a_daily_unit_budget_bounds_the_budget_and_the_status_and_is_never_overr
     let spent = key_status(&st, "paidp#1");
     assert_eq!(spent["windows"]["rpd"]["used"], 1, "{spent}");
 }
+
+/// A model with limits of its own (Groq counts per model): its window fills while the provider's
+/// default model, on the same key, still has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_its_own_limits_has_its_own_windows() {
+    let fake = FakeProvider::start().await;
+    fake.add_key("pm-SECRETVALUE", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[pool]\ndeadline_ms = 2000\n\
+         [providers.pm]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"small\"\nmodels = [\"big\"]\n\
+         keys_env = \"PM_API_KEYS\"\nlimits = {{ rpm = 100 }}\nmodel_limits = {{ big = {{ rpm = 2 }} }}\n",
+        fake.base
+    );
+    let engine = Engine::start(dir.path(), &cfg, &[("PM_API_KEYS", "pm-SECRETVALUE".into())]);
+    for i in 0..2 {
+        let r = engine.chat("big", &format!("big {i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let r = engine.chat("big", "big again").await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    let r = engine.chat("small", "the default model has room").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let st = engine.status().await;
+    let k = key_status(&st, "pm#1");
+    assert_eq!(k["windows"]["rpm"]["used"], 1, "{k}");
+    assert_eq!(k["models"][0]["model"], "big", "{k}");
+    assert_eq!(k["models"][0]["windows"]["rpm"]["used"], 2, "{k}");
+    let asked: Vec<String> = fake
+        .requests("pm-SECRETVALUE")
+        .await
+        .iter()
+        .map(|r| r["body"]["model"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(asked, ["big", "big", "small"]);
+}
