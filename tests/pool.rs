@@ -1003,7 +1003,13 @@ async fn twenty_interviews_on_one_key_with_two_slots_are_all_graded_by_the_provi
             )
             .await;
             let mut client = Client::connect(&base, &c).await;
-            client.finish_with(GOOD_ANSWER).await;
+            // A different answer per interview: none can be graded from another's cached grade.
+            client
+                .finish_with(&format!(
+                    "{GOOD_ANSWER} In my team of {} we did the same.",
+                    i + 3
+                ))
+                .await;
             client.logged.clone()
         }
     });
