@@ -1,9 +1,9 @@
 //! Gateway overhead end to end: chat completions sent straight to the fake provider and through the
 //! engine's `/v1/chat/completions`, at concurrency 1, 16 and 64. Every request body is distinct (its
 //! index is in the message), so the figures measure the proxy, not the cache or the coalescing.
-//! Targets (issue 10): added p50 < 0.2 ms and p99 < 1 ms at concurrency 1; >= 10,000 req/s at 64;
-//! <= 0.1 ms engine CPU per request; then, with the upstream answering in 200 ms, RSS < 64 MB with
-//! >= 250 requests in flight (256 clients).
+//! Targets (issue 10): added p50 under 0.2 ms and p99 under 1 ms at concurrency 1; at least 10,000
+//! req/s at 64; at most 0.1 ms engine CPU per request; then, with the upstream answering in 200 ms,
+//! RSS under 64 MB with at least 250 requests in flight (256 clients).
 //! With GATEWAY_BENCH_VIA=gpu the engine reaches the fake as four `[[gpu_nodes]]` instead of provider
 //! keys: the GPU pool's dispatch overhead (issue 5).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
