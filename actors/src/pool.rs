@@ -643,6 +643,13 @@ impl Pool {
             }
         }
         match last_err {
+            // The provider asked us to wait and nothing else could take the request in time: that
+            // is no capacity (429 with the real wait), not a failure.
+            Some(ProviderError::RateLimited { .. })
+                if refused.iter().any(|r| r.ready_at.is_some()) =>
+            {
+                Err(Self::refused_error(trail, &refused))
+            }
             Some(last) => Err(PoolError::AllFailed { last, trail }),
             None => Err(Self::refused_error(trail, &refused)),
         }
