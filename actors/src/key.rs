@@ -95,13 +95,13 @@ impl SharedQuota {
         ledger: &dyn UsageLedger,
     ) -> Self {
         let mut quota = Quota::new(limits, tz);
-        if limits.has_time_window() {
-            match ledger.load(&scope) {
-                Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
-                }
+        // Read even for a quota without time windows: a provider's cool-down or daily park is
+        // recorded for every key.
+        match ledger.load(&scope) {
+            Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
             }
         }
         Self {
