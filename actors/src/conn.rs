@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 pub enum Outbound {
     /// A JSON text frame.
     Text(Arc<str>),
+    /// A binary frame: the interviewer's speech, PCM16 little-endian (between `audio_out_start` and
+    /// `audio_out_end`).
+    Binary(bytes::Bytes),
     /// Close the connection with a reason (e.g. replaced by a newer connection).
     Close(String),
 }

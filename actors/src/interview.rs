@@ -12,8 +12,9 @@ use crate::content::report::ReportItem;
 use crate::content::resume::ResumeAnalysis;
 use crate::content::{Difficulty, Track};
 
-/// The WebSocket protocol version, sent in `ready`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The WebSocket protocol version, sent in `ready`. Version 2 added voice (audio in and out); a
+/// version-1 client never sends audio and never sees an audio event unless it created a voice interview.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Where an interview is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +113,93 @@ pub struct InterviewRecord {
     pub steps: Vec<Step>,
     /// While `Reporting`: the finished phase that follows.
     pub ending: Option<Phase>,
+    /// Voice: whether the interviewer speaks, spoken answers' word timings, barge-ins (layout v3).
+    pub voice: VoiceRecord,
+}
+
+/// What an interview keeps about speech: the report's speaking section is built from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VoiceRecord {
+    /// The interviewer's lines are spoken (`voice: true` at creation).
+    pub enabled: bool,
+    /// Every spoken answer, in order.
+    pub answers: Vec<SpokenTurn>,
+    /// Every time the candidate talked over the interviewer.
+    pub barge_ins: Vec<crate::voice::speaker::Heard>,
+    /// Milliseconds of the interviewer's audio the candidate heard.
+    pub interviewer_ms: u64,
+}
+
+/// One spoken answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpokenTurn {
+    /// The question's turn.
+    pub turn: u32,
+    /// An answer to the follow-up.
+    pub follow_up: bool,
+    /// Length of the audio, seconds.
+    pub duration_s: f64,
+    /// Words with their times.
+    pub words: Vec<crate::voice::Word>,
+    /// Whether the times came from the speech-to-text server (else spread over its segments).
+    pub word_times_exact: bool,
+    /// `stt:<node>`, `stt:<provider>`, or `client` (a pipeline's own speech-to-text).
+    pub source: String,
+}
+
+/// The record as layout version 2 wrote it (before voice): read, then upgraded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InterviewRecordV2 {
+    pub(crate) id: String,
+    pub(crate) token_sha256: String,
+    pub(crate) candidate: Candidate,
+    pub(crate) role: String,
+    pub(crate) track: Track,
+    pub(crate) difficulty: Difficulty,
+    pub(crate) mode: String,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+    pub(crate) resume: Option<ResumeAnalysis>,
+    pub(crate) questions: Vec<Arc<Question>>,
+    pub(crate) items: Vec<ReportItem>,
+    pub(crate) current: usize,
+    pub(crate) in_follow_up: bool,
+    pub(crate) phase: Phase,
+    pub(crate) next_seq: u64,
+    pub(crate) report: Option<String>,
+    pub(crate) follow_ups_asked: u32,
+    pub(crate) level: Level,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) ending: Option<Phase>,
+}
+
+impl From<InterviewRecordV2> for InterviewRecord {
+    fn from(v: InterviewRecordV2) -> Self {
+        InterviewRecord {
+            id: v.id,
+            token_sha256: v.token_sha256,
+            candidate: v.candidate,
+            role: v.role,
+            track: v.track,
+            difficulty: v.difficulty,
+            mode: v.mode,
+            created_ms: v.created_ms,
+            updated_ms: v.updated_ms,
+            resume: v.resume,
+            questions: v.questions,
+            items: v.items,
+            current: v.current,
+            in_follow_up: v.in_follow_up,
+            phase: v.phase,
+            next_seq: v.next_seq,
+            report: v.report,
+            follow_ups_asked: v.follow_ups_asked,
+            level: v.level,
+            steps: v.steps,
+            ending: v.ending,
+            voice: VoiceRecord::default(),
+        }
+    }
 }
 
 /// The record as layout version 1 wrote it (before the call budget): read, then upgraded.
@@ -167,6 +255,7 @@ impl From<InterviewRecordV1> for InterviewRecord {
             level,
             steps: Vec::new(),
             ending: None,
+            voice: VoiceRecord::default(),
         }
     }
 }

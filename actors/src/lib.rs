@@ -40,3 +40,4 @@ pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod supervisor;
+pub mod voice;

@@ -31,6 +31,9 @@ use crate::stats::{OptimizationStats, Source};
 use crate::storage::SessionLog;
 
 mod tasks;
+mod voice;
+
+pub use voice::{SpokenAnswer, VoiceDeps};
 
 use tasks::{bounded, task_limit};
 
@@ -57,6 +60,8 @@ pub struct SessionDeps {
     pub budget: Arc<Budget>,
     /// One in-memory copy of each question, shared by the live sessions that ask it.
     pub questions: Arc<crate::content::question_pool::QuestionInterner>,
+    /// Voice: the interviewer's speech and the quiet-candidate re-prompt (none: text only).
+    pub voice: Option<Arc<VoiceDeps>>,
 }
 
 /// A client message, as parsed by the connection.
@@ -80,6 +85,12 @@ pub enum ClientMsg {
     Interrupt,
     /// Keep-alive.
     Ping,
+    /// A spoken answer: transcribed by the server (`audio_start` … `audio_end`), or by a voice
+    /// pipeline that sends `answer` with word timings.
+    Spoken(SpokenAnswer),
+    /// The candidate started speaking (voice activity, or a pipeline's partial transcript): activity,
+    /// and a barge-in when the interviewer is speaking.
+    SpeechStarted,
 }
 
 /// Result of an evaluation task.
@@ -186,6 +197,8 @@ pub struct SessionState {
     stream: Option<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)>,
     /// A generated greeting is on its way (not durable: a restart simply asks again).
     greeting_pending: bool,
+    /// Voice state of this session (speaker, re-prompt, activity).
+    voice: voice::VoiceState,
 }
 
 /// The session actor.
@@ -220,6 +233,7 @@ impl SessionState {
             .iter()
             .filter_map(|e| e["source"].as_str().and_then(Source::of))
             .collect();
+        let lines = self.lines_to_speak(&events);
         let mut logged = Vec::with_capacity(events.len());
         for mut ev in events {
             let seq = self.rec.next_seq;
@@ -233,12 +247,16 @@ impl SessionState {
         for s in sources {
             self.deps.stats.count_source(s);
         }
-        if let Some(c) = self.conn().filter(ConnHandle::is_live) {
-            for (seq, text) in logged {
-                if !c.send_logged(seq, Arc::from(text)) {
+        let live = self.conn().filter(ConnHandle::is_live);
+        if let Some(c) = &live {
+            for (seq, text) in &logged {
+                if !c.send_logged(*seq, Arc::from(text.as_str())) {
                     break;
                 }
             }
+        }
+        if live.is_some() {
+            self.speak(lines);
         }
         Ok(())
     }
@@ -395,6 +413,7 @@ impl SessionState {
         myself: &ActorRef<SessionMsg>,
         text: String,
         audio: Option<f64>,
+        lead: Vec<Value>,
     ) -> Result<(), ActorProcessingErr> {
         if self.rec.phase != Phase::AwaitingAnswer {
             let msg = if self.rec.phase.is_finished() {
@@ -444,7 +463,7 @@ impl SessionState {
         }
         self.rec.phase = Phase::Evaluating;
         // The answer is durable before any work on it: a crash from here re-runs the evaluation.
-        self.emit(Vec::new()).await?;
+        self.emit(lead).await?;
         self.evaluate(myself, question, rubric, text);
         Ok(())
     }
@@ -548,6 +567,8 @@ impl SessionState {
             return self.advance(myself, Vec::new()).await;
         }
         let ev = self.interviewer(idx + 1, "follow_up", &text, &source);
+        // Spoken sentence by sentence while it streamed: not spoken a second time.
+        self.voice.skip_follow_up = self.voice.streamed_aloud(&source);
         self.open_follow_up(idx, text);
         self.emit(vec![ev]).await
     }
@@ -733,6 +754,7 @@ impl SessionState {
             items: &self.rec.items,
             seed: &seed,
         });
+        report["speaking"] = self.speaking_section(report["speaking"].take());
         report["level"] = json!(self.rec.level);
         report["level_steps"] = json!(self.rec.steps);
         report["coach_note"] = match &work.note {
@@ -782,7 +804,8 @@ impl SessionState {
                 text,
                 audio_duration_s,
             } => {
-                self.on_answer(myself, text, audio_duration_s).await?;
+                self.on_answer(myself, text, audio_duration_s, Vec::new())
+                    .await?;
             }
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
@@ -795,27 +818,35 @@ impl SessionState {
                     self.finish(myself, Phase::EndedEarly, Vec::new()).await?;
                 }
             }
-            ClientMsg::Interrupt => {
-                if let Some((task, partial)) = self.stream.take() {
-                    task.abort();
-                    let text = partial
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .trim()
-                        .to_string();
-                    let text = if text.is_empty() {
-                        self.rec.questions[self.rec.current]
-                            .follow_ups
-                            .first()
-                            .cloned()
-                            .unwrap_or_default()
-                    } else {
-                        format!("{text}…")
-                    };
-                    self.on_follow_up_ready(myself, text, "llm:interrupted".into())
-                        .await?;
-                }
-            }
+            ClientMsg::Spoken(answer) => self.on_spoken(myself, answer).await?,
+            ClientMsg::SpeechStarted => self.on_speech_started(myself).await?,
+            ClientMsg::Interrupt => self.interrupt(myself).await?,
+        }
+        Ok(())
+    }
+
+    /// `interrupt` (or a barge-in): stops the interviewer's speech and a streaming follow-up, whose
+    /// text so far becomes the question.
+    async fn interrupt(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), ActorProcessingErr> {
+        self.barge_in();
+        if let Some((task, partial)) = self.stream.take() {
+            task.abort();
+            let text = partial
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .trim()
+                .to_string();
+            let text = if text.is_empty() {
+                self.rec.questions[self.rec.current]
+                    .follow_ups
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                format!("{text}…")
+            };
+            self.on_follow_up_ready(myself, text, "llm:interrupted".into())
+                .await?;
         }
         Ok(())
     }
@@ -838,7 +869,9 @@ impl Actor for InterviewSession {
             conn: args.conn,
             stream: None,
             greeting_pending: false,
+            voice: voice::VoiceState::default(),
         };
+        state.start_voice();
         // A live interview holds its share of the day's quota again after a restart.
         if !state.rec.phase.is_finished() {
             let left = state.rec.questions.len().saturating_sub(state.rec.current);
@@ -847,9 +880,7 @@ impl Actor for InterviewSession {
                 .budget
                 .resume(&state.rec.id, state.rec.level, left);
         }
-        myself.send_interval(Duration::from_secs(30).min(state.deps.idle_timeout), || {
-            SessionMsg::IdleCheck
-        });
+        myself.send_interval(state.idle_check_every(), || SessionMsg::IdleCheck);
         if args.restarted {
             if let Some(c) = state.conn() {
                 // The client carries on: tell it, and send whatever it has not seen.
@@ -956,7 +987,9 @@ impl Actor for InterviewSession {
                 let idle = Duration::from_millis(
                     u64::try_from(now_ms() - state.rec.updated_ms).unwrap_or(0),
                 );
-                if idle >= state.deps.idle_timeout {
+                if idle < state.deps.idle_timeout {
+                    state.maybe_reprompt().await?;
+                } else {
                     if state.rec.phase == Phase::Reporting {
                         // The end-of-interview work never came back: the report goes out without it.
                         state.on_reported(&myself, ReportWork::default()).await?;

@@ -222,6 +222,7 @@ impl SessionState {
         let turn = idx + 1;
         let seq = self.rec.last_seq();
         let ctx = self.task_ctx(pool, self.deps.eval_deadline);
+        let aloud = self.voice.stream_feed();
         let task = tokio::spawn(async move {
             let streamed = async {
                 let opened = ctx.pool.stream(&req, ctx.opts()).await;
@@ -235,6 +236,9 @@ impl SessionState {
                             let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
                             if let Some(c) = c.filter(ConnHandle::is_live) {
                                 c.send(Outbound::Text(Arc::from(ev.to_string())));
+                                if let Some(f) = &aloud {
+                                    f.delta(turn, "follow_up", &d);
+                                }
                             }
                         }
                         Ok(StreamChunk::Done { usage, .. }) => {
@@ -251,6 +255,9 @@ impl SessionState {
             let source = bounded(task_limit(ctx.deadline, 1), streamed, "follow-up")
                 .await
                 .flatten();
+            if let Some(f) = &aloud {
+                f.delta_end();
+            }
             let text = buf
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -13,8 +13,9 @@ use crate::interview::InterviewRecord;
 use crate::quota::UsageRecord;
 
 const USAGE_VERSION: u8 = 1;
-/// Version 2 added the call budget's level, steps and `ending`; version 1 records are upgraded on read.
-const INTERVIEW_VERSION: u8 = 2;
+/// Version 2 added the call budget's level, steps and `ending`; version 3 the voice record. Older
+/// records are upgraded on read.
+const INTERVIEW_VERSION: u8 = 3;
 const EVENT_VERSION: u8 = 1;
 
 /// A sled database holding the engine's durable state.
@@ -193,6 +194,9 @@ impl SessionLog for SledStore {
         match self.interviews.get(id.as_bytes()).map_err(db_err)? {
             Some(b) if b.first() == Some(&1) => {
                 decode::<crate::interview::InterviewRecordV1>(1, &b).map(|v1| Some(v1.into()))
+            }
+            Some(b) if b.first() == Some(&2) => {
+                decode::<crate::interview::InterviewRecordV2>(2, &b).map(|v2| Some(v2.into()))
             }
             Some(b) => decode(INTERVIEW_VERSION, &b).map(Some),
             None => Ok(None),
@@ -384,6 +388,47 @@ mod tests {
             SessionLog::load(&s, "bad"),
             Err(StorageError::UnknownVersion(9))
         ));
+    }
+
+    /// A record written before voice (layout 2) loads with an empty voice record, and is written back
+    /// as layout 3.
+    #[test]
+    fn version_2_interview_records_are_upgraded_on_read() {
+        use crate::budget::Level;
+        use crate::interview::{Candidate, InterviewRecordV2, Phase, VoiceRecord};
+        let s = SledStore::temporary().unwrap();
+        let v2 = InterviewRecordV2 {
+            id: "v2".into(),
+            token_sha256: "00".into(),
+            candidate: Candidate {
+                id: "c".into(),
+                name: "Ada".into(),
+            },
+            role: "SRE".into(),
+            track: Default::default(),
+            difficulty: Default::default(),
+            mode: "balanced".into(),
+            created_ms: 1,
+            updated_ms: 2,
+            resume: None,
+            questions: Vec::new(),
+            items: Vec::new(),
+            current: 0,
+            in_follow_up: false,
+            phase: Phase::AwaitingAnswer,
+            next_seq: 7,
+            report: None,
+            follow_ups_asked: 0,
+            level: Level::Balanced,
+            steps: Vec::new(),
+            ending: None,
+        };
+        s.interviews.insert("v2", encode(2, &v2).unwrap()).unwrap();
+        let r = SessionLog::load(&s, "v2").unwrap().unwrap();
+        assert_eq!((r.next_seq, r.level), (7, Level::Balanced));
+        assert_eq!(r.voice, VoiceRecord::default());
+        SessionLog::commit(&s, &r, &[]).unwrap();
+        assert_eq!(s.interviews.get("v2").unwrap().unwrap()[0], 3);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct CreateInterview {
     questions: Option<u32>,
     mode: Option<String>,
     resume_text: Option<String>,
+    /// The interviewer speaks (text-to-speech), for a candidate answering by voice.
+    voice: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +199,7 @@ pub async fn create(
     if role.is_empty() || role.chars().count() > 100 {
         return Err(ApiError::BadRequest("role: 1-100 characters".into()));
     }
+    let voice = b.voice.unwrap_or(false);
     let count = b.questions.unwrap_or(state.config.interview.questions);
     if !(1..=50).contains(&count) {
         return Err(ApiError::BadRequest(
@@ -297,6 +300,10 @@ pub async fn create(
                 level: admitted.level,
                 steps: admitted.step.into_iter().collect(),
                 ending: None,
+                voice: actors::interview::VoiceRecord {
+                    enabled: voice,
+                    ..Default::default()
+                },
             };
             // Written and flushed here, not through the supervisor: creates then share group
             // flushes instead of queueing one fsync each behind a single actor.
@@ -313,10 +320,18 @@ pub async fn create(
         })
         .await??;
     let (id, token, mode, level) = record;
-    Ok(HttpResponse::Created().json(json!({
+    let mut created = json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
         "mode": mode, "level": level,
-    })))
+    });
+    if voice {
+        // What the server can do for a voice interview: the client falls back to text where not.
+        created["voice"] = json!({
+            "interviewer_speaks": state.tts.is_some(),
+            "speech_to_text": state.stt.is_some(),
+        });
+    }
+    Ok(HttpResponse::Created().json(created))
 }
 
 /// `GET /api/interviews/{id}`: state and the transcript (the logged events).

@@ -46,6 +46,10 @@ pub struct AppState {
     pub stats: Arc<actors::stats::OptimizationStats>,
     /// The call budget (admission and per-turn levels).
     pub budget: Arc<actors::budget::Budget>,
+    /// Speech-to-text, when configured (spoken answers on the socket).
+    pub stt: Option<actors::voice::stt_pool::SttPool>,
+    /// Text-to-speech, when configured (voice interviews).
+    pub tts: Option<actors::voice::tts_pool::TtsPool>,
     /// Identical concurrent gateway requests share one provider call.
     pub gateway_calls:
         actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,

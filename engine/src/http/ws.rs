@@ -155,6 +155,7 @@ impl StreamHandler<Outbound> for WsConn {
     fn handle(&mut self, item: Outbound, ctx: &mut Self::Context) {
         match item {
             Outbound::Text(t) => ctx.text(t.to_string()),
+            Outbound::Binary(b) => ctx.binary(b),
             Outbound::Close(reason) => {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Normal,
