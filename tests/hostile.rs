@@ -226,3 +226,58 @@ async fn fragmented_messages_are_reassembled_and_an_oversized_one_gets_one_error
     assert_eq!(out[1]["type"], "evaluation", "{}", out[1]);
     assert_eq!(out[1]["turn"], 1);
 }
+
+/// Issue 16: an answer sent while question 1 was being evaluated was recorded as the answer to
+/// question 2, which the client had not seen. Answers now name the prompt they answer (`turn`, and
+/// the prompt's `seq`); a storm of five answers to question 1 records one of them, the other four get
+/// `no_open_question` or `stale_answer`, and question 2 keeps the answer sent for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_answers_never_answer_a_question_the_client_has_not_seen() {
+    use common::ws::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    for round in 0..8 {
+        let c = create(&engine.base, body(&format!("Storm{round}"), 2)).await;
+        let mut client = Client::connect(&engine.base, &c).await;
+        let q1 = client.next_prompt().await;
+        assert_eq!(q1["turn"], 1);
+        for k in 0..5 {
+            client
+                .send(json!({"type": "answer", "text": format!("storm answer {k} to the first question"),
+                             "turn": 1, "seq": q1["seq"]}))
+                .await;
+        }
+        let (mut errors, mut q2) = (Vec::new(), None);
+        while errors.len() < 4 || q2.is_none() {
+            let ev = client.next().await;
+            match ev["type"].as_str() {
+                Some("error") => errors.push(ev["code"].as_str().unwrap().to_string()),
+                Some("interviewer") if ev["kind"] == "question" => q2 = Some(ev),
+                Some("interviewer") if ev["kind"] == "follow_up" => {
+                    panic!("no follow-up expected for a low-scoring answer: {ev}")
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        for e in &errors {
+            assert!(e == "no_open_question" || e == "stale_answer", "{errors:?}");
+        }
+        let q2 = q2.unwrap();
+        assert_eq!(q2["turn"], 2);
+        // An answer naming the wrong prompt changes nothing either.
+        client
+            .send(json!({"type": "answer", "text": "late", "turn": 2, "seq": q1["seq"]}))
+            .await;
+        let e = client.until(|v| v["type"] == "error").await;
+        assert_eq!(e["code"], "stale_answer");
+        assert_eq!(e["seq"], q2["seq"], "the error carries the last logged seq");
+        client
+            .send(json!({"type": "answer", "text": "the answer to the second question", "turn": 2, "seq": q2["seq"]}))
+            .await;
+        let report = client.until(|v| v["type"] == "report").await;
+        let qs = report["report"]["questions"].as_array().unwrap();
+        assert_eq!(qs[0]["answer"], "storm answer 0 to the first question");
+        assert_eq!(qs[1]["answer"], "the answer to the second question");
+    }
+}
