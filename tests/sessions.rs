@@ -44,7 +44,7 @@ async fn full_interview_with_no_keys() {
     let ready = client.next().await;
     assert_eq!(ready["type"], "ready");
     assert_eq!(ready["questions_total"], 12, "12 questions by default");
-    assert_eq!(ready["protocol_version"], 1);
+    assert_eq!(ready["protocol_version"], 2);
     let report = finish(&mut client).await;
     let events = client.logged.clone();
     // Optimization stats count what happened: no provider call, pool questions, heuristic scores.

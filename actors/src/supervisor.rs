@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde_json::json;
 
 use crate::conn::{ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
+use crate::protocol::{self, ErrorCode};
 use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
@@ -195,8 +195,18 @@ impl Actor for InterviewSupervisor {
             tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");
             let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(c) = conn {
-                let ev = json!({"type": "error", "seq": 0, "ephemeral": true, "code": "interview_failed",
-                    "message": "the interview was closed after repeated internal errors; everything answered so far is kept"});
+                let seq = state
+                    .deps
+                    .log
+                    .load(&id)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |r| r.last_seq());
+                let ev = protocol::error_event(
+                    ErrorCode::InterviewFailed,
+                    seq,
+                    "the interview was closed after repeated internal errors; everything answered so far is kept",
+                );
                 c.send(Outbound::Text(Arc::from(ev.to_string())));
                 c.send(Outbound::Close("interview failed".into()));
             }

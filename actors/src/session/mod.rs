@@ -27,13 +27,14 @@ use crate::content::templates::{Closing, Templates, Transition};
 use crate::content::Band;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::Pool;
+use crate::protocol::{self, ClientMessage, ErrorCode};
 use crate::stats::{OptimizationStats, Source};
 use crate::storage::SessionLog;
 
 mod tasks;
 mod voice;
 
-pub use voice::{SpokenAnswer, VoiceDeps};
+pub use voice::{SpokenAnswer, VoiceDeps, VoiceEvent};
 
 use tasks::{bounded, task_limit};
 
@@ -64,34 +65,13 @@ pub struct SessionDeps {
     pub voice: Option<Arc<VoiceDeps>>,
 }
 
-/// A client message, as parsed by the connection.
-#[derive(Debug, Clone)]
-pub enum ClientMsg {
-    /// The candidate's answer.
-    Answer {
-        /// The text.
-        text: String,
-        /// Length of the spoken answer, if it was spoken.
-        audio_duration_s: Option<f64>,
-    },
-    /// Send again every event after `last_seq`.
-    Resume {
-        /// The last seq the client has.
-        last_seq: u64,
-    },
-    /// End the interview now.
-    End,
-    /// Stop the current streamed output.
-    Interrupt,
-    /// Keep-alive.
-    Ping,
-    /// A spoken answer: transcribed by the server (`audio_start` … `audio_end`), or by a voice
-    /// pipeline that sends `answer` with word timings.
-    Spoken(SpokenAnswer),
-    /// The candidate started speaking (voice activity, or a pipeline's partial transcript): activity,
-    /// and a barge-in when the interviewer is speaking.
-    SpeechStarted,
-}
+/// A client message, as parsed by the connection (`protocol::parse`).
+pub type ClientMsg = ClientMessage;
+
+/// Held while the session handles one client message: the connection has only so many permits, so a
+/// client that sends faster than its session works waits (its socket is not read) instead of filling
+/// the session's mailbox.
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
 
 /// Result of an evaluation task.
 #[derive(Debug, Clone)]
@@ -129,8 +109,11 @@ pub enum SessionMsg {
     Attach(ConnHandle, RpcReplyPort<Value>),
     /// A connection went away.
     Detach(u64),
-    /// A message from the client on connection `u64`.
-    Client(u64, ClientMsg),
+    /// A message from the client on connection `u64`, with the connection's permit (released when
+    /// the message has been handled).
+    Client(u64, ClientMsg, Option<Permit>),
+    /// What the voice input of connection `u64` heard.
+    Voice(u64, VoiceEvent),
     /// An evaluation finished.
     Evaluated(EvalOutcome),
     /// A streamed follow-up question finished (or was interrupted).
@@ -199,6 +182,9 @@ pub struct SessionState {
     greeting_pending: bool,
     /// Voice state of this session (speaker, re-prompt, activity).
     voice: voice::VoiceState,
+    /// The seq of the open prompt (the last question or follow-up event logged): an answer that
+    /// names another `seq` is stale. Found again in the log's tail after a restart.
+    prompt_seq: u64,
 }
 
 /// The session actor.
@@ -208,8 +194,24 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn error_event(rec: &InterviewRecord, code: &str, message: &str) -> Value {
-    json!({"type": "error", "seq": rec.last_seq(), "ephemeral": true, "code": code, "message": message})
+fn error_event(rec: &InterviewRecord, code: ErrorCode, message: &str) -> Value {
+    protocol::error_event(code, rec.last_seq(), message)
+}
+
+/// Whether a logged event opens a prompt the candidate answers (a question or a follow-up).
+fn is_prompt(ev: &Value) -> bool {
+    ev["type"] == "interviewer" && (ev["kind"] == "question" || ev["kind"] == "follow_up")
+}
+
+/// The seq of the last prompt in the interview's log (looked for among its last few events).
+fn last_prompt_seq(log: &dyn SessionLog, rec: &InterviewRecord) -> u64 {
+    let last = rec.last_seq();
+    log.events_after(&rec.id, last.saturating_sub(8), last)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|(_, text)| serde_json::from_str::<Value>(text).is_ok_and(|v| is_prompt(&v)))
+        .map_or(0, |(seq, _)| seq)
 }
 
 impl SessionState {
@@ -235,27 +237,35 @@ impl SessionState {
             .collect();
         let lines = self.lines_to_speak(&events);
         let mut logged = Vec::with_capacity(events.len());
+        let mut prompt = None;
         for mut ev in events {
             let seq = self.rec.next_seq;
             self.rec.next_seq += 1;
             ev["seq"] = json!(seq);
+            if is_prompt(&ev) {
+                prompt = Some(seq);
+            }
             logged.push((seq, ev.to_string()));
         }
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&self.rec, &logged)?;
         self.deps.log.flush().await?;
+        if let Some(p) = prompt {
+            self.prompt_seq = p;
+        }
         for s in sources {
             self.deps.stats.count_source(s);
         }
-        let live = self.conn().filter(ConnHandle::is_live);
-        if let Some(c) = &live {
-            for (seq, text) in &logged {
-                if !c.send_logged(*seq, Arc::from(text.as_str())) {
+        let conn = self.conn();
+        if let Some(c) = &conn {
+            c.set_logged(self.rec.last_seq());
+        }
+        if let Some(c) = conn.filter(ConnHandle::is_live) {
+            for (seq, text) in logged {
+                if !c.send_logged(seq, Arc::from(text)) {
                     break;
                 }
             }
-        }
-        if live.is_some() {
             self.speak(lines);
         }
         Ok(())
@@ -408,11 +418,35 @@ impl SessionState {
         self.rec.level = d.level;
     }
 
+    /// Whether an answer that names `turn` and/or `seq` answers the open prompt; else why not.
+    /// An answer naming neither (a protocol version 1 client) answers whatever is open.
+    fn stale_reason(&self, turn: Option<u32>, seq: Option<u64>) -> Option<String> {
+        let open_turn = self.rec.current + 1;
+        let what = if self.rec.in_follow_up {
+            "follow-up"
+        } else {
+            "question"
+        };
+        if let Some(t) = turn.filter(|t| *t as usize != open_turn) {
+            return Some(format!(
+                "this answer is for turn {t}, but the open {what} is turn {open_turn}: nothing was recorded"
+            ));
+        }
+        if let Some(s) = seq.filter(|s| *s != self.prompt_seq) {
+            return Some(format!(
+                "this answer is for the prompt with seq {s}, but the open {what} has seq {}: nothing was recorded",
+                self.prompt_seq
+            ));
+        }
+        None
+    }
+
     async fn on_answer(
         &mut self,
         myself: &ActorRef<SessionMsg>,
         text: String,
         audio: Option<f64>,
+        (turn, seq): (Option<u32>, Option<u64>),
         lead: Vec<Value>,
     ) -> Result<(), ActorProcessingErr> {
         if self.rec.phase != Phase::AwaitingAnswer {
@@ -421,14 +455,18 @@ impl SessionState {
             } else {
                 "no question is open: wait for the next question"
             };
-            self.send_ephemeral(&error_event(&self.rec, "no_open_question", msg));
+            self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+            return Ok(());
+        }
+        if let Some(why) = self.stale_reason(turn, seq) {
+            self.send_ephemeral(&error_event(&self.rec, ErrorCode::StaleAnswer, &why));
             return Ok(());
         }
         let text = text.trim().to_string();
         if text.is_empty() {
             self.send_ephemeral(&error_event(
                 &self.rec,
-                "empty_answer",
+                ErrorCode::EmptyAnswer,
                 "the answer is empty",
             ));
             return Ok(());
@@ -461,6 +499,7 @@ impl SessionState {
         if !self.rec.in_follow_up {
             self.decide_level();
         }
+        self.take_spoken();
         self.rec.phase = Phase::Evaluating;
         // The answer is durable before any work on it: a crash from here re-runs the evaluation.
         self.emit(lead).await?;
@@ -783,9 +822,14 @@ impl SessionState {
         }
         match msg {
             ClientMsg::Ping => {
-                self.send_ephemeral(
-                    &json!({"type": "pong", "seq": self.rec.last_seq(), "ephemeral": true}),
-                );
+                self.send_ephemeral(&protocol::pong_event(self.rec.last_seq()));
+            }
+            ClientMsg::AudioEnd { .. } => {
+                self.send_ephemeral(&error_event(
+                    &self.rec,
+                    ErrorCode::AudioUnsupported,
+                    "speech-to-text is not configured on this server: send the answer as text",
+                ));
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
@@ -803,23 +847,48 @@ impl SessionState {
             ClientMsg::Answer {
                 text,
                 audio_duration_s,
+                turn,
+                seq,
+                words,
             } => {
-                self.on_answer(myself, text, audio_duration_s, Vec::new())
-                    .await?;
+                if words.is_some() || audio_duration_s.is_some() {
+                    // A voice pipeline's answer (its own speech-to-text): kept as a spoken answer.
+                    let spoken = SpokenAnswer {
+                        text,
+                        audio_duration_s,
+                        words: words.unwrap_or_default(),
+                        word_times_exact: true,
+                        transcribed_by: None,
+                        stt_ms: None,
+                        turn,
+                        seq,
+                    };
+                    self.on_spoken(myself, spoken).await?;
+                } else {
+                    self.on_answer(myself, text, audio_duration_s, (turn, seq), Vec::new())
+                        .await?;
+                }
             }
+            ClientMsg::AudioStart { .. } => {
+                // Audio is taken by the connection's voice input when speech-to-text is configured.
+                self.send_ephemeral(&error_event(
+                    &self.rec,
+                    ErrorCode::AudioUnsupported,
+                    "speech-to-text is not configured on this server: send the answer as text",
+                ));
+            }
+            ClientMsg::TranscriptHint { .. } => self.on_speech_started(myself).await?,
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
                     self.send_ephemeral(&error_event(
                         &self.rec,
-                        "interview_finished",
+                        ErrorCode::InterviewFinished,
                         "the interview is already finished",
                     ));
                 } else {
                     self.finish(myself, Phase::EndedEarly, Vec::new()).await?;
                 }
             }
-            ClientMsg::Spoken(answer) => self.on_spoken(myself, answer).await?,
-            ClientMsg::SpeechStarted => self.on_speech_started(myself).await?,
             ClientMsg::Interrupt => self.interrupt(myself).await?,
         }
         Ok(())
@@ -870,8 +939,12 @@ impl Actor for InterviewSession {
             stream: None,
             greeting_pending: false,
             voice: voice::VoiceState::default(),
+            prompt_seq: 0,
         };
         state.start_voice();
+        if state.rec.phase == Phase::AwaitingAnswer {
+            state.prompt_seq = last_prompt_seq(state.deps.log.as_ref(), &state.rec);
+        }
         // A live interview holds its share of the day's quota again after a restart.
         if !state.rec.phase.is_finished() {
             let left = state.rec.questions.len().saturating_sub(state.rec.current);
@@ -884,8 +957,9 @@ impl Actor for InterviewSession {
         if args.restarted {
             if let Some(c) = state.conn() {
                 // The client carries on: tell it, and send whatever it has not seen.
+                c.set_logged(state.rec.last_seq());
                 c.send(Outbound::Text(Arc::from(
-                    error_event(&state.rec, "session_restarted", "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
+                    error_event(&state.rec, ErrorCode::SessionRestarted, "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
                 )));
                 if c.is_live() {
                     state.replay(&c, c.sent_upto())?;
@@ -941,6 +1015,7 @@ impl Actor for InterviewSession {
                 if state.rec.last_seq() == 0 {
                     conn.set_live(); // nothing to catch up on: the greeting goes out live
                 }
+                conn.set_logged(state.rec.last_seq());
                 let old = {
                     let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                     slot.replace(conn.clone())
@@ -966,7 +1041,9 @@ impl Actor for InterviewSession {
                     myself.stop(Some("finished and detached".into()));
                 }
             }
-            SessionMsg::Client(conn_id, m) => state.on_client(&myself, conn_id, m).await?,
+            // The permit is held until the message is handled (dropped at the end of this arm).
+            SessionMsg::Client(conn_id, m, _permit) => state.on_client(&myself, conn_id, m).await?,
+            SessionMsg::Voice(conn_id, ev) => state.on_voice(&myself, conn_id, ev).await?,
             SessionMsg::Evaluated(ev) => state.on_evaluated(&myself, ev).await?,
             SessionMsg::Greeted { text, source } => state.on_greeted(&myself, text, source).await?,
             SessionMsg::Reported(work) => state.on_reported(&myself, work).await?,

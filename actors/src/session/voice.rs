@@ -43,6 +43,19 @@ pub struct SpokenAnswer {
     pub transcribed_by: Option<String>,
     /// Time speech-to-text took.
     pub stt_ms: Option<u64>,
+    /// The question (turn) it answers, when the client said.
+    pub turn: Option<u32>,
+    /// The prompt's seq it answers, when the client said.
+    pub seq: Option<u64>,
+}
+
+/// What a connection's voice input tells the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoiceEvent {
+    /// A spoken answer, transcribed.
+    Spoken(SpokenAnswer),
+    /// The candidate started speaking.
+    SpeechStarted,
 }
 
 /// One interviewer line to speak.
@@ -66,6 +79,8 @@ pub(super) struct VoiceState {
     stream_aloud: bool,
     /// The next follow-up line was spoken while it streamed.
     pub(super) skip_follow_up: bool,
+    /// The spoken answer being handled: recorded when the answer is accepted.
+    pending: Option<SpokenTurn>,
 }
 
 impl VoiceState {
@@ -174,8 +189,38 @@ impl SessionState {
         Ok(())
     }
 
+    /// What a connection's voice input heard. A spoken answer is taken from any connection of the
+    /// interview (the one that sent it may have been replaced while it was transcribed); speech
+    /// starting counts only from the attached one.
+    pub(super) async fn on_voice(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        conn_id: u64,
+        ev: VoiceEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        match ev {
+            VoiceEvent::Spoken(a) => self.on_spoken(myself, a).await,
+            VoiceEvent::SpeechStarted => {
+                if self.conn().is_some_and(|c| c.id == conn_id) {
+                    self.on_speech_started(myself).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records the spoken answer being handled (called once the answer is accepted).
+    pub(super) fn take_spoken(&mut self) {
+        if let Some(t) = self.voice.pending.take() {
+            if self.rec.voice.answers.len() < MAX_SPOKEN {
+                self.rec.voice.answers.push(t);
+            }
+        }
+    }
+
     /// A spoken answer: its transcript (when the server transcribed it) is committed with the answer,
-    /// then it is evaluated like a typed one.
+    /// then it is evaluated like a typed one. Refused (no open question, stale), the transcript is
+    /// still shown, as an ephemeral event.
     pub(super) async fn on_spoken(
         &mut self,
         myself: &ActorRef<SessionMsg>,
@@ -188,29 +233,30 @@ impl SessionState {
             json!({"type": "transcript", "turn": turn, "text": a.text.trim(), "final": true,
                 "source": src, "stt_ms": a.stt_ms, "audio_duration_s": duration.map(|d| (d * 100.0).round() / 100.0)})
         });
-        if self.rec.phase != Phase::AwaitingAnswer || a.text.trim().is_empty() {
-            // Show what was heard, then the usual refusal.
+        let mut words = a.words;
+        words.truncate(MAX_WORDS);
+        self.voice.pending = Some(SpokenTurn {
+            turn: turn as u32,
+            follow_up: self.rec.in_follow_up,
+            duration_s: duration.unwrap_or(0.0),
+            words,
+            word_times_exact: a.word_times_exact,
+            source: a.transcribed_by.unwrap_or_else(|| "client".into()),
+        });
+        let lead: Vec<Value> = transcript.iter().cloned().collect();
+        let result = self
+            .on_answer(myself, a.text, duration, (a.turn, a.seq), lead)
+            .await;
+        // Accepted answers took the pending turn (`take_spoken`).
+        let accepted = self.voice.pending.take().is_none();
+        if !accepted {
             if let Some(mut t) = transcript {
                 t["seq"] = json!(self.rec.last_seq());
                 t["ephemeral"] = json!(true);
                 self.send_ephemeral(&t);
             }
-            return self.on_answer(myself, a.text, duration, Vec::new()).await;
         }
-        if self.rec.voice.answers.len() < MAX_SPOKEN {
-            let mut words = a.words;
-            words.truncate(MAX_WORDS);
-            self.rec.voice.answers.push(SpokenTurn {
-                turn: turn as u32,
-                follow_up: self.rec.in_follow_up,
-                duration_s: duration.unwrap_or(0.0),
-                words,
-                word_times_exact: a.word_times_exact,
-                source: a.transcribed_by.unwrap_or_else(|| "client".into()),
-            });
-        }
-        self.on_answer(myself, a.text, duration, transcript.into_iter().collect())
-            .await
+        result
     }
 
     /// One gentle re-prompt per question when a speaking candidate has been quiet for `away`.

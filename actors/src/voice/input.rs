@@ -19,10 +19,14 @@ use super::stt_pool::{SttError, SttPool};
 use super::vad::{EndedBy, EndpointConfig, Endpointer, Utterance, VadEvent};
 use super::{Word, MAX_WORDS};
 use crate::conn::{ConnHandle, Outbound};
-use crate::session::{ClientMsg, SpokenAnswer};
+use crate::protocol::{error_event, ErrorCode};
+use crate::session::{SpokenAnswer, VoiceEvent};
 
 /// Where the input's results go: the connection's path to the session (it finds a restarted one).
-pub type Forward = Arc<dyn Fn(ClientMsg) + Send + Sync>;
+pub type Forward = Arc<dyn Fn(VoiceEvent) + Send + Sync>;
+
+/// The connection's read permit held by a frame until it is handled (bounded audio in flight).
+pub type FramePermit = tokio::sync::OwnedSemaphorePermit;
 
 /// Messages of the voice input actor.
 #[derive(Debug)]
@@ -38,8 +42,10 @@ pub enum VoiceInputMsg {
         /// Whether the server ends utterances on silence (else only `audio_end` does).
         endpointing: bool,
     },
-    /// A binary frame.
-    Frame(Bytes),
+    /// A binary frame, with the connection's read permit (released once the frame is handled).
+    Frame(Bytes, Option<FramePermit>),
+    /// The connection ended: stop once the transcriptions in flight are delivered.
+    Close,
     /// `audio_end`.
     End,
     /// A transcription finished.
@@ -74,14 +80,14 @@ pub struct VoiceInputState {
     stream: Option<Endpointer>,
     /// Frames refused since the last error event (one event per burst, not per frame).
     refused: u32,
+    /// Transcriptions running.
+    in_flight: u32,
+    /// The connection ended: stop when nothing is in flight.
+    closing: bool,
 }
 
 /// The actor.
 pub struct VoiceInput;
-
-fn error(code: &str, message: &str) -> Value {
-    json!({"type": "error", "seq": null, "ephemeral": true, "code": code, "message": message})
-}
 
 impl VoiceInputState {
     fn send(&self, v: Value) {
@@ -90,24 +96,28 @@ impl VoiceInputState {
             .send(Outbound::Text(Arc::from(v.to_string())));
     }
 
+    fn error(&self, code: ErrorCode, message: &str) {
+        self.send(error_event(code, self.args.conn.logged_seq(), message));
+    }
+
     fn frame(&mut self, myself: &ActorRef<VoiceInputMsg>, bytes: &[u8]) {
         let Some(stream) = self.stream.as_mut() else {
             self.refused += 1;
             if self.refused == 1 {
-                self.send(error(
-                    "audio_not_started",
+                self.error(
+                    ErrorCode::AudioNotStarted,
                     "binary frames need an audio_start first: {\"type\":\"audio_start\",\"format\":\"pcm16\",\"sample_rate\":16000,\"channels\":1}",
-                ));
+                );
             }
             return;
         };
         let samples = match pcm16_samples(bytes) {
             Ok(s) => s,
             Err(e) => {
-                self.send(error(
-                    "invalid_audio",
+                self.error(
+                    ErrorCode::InvalidAudio,
                     &format!("{e}; the frame was dropped"),
-                ));
+                );
                 return;
             }
         };
@@ -117,7 +127,7 @@ impl VoiceInputState {
             match ev {
                 VadEvent::SpeechStarted => {
                     self.send(json!({"type": "speech", "seq": null, "ephemeral": true, "state": "started"}));
-                    (self.args.forward)(ClientMsg::SpeechStarted);
+                    (self.args.forward)(VoiceEvent::SpeechStarted);
                 }
                 VadEvent::Ended(u) => self.utterance(myself, u),
             }
@@ -131,18 +141,16 @@ impl VoiceInputState {
             "duration_s": (duration_s * 100.0).round() / 100.0}),
         );
         if u.ended_by == EndedBy::MaxLength {
-            self.send(error(
-                "utterance_too_long",
-                &format!(
-                    "an answer is at most {} s: the first {} s are transcribed; the rest of it was not heard",
-                    self.args.endpoint.max_utterance_s, self.args.endpoint.max_utterance_s
-                ),
-            ));
+            let max = self.args.endpoint.max_utterance_s;
+            self.error(
+                ErrorCode::UtteranceTooLong,
+                &format!("an answer is at most {max} s: the first {max} s are transcribed; the rest of it was not heard"),
+            );
         }
         let wav = match audio::wav(&u.samples, u.rate) {
             Ok(w) => Arc::new(w),
             Err(e) => {
-                self.send(error("invalid_audio", &e.to_string()));
+                self.error(ErrorCode::InvalidAudio, &e.to_string());
                 return;
             }
         };
@@ -151,6 +159,7 @@ impl VoiceInputState {
         let id = self.args.interview_id.clone();
         let me = myself.clone();
         let ended_at = Instant::now();
+        self.in_flight += 1;
         tokio::spawn(async move {
             let result = stt.transcribe(wav, duration_s, Some(&id)).await;
             let _ = me.cast(VoiceInputMsg::Transcribed(Box::new(Transcription {
@@ -162,36 +171,39 @@ impl VoiceInputState {
     }
 
     fn transcribed(&mut self, t: Transcription) {
+        self.in_flight = self.in_flight.saturating_sub(1);
         match t.result {
             Ok(done) => {
                 let text = done.heard.text.trim().to_string();
                 if text.is_empty() {
-                    self.send(error(
-                        "no_speech",
+                    self.error(
+                        ErrorCode::NoSpeech,
                         "speech-to-text heard no words in that answer: speak again or type it",
-                    ));
+                    );
                     return;
                 }
                 let mut words: Vec<Word> = done.heard.words;
                 words.truncate(MAX_WORDS);
-                (self.args.forward)(ClientMsg::Spoken(SpokenAnswer {
+                (self.args.forward)(VoiceEvent::Spoken(SpokenAnswer {
                     text,
                     audio_duration_s: Some(t.duration_s),
                     words,
                     word_times_exact: done.heard.word_times_exact,
                     transcribed_by: Some(done.source),
                     stt_ms: Some(done.elapsed.as_millis() as u64),
+                    turn: None,
+                    seq: None,
                 }));
                 tracing::debug!(since_end_ms = t.ended_at.elapsed().as_millis() as u64, "spoken answer forwarded");
             }
-            Err(SttError::Refused(why)) => self.send(error(
-                "invalid_audio",
+            Err(SttError::Refused(why)) => self.error(
+                ErrorCode::InvalidAudio,
                 &format!("speech-to-text could not read that audio ({why}); type the answer or try again"),
-            )),
-            Err(e) => self.send(error(
-                "stt_unavailable",
+            ),
+            Err(e) => self.error(
+                ErrorCode::SttUnavailable,
                 &format!("{e}; the answer was not heard: type it, or speak again in a moment"),
-            )),
+            ),
         }
     }
 }
@@ -211,6 +223,8 @@ impl Actor for VoiceInput {
             args,
             stream: None,
             refused: 0,
+            in_flight: 0,
+            closing: false,
         })
     }
 
@@ -245,21 +259,35 @@ impl Actor for VoiceInput {
                 }
                 Err(e) => {
                     state.stream = None;
-                    state.send(error("audio_format_unsupported", &e.to_string()));
+                    state.error(ErrorCode::AudioFormatUnsupported, &e.to_string());
                 }
             },
-            VoiceInputMsg::Frame(b) => state.frame(&myself, &b),
+            VoiceInputMsg::Frame(b, permit) => {
+                state.frame(&myself, &b);
+                drop(permit);
+            }
             VoiceInputMsg::End => match state.stream.as_mut() {
-                None => state.send(error("audio_not_started", "audio_end without audio_start")),
+                None => state.error(ErrorCode::AudioNotStarted, "audio_end without audio_start"),
                 Some(s) => match s.finish() {
                     Some(u) => state.utterance(&myself, u),
-                    None => state.send(error(
-                        "no_speech",
+                    None => state.error(
+                        ErrorCode::NoSpeech,
                         "no speech was heard in that audio: speak again or type the answer",
-                    )),
+                    ),
                 },
             },
             VoiceInputMsg::Transcribed(t) => state.transcribed(*t),
+            VoiceInputMsg::Close => {
+                // What was said before the socket closed is still transcribed and delivered.
+                if let Some(u) = state.stream.as_mut().and_then(Endpointer::finish) {
+                    state.utterance(&myself, u);
+                }
+                state.stream = None;
+                state.closing = true;
+            }
+        }
+        if state.closing && state.in_flight == 0 {
+            myself.stop(Some("connection closed".into()));
         }
         Ok(())
     }

@@ -273,8 +273,17 @@ impl Ctx {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "interviewer line not spoken");
-                self.text(json!({"type": "error", "seq": null, "ephemeral": true, "code": "tts_unavailable",
-                    "message": "the interviewer's voice is unavailable for this line; the text is on screen"}));
+                let seq = self
+                    .conn
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map_or(0, |c| c.logged_seq());
+                self.text(crate::protocol::error_event(
+                    crate::protocol::ErrorCode::TtsUnavailable,
+                    seq,
+                    "the interviewer's voice is unavailable for this line; the text is on screen",
+                ));
                 return;
             }
         };

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod pages;
 pub mod status;
 pub mod ws;
+pub mod ws_frames;
 
 use std::sync::Arc;
 
