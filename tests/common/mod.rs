@@ -3,4 +3,5 @@ pub mod attack;
 pub mod browser;
 pub mod fake;
 pub mod server;
+pub mod voice;
 pub mod ws;

@@ -182,6 +182,11 @@ pub async fn system_document(state: &State) -> Result<Value, ApiError> {
         )));
     }
     doc["budget"] = json!(budget);
+    // Speech-to-text and text-to-speech: nodes, keys (redacted ids) and the speech cache.
+    doc["voice"] = json!({
+        "stt": state.stt.as_ref().map(|s| s.status()),
+        "tts": state.tts.as_ref().map(|t| t.status()),
+    });
     Ok(doc)
 }
 
