@@ -413,3 +413,80 @@ async fn the_voice_pipeline_example_runs_an_interview() {
         "the loop starts its TTS at the first sentence"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_candidate_page_answers_a_question_by_voice_in_chromium() {
+    let env = VoiceEnv::load();
+    let whisper = Node::whisper(&env);
+    let piper = Node::piper(&env);
+    whisper.wait_healthy().await;
+    piper.wait_healthy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[interview]\nquestions = 2\n{}[[tts_nodes]]\nname = \"piper-1\"\nurl = \"{}\"\nmodel = \"piper\"\n",
+        stt_node("whisper-1", &whisper.url),
+        piper.url
+    );
+    let engine = Engine::start(dir.path(), &config(&cfg), &[]);
+    // The fake microphone plays this file in a loop: a pause, the answer, a long pause.
+    let mut audio = silence(48_000, 1.0);
+    audio.extend(speech(ANSWER, 48_000));
+    audio.extend(silence(48_000, 4.0));
+    let wav_path = dir.path().join("mic.wav");
+    std::fs::write(
+        &wav_path,
+        actors::voice::audio::wav(&audio, 48_000).unwrap(),
+    )
+    .unwrap();
+    let b = common::browser::Browser::start_with_args(&[
+        "--use-fake-ui-for-media-stream".into(),
+        "--use-fake-device-for-media-stream".into(),
+        format!("--use-file-for-fake-audio-capture={}", wav_path.display()),
+        "--autoplay-policy=no-user-gesture-required".into(),
+    ])
+    .await;
+    b.goto(&format!("{}/", engine.base)).await;
+    let name = b.wait_for("#name", Duration::from_secs(10)).await;
+    b.type_into(&name, "Vera").await;
+    let voice = b.wait_for("#voice-on", Duration::from_secs(5)).await;
+    assert!(
+        b.enabled(&voice).await,
+        "voice is offered on a secure (loopback) page"
+    );
+    b.click(&voice).await;
+    let start = b.find("#start").await.unwrap();
+    b.click(&start).await;
+    // The microphone starts by itself for a voice interview; the answer is heard and transcribed.
+    let heard = b
+        .wait_until(
+            "const n = document.querySelector('.msg.candidate.heard'); return n ? n.textContent : null;",
+            Duration::from_secs(90),
+            "a transcribed answer on the page",
+        )
+        .await;
+    let heard = heard.as_str().unwrap().to_lowercase();
+    assert!(
+        heard.contains("hash") && heard.contains("count"),
+        "heard {heard:?}"
+    );
+    b.wait_until(
+        "return document.querySelector('.evaluation[data-turn=\"1\"]') ? true : null;",
+        Duration::from_secs(60),
+        "the spoken answer's evaluation",
+    )
+    .await;
+    let stats = b.exec("return window.ieVoice.stats;", vec![]).await;
+    assert!(stats["framesSent"].as_u64().unwrap() > 100, "{stats}");
+    assert!(
+        stats["played"].as_u64().unwrap() > 0,
+        "the interviewer's voice was played: {stats}"
+    );
+    let state = b
+        .exec(
+            "return document.querySelector('#voice-mic').getAttribute('aria-pressed');",
+            vec![],
+        )
+        .await;
+    assert_eq!(state, "true", "the microphone is on");
+    b.quit().await;
+}
