@@ -230,6 +230,9 @@ pub fn serve(config: Config) -> Result<(), StartError> {
             .configure(|c| http::routes(c, max_body))
     })
     .workers(config.server.workers)
+    // Events are small writes in quick succession (speech ended, then the transcript): with Nagle on,
+    // the second waits for the client's delayed ACK (about 40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_grace_s)
     .bind(&config.server.bind)?;
     let addrs = server.addrs();

@@ -7,6 +7,7 @@
 //!
 //! The frames wait in the actor's mailbox: none is dropped, however the engine is loaded.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,12 @@ use super::{Word, MAX_WORDS};
 use crate::conn::{ConnHandle, Outbound};
 use crate::protocol::{error_event, ErrorCode};
 use crate::session::{SpokenAnswer, VoiceEvent};
+
+/// Binary frames taken by every voice input of this process (status: frames sent by clients minus
+/// these is what was lost, which must stay 0).
+pub static FRAMES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Milliseconds of audio those frames held.
+pub static AUDIO_MS_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// Where the input's results go: the connection's path to the session (it finds a restarted one).
 pub type Forward = Arc<dyn Fn(VoiceEvent) + Send + Sync>;
@@ -122,6 +129,11 @@ impl VoiceInputState {
             }
         };
         self.refused = 0;
+        FRAMES_RECEIVED.fetch_add(1, Ordering::Relaxed);
+        AUDIO_MS_RECEIVED.fetch_add(
+            samples.len() as u64 * 1000 / u64::from(stream.rate().max(1)),
+            Ordering::Relaxed,
+        );
         let events = stream.push(&samples);
         for ev in events {
             match ev {
