@@ -28,13 +28,14 @@ use actix_ws::{CloseCode, CloseReason, Message};
 use actors::conn::{ConnHandle, ConnWatch, Outbound};
 use actors::protocol::{self, ClientMessage, ErrorCode};
 use actors::session::SessionMsg;
-use actors::supervisor::SupervisorMsg;
+use actors::supervisor::{SessionError, SupervisorMsg};
 use futures::StreamExt;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::interviews::authorized_record;
+use super::limits::{AnswerLimiter, SocketSlot};
 use super::ws_frames::{Assembled, FrameGuard, Reassembler};
 use super::State;
 use crate::error::ApiError;
@@ -57,6 +58,10 @@ struct Conn {
     watch: ConnWatch,
     max_message: usize,
     ws: actix_ws::Session,
+    /// Answers per second on this connection (None: not limited).
+    answers: Option<AnswerLimiter>,
+    /// This connection's place among its client's open sockets (freed when the task ends).
+    _slot: SocketSlot,
 }
 
 /// Why a connection ends.
@@ -118,6 +123,13 @@ impl Conn {
                 // Answered here: a ping needs nothing from the session.
                 let pong = protocol::pong_event(self.watch.logged_seq());
                 self.ws.text(pong.to_string()).await.map_err(|_| End::Gone)
+            }
+            Ok(msg @ ClientMessage::Answer { .. }) => {
+                if let Some(Err(why)) = self.answers.as_ref().map(AnswerLimiter::take) {
+                    return self.error(ErrorCode::RateLimited, &why).await;
+                }
+                self.forward(msg, permit).await;
+                Ok(())
             }
             Ok(msg) => {
                 self.forward(msg, permit).await;
@@ -253,6 +265,8 @@ pub async fn connect(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let _record = authorized_record(&state, &req, &id)?;
+    let client = state.limits.client(&req);
+    let slot = state.limits.open_socket(&client)?;
     let max_message = state.config.server.max_ws_frame_bytes;
     // The socket's bytes pass the frame guard before the codec sees them.
     let tripped = Rc::new(Cell::new(None));
@@ -275,6 +289,7 @@ pub async fn connect(
     let (handle, receiver) = ConnHandle::new();
     let handle_id = handle.id;
     let iid = id.clone();
+    let retry_after_s = state.config.limits.busy_retry_after_s;
     let (session, ready) = state
         .on_engine(async move {
             let session = match sup
@@ -285,6 +300,9 @@ pub async fn connect(
                 .await
             {
                 Ok(CallResult::Success(Ok(s))) => s,
+                Ok(CallResult::Success(Err(SessionError::Busy))) => {
+                    return Err(ApiError::Busy { retry_after_s })
+                }
                 Ok(CallResult::Success(Err(e))) => {
                     return Err(ApiError::Unavailable(e.to_string()))
                 }
@@ -317,6 +335,8 @@ pub async fn connect(
         watch: receiver.watch,
         max_message,
         ws,
+        answers: state.limits.answer_limiter(&client),
+        _slot: slot,
     };
     actix_web::rt::spawn(run(conn, ready.to_string(), frames, receiver.rx, tripped));
     Ok(response)
