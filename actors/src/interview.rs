@@ -197,15 +197,36 @@ impl InterviewRecord {
     }
 }
 
-/// Checks a presented token against the stored hash.
+/// Checks a presented interview token against the stored hash (constant time).
 pub fn token_matches(record: &InterviewRecord, token: &str) -> bool {
-    let given = sha256_hex(token);
-    given.len() == record.token_sha256.len()
-        && given
-            .bytes()
-            .zip(record.token_sha256.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    ct_eq(sha256_hex(token).as_bytes(), record.token_sha256.as_bytes())
+}
+
+/// The interview's read-only report token: the SHA-256 of its interview token, which is what the
+/// record keeps to check interview tokens, so it needs no storage of its own. It opens the report
+/// and nothing else: presented as an interview token it hashes to something else, and the interview
+/// token cannot be computed from it.
+pub fn report_token(interview_token: &str) -> String {
+    sha256_hex(interview_token)
+}
+
+/// Checks a presented report token (constant time).
+pub fn report_token_matches(record: &InterviewRecord, token: &str) -> bool {
+    ct_eq(token.as_bytes(), record.token_sha256.as_bytes())
+}
+
+/// Whether two secrets are equal, in time that depends on neither (both are hashed first, so not
+/// even their lengths show).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    ct_eq(
+        sha256_hex(given).as_bytes(),
+        sha256_hex(expected).as_bytes(),
+    )
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// SHA-256 in lowercase hex.

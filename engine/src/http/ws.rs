@@ -34,7 +34,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::interviews::authorized_record;
+use super::interviews::{authorized_record, Access};
 use super::limits::{AnswerLimiter, SocketSlot};
 use super::ws_frames::{Assembled, FrameGuard, Reassembler};
 use super::State;
@@ -264,7 +264,7 @@ pub async fn connect(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let _record = authorized_record(&state, &req, &id)?;
+    let _record = authorized_record(&state, &req, &id, Access::Socket)?;
     let client = state.limits.client(&req);
     let slot = state.limits.open_socket(&client)?;
     let max_message = state.config.server.max_ws_frame_bytes;
