@@ -281,3 +281,77 @@ async fn pipelined_answers_never_answer_a_question_the_client_has_not_seen() {
         assert_eq!(qs[1]["answer"], "the answer to the second question");
     }
 }
+
+/// Bytes on disk under `dir` (allocated blocks).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+/// Issue 16: 3 interviews of 33 answers of 63 KiB (6.2 MB sent) grew the data directory to 325 MB
+/// (52×), never reclaimed. Each answer is now written once: the directory grows by at most 3× the
+/// answer bytes (the answer, the report that quotes it, and sled's own overhead), also after a
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_grows_with_the_answer_bytes_not_the_steps() {
+    use common::ws::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::start(dir.path(), &config(""), &[]);
+    let data = dir.path().join("data");
+    // The database's own files first (its first segments), with one interview in it.
+    let warm = create(&engine.base, body("Warm", 1)).await;
+    Client::connect(&engine.base, &warm)
+        .await
+        .finish_with("warm-up")
+        .await;
+    let before = disk_bytes(&data);
+    let answer = "b".repeat(63 * 1024);
+    let mut sent = 0u64;
+    for i in 0..3 {
+        let c = create(&engine.base, body(&format!("Disk{i}"), 33)).await;
+        let mut client = Client::connect(&engine.base, &c).await;
+        loop {
+            let v = client.next_prompt().await;
+            if v["type"] == "report" {
+                break;
+            }
+            client
+                .send(json!({"type": "answer", "text": answer, "turn": v["turn"], "seq": v["seq"]}))
+                .await;
+            sent += answer.len() as u64;
+        }
+    }
+    let after = disk_bytes(&data);
+    eprintln!(
+        "answers {sent} B; data directory {before} B -> {after} B: {:.2}x the answer bytes",
+        (after - before) as f64 / sent as f64
+    );
+    assert!(
+        sent > 5_000_000,
+        "the three interviews took {sent} bytes of answers"
+    );
+    assert!(
+        after.saturating_sub(before) <= 3 * sent,
+        "disk grew {} B for {sent} B of answers",
+        after - before
+    );
+    // After a restart the directory holds no more than that.
+    engine.kill();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    let restarted = disk_bytes(&data);
+    eprintln!("after a restart: {restarted} B");
+    assert!(restarted.saturating_sub(before) <= 3 * sent);
+    assert_eq!(engine.get("/healthz", None).await.status, 200);
+}

@@ -112,6 +112,28 @@ pub struct InterviewRecord {
     pub steps: Vec<Step>,
     /// While `Reporting`: the finished phase that follows.
     pub ending: Option<Phase>,
+    /// The seq of the `report` event, once logged: the report is stored once, in the event log,
+    /// and the stored record points at it. (Not part of the version 1 and 2 layouts.)
+    #[serde(skip)]
+    pub report_seq: Option<u64>,
+    /// What the session log already holds of this record (kept by the log, so that a commit writes
+    /// only what changed). Not stored.
+    #[serde(skip)]
+    pub stored: Stored,
+}
+
+/// What the session log holds of a record beyond its small part: filled in when the record is
+/// loaded and after each commit; empty for a record that has not been written in the current layout.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// Whether the record was written in the current layout.
+    pub(crate) layout: bool,
+    /// Per item: whether its answer and its follow-up's answer are stored.
+    pub(crate) answers: Vec<(bool, bool)>,
+    /// Per question: the id of the question stored at that index.
+    pub(crate) questions: Vec<String>,
+    /// Whether the resume analysis is stored.
+    pub(crate) resume: bool,
 }
 
 /// The record as layout version 1 wrote it (before the call budget): read, then upgraded.
@@ -167,6 +189,8 @@ impl From<InterviewRecordV1> for InterviewRecord {
             level,
             steps: Vec::new(),
             ending: None,
+            report_seq: None,
+            stored: Stored::default(),
         }
     }
 }

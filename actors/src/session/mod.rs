@@ -272,10 +272,14 @@ impl SessionState {
             if is_prompt(&ev) {
                 prompt = Some(seq);
             }
+            if ev["type"] == "report" {
+                // The report is stored once, as this event; the record points at it.
+                self.rec.report_seq = Some(seq);
+            }
             logged.push((seq, ev.to_string()));
         }
         self.rec.updated_ms = now_ms();
-        self.deps.log.commit(&self.rec, &logged)?;
+        self.deps.log.commit(&mut self.rec, &logged)?;
         self.deps.log.flush().await?;
         if let Some(p) = prompt {
             self.prompt_seq = p;

@@ -334,6 +334,8 @@ pub async fn create(
                 level,
                 steps: Vec::new(),
                 ending: None,
+                report_seq: None,
+                stored: Default::default(),
             };
             // Written and flushed here, not through the supervisor: creates then share group
             // flushes instead of queueing one fsync each behind a single actor.
