@@ -20,7 +20,7 @@ use std::time::Duration;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use common::ws::{create, Client, GOOD_ANSWER};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const KEYS: [&str; 3] = ["chaos-a", "chaos-b", "chaos-c"];
 const FAULTS: [&str; 5] = [
