@@ -411,3 +411,50 @@ async fn create_connect_close_cycles_leave_memory_after_the_pending_ttl() {
         disk_bytes(&dir.path().join("data"))
     );
 }
+
+/// A client that asks for the whole log again and again (`resume {last_seq: 0}`, 20,000 times, without
+/// reading) gets it once: on a live connection a resume sends only what was not sent yet, so the
+/// flood is not amplified into replays the server would have to hold. (Were a client to fall behind
+/// anyway, its connection would be closed at 1,024 waiting events: `conn.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_flood_is_not_amplified() {
+    use common::ws::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(dir.path(), &config(""), &[]);
+    let c = create(&engine.base, body("Replay", 12)).await;
+    let mut client = Client::connect(&engine.base, &c).await;
+    client.finish_with(common::ws::GOOD_ANSWER).await;
+    let logged = client.last_seq();
+    drop(client);
+    let before = engine.rss_kib();
+    let mut ws = RawWs::connect(&engine.base, &ws_path(&c), &[]).await.unwrap();
+    let resume = common::attack::frame(true, 1, br#"{"type":"resume","last_seq":0}"#);
+    let batch: Vec<u8> = resume.iter().copied().cycle().take(resume.len() * 100).collect();
+    let mut sent = 0;
+    while sent < 20_000 {
+        match tokio::time::timeout(Duration::from_secs(3), ws.write(&batch)).await {
+            Ok(Ok(())) => sent += 100,
+            _ => break,
+        }
+    }
+    ws.text(r#"{"type":"ping"}"#).await.unwrap();
+    let during = engine.rss_kib();
+    let mut replayed = 0;
+    loop {
+        let f = ws
+            .read_frame(Duration::from_secs(30))
+            .await
+            .expect("the connection stays open");
+        let v = f.json();
+        if v["type"] == "pong" {
+            break;
+        }
+        if f.opcode == 1 && v["seq"].as_u64().is_some_and(|s| s > 0) && v["ephemeral"] != true {
+            replayed += 1;
+        }
+    }
+    eprintln!("{sent} resumes sent; {replayed} events replayed; RSS {before} KiB -> {during} KiB");
+    assert_eq!(sent, 20_000);
+    assert_eq!(replayed, logged, "the log once, not once per resume");
+    assert!(during < before + 64 * 1024, "{before} KiB -> {during} KiB");
+}
