@@ -60,6 +60,8 @@ pub struct Config {
     pub gpu: GpuConfig,
     /// `[cache]`: lifetimes and size of the reuse cache.
     pub cache: CacheSection,
+    /// `[limits]`: per-client limits.
+    pub limits: LimitsConfig,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -166,6 +168,34 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, MiB (sled's own default is 1 GiB).
     pub cache_mb: u64,
+    /// Days a transcript is kept after the interview's last activity (0: forever).
+    pub keep_days: u64,
+    /// Days a finished interview's report is kept (0: as `keep_days`).
+    pub report_keep_days: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_s: u64,
+}
+
+impl StorageConfig {
+    /// The retention policy.
+    pub fn retention(&self) -> actors::storage::Retention {
+        const DAY_MS: i64 = 86_400_000;
+        let days = |d: u64| {
+            i64::try_from(d)
+                .unwrap_or(i64::MAX / DAY_MS)
+                .saturating_mul(DAY_MS)
+        };
+        match self.keep_days {
+            0 => actors::storage::Retention {
+                transcripts_ms: None,
+                reports_ms: None,
+            },
+            keep => actors::storage::Retention {
+                transcripts_ms: Some(days(keep)),
+                reports_ms: Some(days(self.report_keep_days.max(keep))),
+            },
+        }
+    }
 }
 
 /// Call-budget mode of an interview.
@@ -255,6 +285,54 @@ impl CacheSection {
             variants: self.variants,
             ..actors::cache::CacheConfig::default()
         }
+    }
+}
+
+/// `[limits]`: what one client may do (docs/SECURITY.md). A limit of 0 is no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Apply the limits to loopback clients too.
+    pub loopback: bool,
+    /// Interview creations per client per minute.
+    pub creations_per_minute: u32,
+    /// Creations at once.
+    pub creations_burst: u32,
+    /// Resume analyses per client per hour.
+    pub resume_analyses_per_hour: u32,
+    /// Interview WebSockets open at once per client.
+    pub websockets_per_client: u32,
+    /// Answers per second per WebSocket.
+    pub answers_per_second: u32,
+    /// Answers at once per WebSocket.
+    pub answers_burst: u32,
+    /// A live interview with nobody connected and nothing answered leaves memory after this long.
+    pub pending_ttl_s: u64,
+    /// Live sessions on this node.
+    pub max_live_sessions: u32,
+    /// Retry-After of a refusal for a full node.
+    pub busy_retry_after_s: u64,
+}
+
+impl LimitsConfig {
+    /// The trusted proxies, parsed.
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            format!("limits.trusted_proxies[{i}]"),
+                            format!("{p:?} is not a CIDR like 10.0.0.0/8 or an address"),
+                        )
+                    })
+            })
+            .collect()
     }
 }
 
@@ -500,6 +578,40 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.storage.keep_days > 0
+            && self.storage.report_keep_days > 0
+            && self.storage.report_keep_days < self.storage.keep_days
+        {
+            return Err(invalid(
+                "storage.report_keep_days",
+                "must be at least storage.keep_days (a report outlives its transcript), or 0",
+            ));
+        }
+        if self.storage.sweep_interval_s == 0 {
+            return Err(invalid("storage.sweep_interval_s", "must be > 0"));
+        }
+        self.limits.proxies()?;
+        if self.limits.pending_ttl_s == 0 {
+            return Err(invalid("limits.pending_ttl_s", "must be > 0"));
+        }
+        if self.limits.max_live_sessions == 0 {
+            return Err(invalid(
+                "limits.max_live_sessions",
+                "must be > 0 (a node that takes no interview is not serving)",
+            ));
+        }
+        if self.limits.creations_per_minute > 0 && self.limits.creations_burst == 0 {
+            return Err(invalid(
+                "limits.creations_burst",
+                "must be > 0 while creations_per_minute is set",
+            ));
+        }
+        if self.limits.answers_per_second > 0 && self.limits.answers_burst == 0 {
+            return Err(invalid(
+                "limits.answers_burst",
+                "must be > 0 while answers_per_second is set",
+            ));
         }
         if self.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be > 0"));
@@ -900,6 +1012,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("providers.gemini.reset_tz"), "{e}");
+    }
+
+    #[test]
+    fn limits_name_the_bad_field() {
+        let cfg = from_str("").unwrap();
+        assert_eq!(cfg.limits.creations_per_minute, 10);
+        assert!(cfg.limits.trusted_proxies.is_empty() && !cfg.limits.loopback);
+        let cfg = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        assert_eq!(cfg.limits.proxies().unwrap().len(), 2);
+        let e = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"nginx\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.trusted_proxies[1]"), "{e}");
+        let e = from_str("[limits]\npending_ttl_s = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.pending_ttl_s"), "{e}");
+        let e = from_str("[limits]\nloopbak = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopbak"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::secret::Secret;
 use actors::session::SessionDeps;
 use actors::storage::{SledStore, UsageLedger};
-use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
+use actors::supervisor::{InterviewSupervisor, LiveSessions, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
 use crate::config::{Config, ConfigError};
@@ -70,6 +70,8 @@ pub struct Engine {
     pub stt: Option<actors::voice::stt_pool::SttPool>,
     /// Text-to-speech for voice interviews.
     pub tts: Option<actors::voice::tts_pool::TtsPool>,
+    /// Live sessions and their cap.
+    pub live: Arc<LiveSessions>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -132,6 +134,7 @@ impl Engine {
             actors::budget::Budget::new(Box::new(pool.clone()))
                 .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
         );
+        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -149,6 +152,8 @@ impl Engine {
                     away: Duration::from_secs(config.voice.away_s),
                 })
             }),
+            pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
+            live: live.clone(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -160,6 +165,7 @@ impl Engine {
         Ok(Engine {
             stt,
             tts,
+            live,
             stats,
             budget,
             cache,
@@ -221,7 +227,21 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         tts: engine.tts.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
         gateway_calls: actors::coalesce::Coalescer::new(),
+        limits: http::limits::ClientLimits::new(&config.limits)?,
+        live: engine.live.clone(),
     });
+    // Rate-limit buckets of clients not seen lately are forgotten once a minute.
+    let sweeper = {
+        let state = state.clone();
+        engine.runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.limits.sweep();
+            }
+        })
+    };
+    let retention = spawn_retention(&engine, &config);
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -248,6 +268,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         running.await
     });
     tracing::info!("http server stopped; stopping the engine");
+    sweeper.abort();
+    retention.abort();
     engine.shutdown();
     result.map_err(StartError::Io)
 }
@@ -363,6 +385,42 @@ fn node_specs(
         });
     }
     Ok(specs)
+}
+
+/// The retention sweeper: once at start, then every `storage.sweep_interval_s`, removes transcripts
+/// and reports past `storage.keep_days` / `report_keep_days` (sled reuses the space).
+fn spawn_retention(engine: &Engine, config: &Config) -> tokio::task::JoinHandle<()> {
+    let policy = config.storage.retention();
+    let store = engine.store.clone();
+    let every = Duration::from_secs(config.storage.sweep_interval_s);
+    engine.runtime.spawn(async move {
+        if policy.transcripts_ms.is_none() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let store = store.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            let swept = tokio::task::spawn_blocking(move || {
+                actors::storage::SessionLog::sweep(&store, &policy, now)
+            })
+            .await;
+            match swept {
+                Ok(Ok(s)) if s.transcripts + s.interviews > 0 => {
+                    tracing::info!(
+                        transcripts = s.transcripts,
+                        interviews = s.interviews,
+                        keys = s.keys,
+                        "retention: old interviews removed"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
+            }
+        }
+    })
 }
 
 /// Starts the GPU pool over the configured `[[gpu_nodes]]` (none: no pool).

@@ -63,6 +63,11 @@ pub struct SessionDeps {
     pub questions: Arc<crate::content::question_pool::QuestionInterner>,
     /// Voice: the interviewer's speech and the quiet-candidate re-prompt (none: text only).
     pub voice: Option<Arc<VoiceDeps>>,
+    /// A session with nobody connected and nothing answered leaves memory after this long
+    /// (`limits.pending_ttl_s`); its record stays, and a connection brings it back.
+    pub pending_ttl: Duration,
+    /// Live sessions on this node and how many may be.
+    pub live: Arc<crate::supervisor::LiveSessions>,
 }
 
 /// A client message, as parsed by the connection (`protocol::parse`).
@@ -185,6 +190,8 @@ pub struct SessionState {
     /// The seq of the open prompt (the last question or follow-up event logged): an answer that
     /// names another `seq` is stale. Found again in the log's tail after a restart.
     prompt_seq: u64,
+    /// Since when nobody is connected (None while a connection is attached).
+    detached_since: Option<std::time::Instant>,
 }
 
 /// The session actor.
@@ -229,6 +236,36 @@ impl SessionState {
         self.rec.id.clone()
     }
 
+    /// The first connection admits the interview: its level is decided and its share of the day's
+    /// quota reserved now, not at creation, so interviews nobody opens hold nothing.
+    fn admit(&mut self) {
+        let d = self.deps.budget.admit(
+            &self.rec.id,
+            Level::ceiling_of(&self.rec.mode),
+            self.rec.questions.len(),
+        );
+        self.rec.level = d.level;
+        self.rec.steps = d.step.into_iter().collect();
+    }
+
+    /// Whether nothing was answered yet.
+    fn unanswered(&self) -> bool {
+        self.rec
+            .items
+            .iter()
+            .all(|i| i.answer.is_none() && i.follow_up.as_ref().is_none_or(|f| f.answer.is_none()))
+    }
+
+    /// Whether this session has waited long enough, with nobody connected and nothing answered,
+    /// to leave memory (it comes back from its record when someone connects).
+    fn pending_expired(&self) -> bool {
+        matches!(self.rec.phase, Phase::Created | Phase::AwaitingAnswer)
+            && self.unanswered()
+            && self
+                .detached_since
+                .is_some_and(|t| t.elapsed() >= self.deps.pending_ttl)
+    }
+
     /// Numbers `events`, commits them with the record, flushes, then sends them.
     async fn emit(&mut self, events: Vec<Value>) -> Result<(), ActorProcessingErr> {
         let sources: Vec<Source> = events
@@ -245,10 +282,14 @@ impl SessionState {
             if is_prompt(&ev) {
                 prompt = Some(seq);
             }
+            if ev["type"] == "report" {
+                // The report is stored once, as this event; the record points at it.
+                self.rec.report_seq = Some(seq);
+            }
             logged.push((seq, ev.to_string()));
         }
         self.rec.updated_ms = now_ms();
-        self.deps.log.commit(&self.rec, &logged)?;
+        self.deps.log.commit(&mut self.rec, &logged)?;
         self.deps.log.flush().await?;
         if let Some(p) = prompt {
             self.prompt_seq = p;
@@ -940,13 +981,18 @@ impl Actor for InterviewSession {
             greeting_pending: false,
             voice: voice::VoiceState::default(),
             prompt_seq: 0,
+            detached_since: None,
         };
         state.start_voice();
+        if state.conn().is_none() {
+            state.detached_since = Some(std::time::Instant::now());
+        }
         if state.rec.phase == Phase::AwaitingAnswer {
             state.prompt_seq = last_prompt_seq(state.deps.log.as_ref(), &state.rec);
         }
-        // A live interview holds its share of the day's quota again after a restart.
-        if !state.rec.phase.is_finished() {
+        // A live interview holds its share of the day's quota again after a restart (one not yet
+        // opened is admitted when its candidate connects).
+        if !state.rec.phase.is_finished() && state.rec.phase != Phase::Created {
             let left = state.rec.questions.len().saturating_sub(state.rec.current);
             state
                 .deps
@@ -974,7 +1020,10 @@ impl Actor for InterviewSession {
                 state.rec.updated_ms = now_ms();
                 state.report_work(&myself);
             }
-            Phase::Created if args.restarted && state.conn().is_some() => state.start(&myself),
+            Phase::Created if args.restarted && state.conn().is_some() => {
+                state.admit();
+                state.start(&myself)
+            }
             _ => {}
         }
         // A crash during an evaluation left the answer stored: evaluate it again. A crash while a
@@ -1004,6 +1053,19 @@ impl Actor for InterviewSession {
         Ok(state)
     }
 
+    /// A session that stops before its interview finished (nobody connected, idle, shut down)
+    /// gives back its reservation; it holds it again when it is brought back.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.rec.phase.is_finished() {
+            state.deps.budget.release(&state.rec.id);
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<SessionMsg>,
@@ -1025,8 +1087,13 @@ impl Actor for InterviewSession {
                         "replaced by a newer connection to this interview".into(),
                     ));
                 }
+                state.detached_since = None;
+                // A candidate who comes back is activity: the idle clock starts again (a session
+                // brought back after hours is not expired under them).
+                state.rec.updated_ms = now_ms();
                 let _ = reply.send(state.rec.ready_event());
-                if state.rec.phase == Phase::Created {
+                if state.rec.phase == Phase::Created && !state.greeting_pending {
+                    state.admit();
                     state.start(&myself);
                 }
             }
@@ -1034,6 +1101,7 @@ impl Actor for InterviewSession {
                 let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                 if slot.as_ref().is_some_and(|c| c.id == id) {
                     *slot = None;
+                    state.detached_since = Some(std::time::Instant::now());
                 }
                 let finished = state.rec.phase.is_finished();
                 drop(slot);
@@ -1059,6 +1127,10 @@ impl Actor for InterviewSession {
             }
             SessionMsg::FollowUpReady { text, source } => {
                 state.on_follow_up_ready(&myself, text, source).await?
+            }
+            SessionMsg::IdleCheck if state.conn().is_none() && state.pending_expired() => {
+                // Its record holds everything; a connection brings it back.
+                myself.stop(Some("pending: nobody connected".into()));
             }
             SessionMsg::IdleCheck => {
                 let idle = Duration::from_millis(

@@ -116,7 +116,9 @@ impl SessionState {
 
     /// How often the idle check runs: often enough for the re-prompt when voice is configured.
     pub(super) fn idle_check_every(&self) -> Duration {
-        let d = Duration::from_secs(30).min(self.deps.idle_timeout);
+        let d = Duration::from_secs(30)
+            .min(self.deps.idle_timeout)
+            .min(self.deps.pending_ttl);
         match &self.deps.voice {
             Some(v) => d.min((v.away / 2).max(Duration::from_millis(200))),
             None => d,

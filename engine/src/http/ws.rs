@@ -34,14 +34,15 @@ use actix_ws::{CloseCode, CloseReason, Message};
 use actors::conn::{ConnHandle, ConnWatch, Outbound};
 use actors::protocol::{self, ClientMessage, ErrorCode};
 use actors::session::SessionMsg;
-use actors::supervisor::SupervisorMsg;
+use actors::supervisor::{SessionError, SupervisorMsg};
 use actors::voice::input::{Forward, VoiceInput, VoiceInputArgs, VoiceInputMsg};
 use futures::StreamExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::interviews::authorized_record;
+use super::interviews::{authorized_record, Access};
+use super::limits::{AnswerLimiter, SocketSlot};
 use super::ws_frames::{Assembled, FrameGuard, Reassembler};
 use super::State;
 use crate::error::ApiError;
@@ -64,6 +65,10 @@ struct Conn {
     watch: ConnWatch,
     max_message: usize,
     ws: actix_ws::Session,
+    /// Answers per second on this connection (None: not limited).
+    answers: Option<AnswerLimiter>,
+    /// This connection's place among its client's open sockets (freed when the task ends).
+    _slot: SocketSlot,
     /// Speech-to-text, when configured: audio goes to the voice input.
     voice: Option<VoiceLink>,
 }
@@ -162,6 +167,13 @@ impl Conn {
                 // Answered here: a ping needs nothing from the session.
                 let pong = protocol::pong_event(self.watch.logged_seq());
                 self.ws.text(pong.to_string()).await.map_err(|_| End::Gone)
+            }
+            Ok(msg @ ClientMessage::Answer { .. }) => {
+                if let Some(Err(why)) = self.answers.as_ref().map(AnswerLimiter::take) {
+                    return self.error(ErrorCode::RateLimited, &why).await;
+                }
+                self.forward(msg, permit).await;
+                Ok(())
             }
             Ok(msg) => {
                 self.forward(msg, permit).await;
@@ -380,7 +392,9 @@ pub async fn connect(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let _record = authorized_record(&state, &req, &id)?;
+    let _record = authorized_record(&state, &req, &id, Access::Socket)?;
+    let client = state.limits.client(&req);
+    let slot = state.limits.open_socket(&client)?;
     let max_message = state.config.server.max_ws_frame_bytes;
     // The socket's bytes pass the frame guard before the codec sees them.
     let tripped = Rc::new(Cell::new(None));
@@ -409,6 +423,7 @@ pub async fn connect(
         input: None,
     });
     let iid = id.clone();
+    let retry_after_s = state.config.limits.busy_retry_after_s;
     let (session, ready) = state
         .on_engine(async move {
             let session = match sup
@@ -419,6 +434,9 @@ pub async fn connect(
                 .await
             {
                 Ok(CallResult::Success(Ok(s))) => s,
+                Ok(CallResult::Success(Err(SessionError::Busy))) => {
+                    return Err(ApiError::Busy { retry_after_s })
+                }
                 Ok(CallResult::Success(Err(e))) => {
                     return Err(ApiError::Unavailable(e.to_string()))
                 }
@@ -452,6 +470,8 @@ pub async fn connect(
         max_message,
         ws,
         voice,
+        answers: state.limits.answer_limiter(&client),
+        _slot: slot,
     };
     actix_web::rt::spawn(run(conn, ready.to_string(), frames, receiver.rx, tripped));
     Ok(response)
