@@ -664,6 +664,42 @@ impl GpuPool {
         }
     }
 
+    /// Runs `op` (given the HTTP client, the node and the time allowed for this try) on a node chosen
+    /// by the same rules as chat requests, failing over to other nodes within `deadline`. Speech-to-text
+    /// and text-to-speech nodes are pools of their own, dispatched through this. Returns the node that
+    /// served, the nodes that failed before it, and the answer.
+    pub async fn call<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        affinity: Option<&str>,
+        op: F,
+    ) -> Result<(String, Vec<String>, T), GpuError>
+    where
+        F: Fn(reqwest::Client, Arc<GpuNodeSpec>, Duration) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let deadline = Instant::now() + deadline;
+        let mut tries = self.tries();
+        loop {
+            let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
+            let spec = self.inner.nodes[slot.index].spec.clone();
+            let (timeout, cut) = self.try_timeout(deadline);
+            let t0 = Instant::now();
+            match op(self.inner.http.clone(), spec.clone(), timeout).await {
+                Ok(answer) => {
+                    let latency = t0.elapsed();
+                    slot.report(RequestOutcome::Ok {
+                        latency,
+                        completion_tokens: None,
+                        generation: latency,
+                    });
+                    return Ok((spec.name.clone(), tries.failed, answer));
+                }
+                Err(error) => Self::on_failure(&mut slot, &spec, error, cut, &mut tries)?,
+            }
+        }
+    }
+
     fn tries(&self) -> Tries {
         Tries {
             tried: vec![false; self.inner.nodes.len()],

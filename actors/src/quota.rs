@@ -957,6 +957,151 @@ impl Quota {
     }
 }
 
+/// Audio seconds per sliding hour and per calendar day (in the quota's reset time zone): the windows
+/// speech-to-text providers count besides requests (Groq's free tier: 7,200 audio seconds an hour and
+/// 28,800 a day per model). Used next to a [`Quota`] that holds the request windows.
+#[derive(Debug)]
+pub struct AudioWindow {
+    per_hour: Option<u64>,
+    per_day: Option<u64>,
+    tz: Tz,
+    origin: Instant,
+    /// Audio seconds per minute of the last hour: (minutes since origin, seconds), oldest first.
+    minutes: VecDeque<(i64, u64)>,
+    hour_total: u64,
+    day: String,
+    day_total: u64,
+}
+
+impl AudioWindow {
+    /// Empty windows with these limits (`None`: unlimited).
+    pub fn new(per_hour: Option<u64>, per_day: Option<u64>, tz: Tz) -> Self {
+        Self {
+            per_hour,
+            per_day,
+            tz,
+            origin: Instant::now(),
+            minutes: VecDeque::new(),
+            hour_total: 0,
+            day: String::new(),
+            day_total: 0,
+        }
+    }
+
+    fn minute_of(&self, now: Instant) -> i64 {
+        i64::try_from(now.saturating_duration_since(self.origin).as_secs() / 60)
+            .unwrap_or(i64::MAX / 2)
+    }
+
+    fn roll(&mut self, now: Instant, wall: DateTime<Utc>) {
+        let m = self.minute_of(now);
+        while let Some(&(at, secs)) = self.minutes.front() {
+            if m - at >= 61 {
+                self.hour_total -= secs;
+                self.minutes.pop_front();
+            } else {
+                break;
+            }
+        }
+        let today = Quota::new(Limits::default(), self.tz).day_of(wall);
+        if today != self.day {
+            self.day = today;
+            self.day_total = 0;
+        }
+    }
+
+    /// Whether `seconds` more fit now; if not, when the hour window frees enough (`Ok(None)`: they fit,
+    /// `Err(None)`: not before the daily reset or never).
+    pub fn check(
+        &mut self,
+        now: Instant,
+        wall: DateTime<Utc>,
+        seconds: u64,
+    ) -> Result<(), Option<Instant>> {
+        self.roll(now, wall);
+        if self.per_hour.is_some_and(|l| seconds > l) || self.per_day.is_some_and(|l| seconds > l) {
+            return Err(None);
+        }
+        if self.per_day.is_some_and(|l| self.day_total + seconds > l) {
+            return Err(None);
+        }
+        if let Some(l) = self.per_hour {
+            if self.hour_total + seconds > l {
+                let mut excess = self.hour_total + seconds - l;
+                for &(at, secs) in &self.minutes {
+                    excess = excess.saturating_sub(secs);
+                    if excess == 0 {
+                        let free = u64::try_from(at + 61).unwrap_or(0) * 60;
+                        return Err(Some(self.origin + Duration::from_secs(free)));
+                    }
+                }
+                return Err(None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts `seconds` now (after [`AudioWindow::check`]; a settle with the real length may add or
+    /// give back the difference, as a negative `seconds` cannot: pass the extra only).
+    pub fn add(&mut self, now: Instant, wall: DateTime<Utc>, seconds: u64) {
+        self.roll(now, wall);
+        let m = self.minute_of(now);
+        match self.minutes.back_mut() {
+            Some((at, secs)) if *at == m => *secs += seconds,
+            _ => self.minutes.push_back((m, seconds)),
+        }
+        self.hour_total += seconds;
+        self.day_total += seconds;
+    }
+
+    /// Audio seconds counted in the last hour and today.
+    pub fn used(&mut self, now: Instant, wall: DateTime<Utc>) -> (u64, u64) {
+        self.roll(now, wall);
+        (self.hour_total, self.day_total)
+    }
+
+    /// The limits: per hour, per day.
+    pub fn limits(&self) -> (Option<u64>, Option<u64>) {
+        (self.per_hour, self.per_day)
+    }
+
+    /// The persisted form, in the shape of a [`UsageRecord`]: the day's seconds in `tokens_day`, the
+    /// hour's minutes as `(unix second of the minute, 0, seconds)`.
+    pub fn record(&self, now: Instant, wall: DateTime<Utc>) -> UsageRecord {
+        let m_now = self.minute_of(now);
+        UsageRecord {
+            version: USAGE_RECORD_VERSION,
+            day: self.day.clone(),
+            requests_day: 0,
+            tokens_day: self.day_total,
+            minute: self
+                .minutes
+                .iter()
+                .map(|&(at, secs)| (wall.timestamp() - (m_now - at) * 60, 0, secs))
+                .collect(),
+            blocked_until_ms: None,
+            ..UsageRecord::default()
+        }
+    }
+
+    /// Restores a record written by [`AudioWindow::record`].
+    pub fn restore(&mut self, rec: &UsageRecord, now: Instant, wall: DateTime<Utc>) {
+        self.roll(now, wall);
+        if rec.day == self.day {
+            self.day_total = rec.tokens_day;
+        }
+        let m_now = self.minute_of(now);
+        for &(at_sec, _, secs) in &rec.minute {
+            let age_min = (wall.timestamp() - at_sec).div_euclid(60);
+            if (0..61).contains(&age_min) {
+                self.minutes.push_back((m_now - age_min, secs));
+                self.hour_total += secs;
+            }
+        }
+        self.minutes.make_contiguous().sort_by_key(|(at, _)| *at);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1286,5 +1431,31 @@ mod tests {
                 need: 101
             })
         );
+    }
+
+    #[test]
+    fn audio_seconds_per_hour_and_day() {
+        let mut w = AudioWindow::new(Some(100), Some(150), chrono_tz::UTC);
+        let (now, wall) = (Instant::now(), Utc::now());
+        assert_eq!(w.check(now, wall, 60), Ok(()));
+        w.add(now, wall, 60);
+        assert_eq!(w.check(now, wall, 40), Ok(()));
+        // 60 + 50 > 100: the hour frees when the first minute leaves it.
+        match w.check(now, wall, 50) {
+            Err(Some(at)) => assert!(at > now + Duration::from_secs(3000)),
+            other => unreachable!("{other:?}"),
+        }
+        assert_eq!(w.check(now, wall, 101), Err(None), "larger than the hour");
+        // An hour later the hour has room, but the day (150) has only 90 left.
+        let later = now + Duration::from_secs(3700);
+        assert_eq!(w.check(later, wall, 90), Ok(()));
+        w.add(later, wall, 90);
+        assert_eq!(w.check(later, wall, 1), Err(None), "day spent");
+        assert_eq!(w.used(later, wall), (90, 150));
+        // Persisted and restored, the counts come back.
+        let rec = w.record(later, wall);
+        let mut r = AudioWindow::new(Some(100), Some(150), chrono_tz::UTC);
+        r.restore(&rec, later, wall);
+        assert_eq!(r.used(later, wall), (90, 150));
     }
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub gpu: GpuConfig,
     /// `[cache]`: lifetimes and size of the reuse cache.
     pub cache: CacheSection,
+    /// `[limits]`: per-client limits.
+    pub limits: LimitsConfig,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -69,6 +71,15 @@ pub struct Config {
     /// `[models.<alias>]`: names clients may send as `model`, each a list of targets tried in order.
     #[serde(default)]
     pub models: BTreeMap<String, ModelAlias>,
+    /// `[voice]`: endpointing, speech-to-text and text-to-speech settings.
+    #[serde(default)]
+    pub voice: VoiceSection,
+    /// `[[stt_nodes]]`: local speech-to-text servers (`POST /v1/audio/transcriptions`).
+    #[serde(default)]
+    pub stt_nodes: Vec<GpuNodeConfig>,
+    /// `[[tts_nodes]]`: local text-to-speech servers (`POST /v1/audio/speech`).
+    #[serde(default)]
+    pub tts_nodes: Vec<GpuNodeConfig>,
 }
 
 /// `[models.<alias>]`: a model group (LiteLLM's `model_list` entries sharing a `model_name`).
@@ -88,6 +99,52 @@ pub struct PerMillion {
     pub input: f64,
     /// Per million output (completion) tokens.
     pub output: f64,
+}
+
+/// `[voice]`: how spoken answers are endpointed and transcribed, and how the interviewer speaks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoiceSection {
+    /// Silence that ends a spoken answer, ms.
+    pub silence_ms: u32,
+    /// Longest spoken answer, seconds.
+    pub max_utterance_s: u32,
+    /// Voiced audio needed before an answer starts (coughs and clicks are shorter), ms.
+    pub min_speech_ms: u32,
+    /// Voice activity score (0-1) from which a 16 ms frame counts as speech.
+    pub vad_threshold: f32,
+    /// A speaking candidate quiet this long gets one gentle re-prompt per question, seconds.
+    pub away_s: u64,
+    /// Time one transcription may take, failovers included, ms.
+    pub stt_deadline_ms: u64,
+    /// Language hint for speech-to-text (`en`); empty: let the server detect it.
+    pub stt_language: String,
+    /// Voice asked of `[[tts_nodes]]`.
+    pub tts_voice: String,
+    /// Time one spoken sentence may take to synthesise, ms.
+    pub tts_deadline_ms: u64,
+    /// Sample rate of raw PCM speech answers (OpenAI's `pcm` is 24000); WAV answers carry their own.
+    pub tts_raw_sample_rate: u32,
+    /// Bytes of synthesised fixed lines kept in sled, MiB.
+    pub tts_cache_mb: u64,
+}
+
+impl Default for VoiceSection {
+    fn default() -> Self {
+        Self {
+            silence_ms: 800,
+            max_utterance_s: 120,
+            min_speech_ms: 96,
+            vad_threshold: 0.5,
+            away_s: 45,
+            stt_deadline_ms: 15_000,
+            stt_language: "en".into(),
+            tts_voice: "alloy".into(),
+            tts_deadline_ms: 10_000,
+            tts_raw_sample_rate: 24_000,
+            tts_cache_mb: 256,
+        }
+    }
 }
 
 /// `[server]`.
@@ -133,6 +190,34 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, MiB (sled's own default is 1 GiB).
     pub cache_mb: u64,
+    /// Days a transcript is kept after the interview's last activity (0: forever).
+    pub keep_days: u64,
+    /// Days a finished interview's report is kept (0: as `keep_days`).
+    pub report_keep_days: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_s: u64,
+}
+
+impl StorageConfig {
+    /// The retention policy.
+    pub fn retention(&self) -> actors::storage::Retention {
+        const DAY_MS: i64 = 86_400_000;
+        let days = |d: u64| {
+            i64::try_from(d)
+                .unwrap_or(i64::MAX / DAY_MS)
+                .saturating_mul(DAY_MS)
+        };
+        match self.keep_days {
+            0 => actors::storage::Retention {
+                transcripts_ms: None,
+                reports_ms: None,
+            },
+            keep => actors::storage::Retention {
+                transcripts_ms: Some(days(keep)),
+                reports_ms: Some(days(self.report_keep_days.max(keep))),
+            },
+        }
+    }
 }
 
 /// Call-budget mode of an interview.
@@ -242,6 +327,54 @@ impl CacheSection {
     }
 }
 
+/// `[limits]`: what one client may do (docs/SECURITY.md). A limit of 0 is no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Apply the limits to loopback clients too.
+    pub loopback: bool,
+    /// Interview creations per client per minute.
+    pub creations_per_minute: u32,
+    /// Creations at once.
+    pub creations_burst: u32,
+    /// Resume analyses per client per hour.
+    pub resume_analyses_per_hour: u32,
+    /// Interview WebSockets open at once per client.
+    pub websockets_per_client: u32,
+    /// Answers per second per WebSocket.
+    pub answers_per_second: u32,
+    /// Answers at once per WebSocket.
+    pub answers_burst: u32,
+    /// A live interview with nobody connected and nothing answered leaves memory after this long.
+    pub pending_ttl_s: u64,
+    /// Live sessions on this node.
+    pub max_live_sessions: u32,
+    /// Retry-After of a refusal for a full node.
+    pub busy_retry_after_s: u64,
+}
+
+impl LimitsConfig {
+    /// The trusted proxies, parsed.
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            format!("limits.trusted_proxies[{i}]"),
+                            format!("{p:?} is not a CIDR like 10.0.0.0/8 or an address"),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
 /// `[gpu]`: settings shared by the `[[gpu_nodes]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +458,19 @@ pub struct ProviderConfig {
     /// Most money a day may spend on this provider (in `currency`); also what `plan`, the call budget
     /// and `/api/system_status` count as its capacity. Unset with a `cost`: nothing counted, nothing capped.
     pub daily_spend_cap: Option<f64>,
+    /// Speech-to-text model served at `{base_url}/audio/transcriptions` with the same keys (Groq:
+    /// `whisper-large-v3-turbo`); none: the provider is not used for speech-to-text.
+    pub stt_model: Option<String>,
+    /// The speech-to-text model's own windows, per key (requests and audio seconds).
+    #[serde(default)]
+    pub stt_limits: actors::voice::audio_key::AudioLimits,
+    /// Text-to-speech model served at `{base_url}/audio/speech` with the same keys.
+    pub tts_model: Option<String>,
+    /// The voice for `tts_model`.
+    pub tts_voice: Option<String>,
+    /// The text-to-speech model's windows, per key.
+    #[serde(default)]
+    pub tts_limits: actors::voice::audio_key::AudioLimits,
 }
 
 impl ProviderConfig {
@@ -359,6 +505,15 @@ impl ProviderConfig {
         }
         v
     }
+}
+
+/// Which audio work a provider's keys are built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioUse {
+    /// Speech-to-text (`stt_model`).
+    Stt,
+    /// Text-to-speech (`tts_model`).
+    Tts,
 }
 
 fn default_priority() -> u32 {
@@ -564,6 +719,40 @@ impl Config {
                 ));
             }
         }
+        if self.storage.keep_days > 0
+            && self.storage.report_keep_days > 0
+            && self.storage.report_keep_days < self.storage.keep_days
+        {
+            return Err(invalid(
+                "storage.report_keep_days",
+                "must be at least storage.keep_days (a report outlives its transcript), or 0",
+            ));
+        }
+        if self.storage.sweep_interval_s == 0 {
+            return Err(invalid("storage.sweep_interval_s", "must be > 0"));
+        }
+        self.limits.proxies()?;
+        if self.limits.pending_ttl_s == 0 {
+            return Err(invalid("limits.pending_ttl_s", "must be > 0"));
+        }
+        if self.limits.max_live_sessions == 0 {
+            return Err(invalid(
+                "limits.max_live_sessions",
+                "must be > 0 (a node that takes no interview is not serving)",
+            ));
+        }
+        if self.limits.creations_per_minute > 0 && self.limits.creations_burst == 0 {
+            return Err(invalid(
+                "limits.creations_burst",
+                "must be > 0 while creations_per_minute is set",
+            ));
+        }
+        if self.limits.answers_per_second > 0 && self.limits.answers_burst == 0 {
+            return Err(invalid(
+                "limits.answers_burst",
+                "must be > 0 while answers_per_second is set",
+            ));
+        }
         if self.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be > 0"));
         }
@@ -627,7 +816,177 @@ impl Config {
                 ));
             }
         }
+        self.validate_voice()?;
         Ok(())
+    }
+
+    /// `[voice]`, `[[stt_nodes]]`, `[[tts_nodes]]` and the providers' audio fields.
+    fn validate_voice(&self) -> Result<(), ConfigError> {
+        let v = &self.voice;
+        if !(100..=10_000).contains(&v.silence_ms) {
+            return Err(invalid("voice.silence_ms", "must be between 100 and 10000"));
+        }
+        if !(1..=600).contains(&v.max_utterance_s) {
+            return Err(invalid(
+                "voice.max_utterance_s",
+                "must be between 1 and 600",
+            ));
+        }
+        if !(16..=2_000).contains(&v.min_speech_ms) {
+            return Err(invalid(
+                "voice.min_speech_ms",
+                "must be between 16 and 2000",
+            ));
+        }
+        if !(v.vad_threshold > 0.0 && v.vad_threshold < 1.0) {
+            return Err(invalid(
+                "voice.vad_threshold",
+                "must be between 0 and 1 (exclusive)",
+            ));
+        }
+        for (name, x) in [
+            ("voice.away_s", v.away_s),
+            ("voice.stt_deadline_ms", v.stt_deadline_ms),
+            ("voice.tts_deadline_ms", v.tts_deadline_ms),
+            ("voice.tts_cache_mb", v.tts_cache_mb),
+            (
+                "voice.tts_raw_sample_rate",
+                u64::from(v.tts_raw_sample_rate),
+            ),
+        ] {
+            if x == 0 {
+                return Err(invalid(name, "must be > 0"));
+            }
+        }
+        for (section, nodes) in [
+            ("stt_nodes", &self.stt_nodes),
+            ("tts_nodes", &self.tts_nodes),
+        ] {
+            let mut names = std::collections::HashSet::new();
+            for (i, n) in nodes.iter().enumerate() {
+                if n.name.trim().is_empty() || !names.insert(&n.name) {
+                    return Err(invalid(
+                        format!("{section}[{i}].name"),
+                        "missing or used by another node",
+                    ));
+                }
+                if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+                    return Err(invalid(
+                        format!("{section}[{i}].url"),
+                        "must start with http:// or https://",
+                    ));
+                }
+                if n.max_concurrency == 0 {
+                    return Err(invalid(
+                        format!("{section}[{i}].max_concurrency"),
+                        "must be > 0",
+                    ));
+                }
+            }
+        }
+        for (name, prov) in &self.providers {
+            for (field, model, limits) in [
+                ("stt", &prov.stt_model, &prov.stt_limits),
+                ("tts", &prov.tts_model, &prov.tts_limits),
+            ] {
+                if model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+                    return Err(invalid(
+                        format!("providers.{name}.{field}_model"),
+                        "must not be empty (omit it instead)",
+                    ));
+                }
+                if model.is_some() && prov.format != Some(FormatKind::Openai) {
+                    return Err(invalid(
+                        format!("providers.{name}.{field}_model"),
+                        "audio models are called in the OpenAI format: the provider's format must be \"openai\"",
+                    ));
+                }
+                for (k, x) in [
+                    ("rpm", limits.rpm.map(u64::from)),
+                    ("rpd", limits.rpd.map(u64::from)),
+                    ("audio_seconds_per_hour", limits.audio_seconds_per_hour),
+                    ("audio_seconds_per_day", limits.audio_seconds_per_day),
+                    ("concurrency", limits.concurrency.map(u64::from)),
+                ] {
+                    if x == Some(0) {
+                        return Err(invalid(
+                            format!("providers.{name}.{field}_limits.{k}"),
+                            "must be > 0 (omit it for no limit)",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cloud keys for speech-to-text or text-to-speech: one per key of every enabled provider
+    /// with an `stt_model` (`tts_model`), with their own windows restored from the ledger.
+    pub fn audio_keys(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        ledger: Arc<dyn UsageLedger>,
+        kind: AudioUse,
+    ) -> Result<Vec<Arc<actors::voice::audio_key::AudioKey>>, ConfigError> {
+        use actors::voice::audio_key::{AudioKey, AudioKeySpec};
+        let mut out = Vec::new();
+        for (name, prov) in &self.providers {
+            let (model, limits, voice, tag) = match kind {
+                AudioUse::Stt => (&prov.stt_model, prov.stt_limits, None, "stt"),
+                AudioUse::Tts => (
+                    &prov.tts_model,
+                    prov.tts_limits,
+                    prov.tts_voice.clone(),
+                    "tts",
+                ),
+            };
+            let Some(model) = model.as_ref().filter(|_| prov.enabled) else {
+                continue;
+            };
+            let keys: Vec<String> = env(&Self::keys_env(name, prov))
+                .unwrap_or_default()
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+            let tz: chrono_tz::Tz = prov
+                .reset_tz
+                .parse()
+                .map_err(|_| invalid(format!("providers.{name}.reset_tz"), "unknown time zone"))?;
+            for (i, key) in keys.into_iter().enumerate() {
+                let id = format!("{name}#{}", i + 1);
+                let spec = AudioKeySpec {
+                    id: id.clone(),
+                    provider: name.clone(),
+                    base_url: prov.base_url.trim_end_matches('/').to_string(),
+                    model: model.clone(),
+                    voice: voice.clone(),
+                    secret: Secret::new(key),
+                    priority: prov.priority,
+                    limits,
+                    tz,
+                    timeout: Duration::from_millis(self.pool.request_timeout_ms),
+                };
+                out.push(Arc::new(AudioKey::restored(
+                    spec,
+                    format!("{id}:{tag}"),
+                    ledger.clone(),
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The endpointing settings.
+    pub fn endpoint_config(&self) -> actors::voice::vad::EndpointConfig {
+        let v = &self.voice;
+        actors::voice::vad::EndpointConfig {
+            silence_ms: v.silence_ms,
+            max_utterance_s: v.max_utterance_s,
+            min_speech_ms: v.min_speech_ms,
+            threshold: v.vad_threshold,
+            ..actors::voice::vad::EndpointConfig::default()
+        }
     }
 
     /// The env variable that holds a provider's keys.
@@ -856,6 +1215,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("providers.gemini.reset_tz"), "{e}");
+    }
+
+    #[test]
+    fn limits_name_the_bad_field() {
+        let cfg = from_str("").unwrap();
+        assert_eq!(cfg.limits.creations_per_minute, 10);
+        assert!(cfg.limits.trusted_proxies.is_empty() && !cfg.limits.loopback);
+        let cfg = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        assert_eq!(cfg.limits.proxies().unwrap().len(), 2);
+        let e = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"nginx\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.trusted_proxies[1]"), "{e}");
+        let e = from_str("[limits]\npending_ttl_s = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.pending_ttl_s"), "{e}");
+        let e = from_str("[limits]\nloopbak = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopbak"), "{e}");
     }
 
     #[test]

@@ -70,6 +70,13 @@ enum Command {
         /// Send a short synthetic resume with each interview (skills and years vary per candidate).
         #[arg(long)]
         resume: bool,
+        /// Answer by speaking this WAV (mono PCM16, 16/24/48 kHz) over the socket, paced in real time;
+        /// reports end of speech → interviewer latency, speech-to-text time and dropped frames.
+        #[arg(long, value_name = "FILE.wav")]
+        audio: Option<PathBuf>,
+        /// With --audio: send the frames as fast as the socket takes them instead of in real time.
+        #[arg(long)]
+        audio_fast: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -146,8 +153,20 @@ fn main() -> ExitCode {
             mode,
             think_ms,
             resume,
+            audio,
+            audio_fast,
             json,
         } => {
+            let audio = match audio
+                .map(|p| cli::voice_load::AudioAnswer::load(&p, !audio_fast))
+                .transpose()
+            {
+                Ok(a) => a.map(std::sync::Arc::new),
+                Err(e) => {
+                    eprintln!("loadtest: --audio {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -167,6 +186,7 @@ fn main() -> ExitCode {
                 mode,
                 think_ms,
                 resume,
+                audio,
             };
             match rt.block_on(cli::loadtest::run(lt)) {
                 Ok(r) => {

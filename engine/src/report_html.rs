@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn speaking_section_shows_pauses_talk_time_and_barge_ins_from_voice() {
+        let mut r = sample();
+        r["speaking"]["long_pauses"] =
+            json!({"threshold_s": 2.0, "count": 2, "longest_s": 3.4, "items": []});
+        r["speaking"]["talk_time"] =
+            json!({"candidate_s": 30.0, "interviewer_s": 70.0, "candidate_share": 0.3});
+        r["speaking"]["barge_ins"] = json!({"count": 1, "items": []});
+        let html = render(&r).unwrap();
+        assert!(html.contains("id=\"long-pauses\""));
+        assert!(html.contains("longest 3.4 s"));
+        assert!(html.contains("<b>30%</b>"));
+        assert!(html.contains("times you spoke over the interviewer"));
+        // Without the voice figures (typed answers with a length only), none of them shows.
+        let plain = render(&sample()).unwrap();
+        assert!(!plain.contains("long-pauses") && !plain.contains("talk-share"));
+    }
+
+    #[test]
     fn unanswered_questions_say_so() {
         let html = render(&sample()).unwrap();
         assert_eq!(

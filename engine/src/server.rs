@@ -20,7 +20,7 @@ use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::secret::Secret;
 use actors::session::SessionDeps;
 use actors::storage::{SledStore, UsageLedger};
-use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
+use actors::supervisor::{InterviewSupervisor, LiveSessions, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
 use crate::config::{Config, ConfigError};
@@ -66,6 +66,12 @@ pub struct Engine {
     pub stats: Arc<actors::stats::OptimizationStats>,
     /// The call budget.
     pub budget: Arc<actors::budget::Budget>,
+    /// Speech-to-text (none: audio is refused with `audio_unsupported`).
+    pub stt: Option<actors::voice::stt_pool::SttPool>,
+    /// Text-to-speech for voice interviews.
+    pub tts: Option<actors::voice::tts_pool::TtsPool>,
+    /// Live sessions and their cap.
+    pub live: Arc<LiveSessions>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -102,12 +108,13 @@ impl Engine {
                 RouterActor,
                 RouterArgs {
                     keys,
-                    ledger,
+                    ledger: ledger.clone(),
                     directory: directory.clone(),
                 },
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         let gpu = runtime.block_on(start_gpu_pool(config, &http))?;
+        let (stt, tts) = runtime.block_on(start_voice(config, &http, &store, &ledger))?;
         let (cache, _) = runtime
             .block_on(actors::cache::spawn(
                 store.db().clone(),
@@ -127,6 +134,7 @@ impl Engine {
             actors::budget::Budget::new(Box::new(pool.clone()))
                 .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
         );
+        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -138,6 +146,14 @@ impl Engine {
             cache: Some(cache.clone()),
             budget: budget.clone(),
             questions: Arc::default(),
+            voice: (stt.is_some() || tts.is_some()).then(|| {
+                Arc::new(actors::session::VoiceDeps {
+                    tts: tts.clone(),
+                    away: Duration::from_secs(config.voice.away_s),
+                })
+            }),
+            pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
+            live: live.clone(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -147,6 +163,9 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
+            stt,
+            tts,
+            live,
             stats,
             budget,
             cache,
@@ -208,9 +227,25 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         cache: engine.cache.clone(),
         stats: engine.stats.clone(),
         budget: engine.budget.clone(),
+        stt: engine.stt.clone(),
+        tts: engine.tts.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
         gateway_calls: actors::coalesce::Coalescer::new(),
+        limits: http::limits::ClientLimits::new(&config.limits)?,
+        live: engine.live.clone(),
     });
+    // Rate-limit buckets of clients not seen lately are forgotten once a minute.
+    let sweeper = {
+        let state = state.clone();
+        engine.runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.limits.sweep();
+            }
+        })
+    };
+    let retention = spawn_retention(&engine, &config);
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -219,6 +254,9 @@ pub fn serve(config: Config) -> Result<(), StartError> {
             .configure(|c| http::routes(c, max_body))
     })
     .workers(config.server.workers)
+    // Events are small writes in quick succession (speech ended, then the transcript): with Nagle on,
+    // the second waits for the client's delayed ACK (about 40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_grace_s)
     .bind(&config.server.bind)?;
     let addrs = server.addrs();
@@ -234,8 +272,159 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         running.await
     });
     tracing::info!("http server stopped; stopping the engine");
+    sweeper.abort();
+    retention.abort();
     engine.shutdown();
     result.map_err(StartError::Io)
+}
+
+/// Starts speech-to-text and text-to-speech: `[[stt_nodes]]` / `[[tts_nodes]]` as GPU pools of their
+/// own, and the cloud keys of providers with an `stt_model` / `tts_model`.
+async fn start_voice(
+    config: &Config,
+    http: &reqwest::Client,
+    store: &SledStore,
+    ledger: &Arc<dyn UsageLedger>,
+) -> Result<
+    (
+        Option<actors::voice::stt_pool::SttPool>,
+        Option<actors::voice::tts_pool::TtsPool>,
+    ),
+    StartError,
+> {
+    use crate::config::AudioUse;
+    use actors::voice::{speech_cache, stt_pool, tts_pool};
+    let env = |k: &str| std::env::var(k).ok();
+    let v = &config.voice;
+    let stt_nodes = start_node_pool(config, &config.stt_nodes, "stt", http).await?;
+    let stt_keys = config.audio_keys(&env, ledger.clone(), AudioUse::Stt)?;
+    let stt = stt_pool::SttPool::new(
+        stt_nodes,
+        stt_keys,
+        stt_pool::SttSettings {
+            deadline: Duration::from_millis(v.stt_deadline_ms),
+            language: Some(v.stt_language.clone()).filter(|l| !l.is_empty()),
+        },
+        http.clone(),
+    );
+    let tts_nodes = start_node_pool(config, &config.tts_nodes, "tts", http).await?;
+    let tts_keys = config.audio_keys(&env, ledger.clone(), AudioUse::Tts)?;
+    let cache = speech_cache::SpeechCache::open(store.db(), v.tts_cache_mb << 20)
+        .map_err(|e| StartError::Actor(format!("speech cache: {e}")))?;
+    let tts = tts_pool::TtsPool::new(
+        tts_nodes,
+        tts_keys,
+        tts_pool::TtsSettings {
+            deadline: Duration::from_millis(v.tts_deadline_ms),
+            voice: v.tts_voice.clone(),
+            raw_rate: v.tts_raw_sample_rate,
+        },
+        Some(cache),
+        http.clone(),
+    );
+    if stt.configured() {
+        tracing::info!("speech-to-text configured: spoken answers are accepted");
+    } else {
+        tracing::info!("no [[stt_nodes]] and no provider stt_model with keys: audio frames are refused (audio_unsupported)");
+    }
+    Ok((
+        stt.configured().then_some(stt),
+        tts.configured().then_some(tts),
+    ))
+}
+
+/// Starts a GPU pool over `nodes` (`[[stt_nodes]]`, `[[tts_nodes]]`): dispatched like GPU nodes.
+async fn start_node_pool(
+    config: &Config,
+    nodes: &[crate::config::GpuNodeConfig],
+    what: &str,
+    http: &reqwest::Client,
+) -> Result<Option<GpuPool>, StartError> {
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let specs = node_specs(nodes, what)?;
+    let g = &config.gpu;
+    let cfg = GpuPoolConfig {
+        probe_interval: Duration::from_millis(g.probe_interval_ms),
+        queue_bound: g.queue_bound,
+        request_timeout: Duration::from_millis(g.request_timeout_ms),
+        breaker_failures: g.breaker_failures,
+        breaker_cooldown: Duration::from_millis(g.breaker_cooldown_ms),
+    };
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    tracing::info!(nodes = ?names, "{what} nodes configured");
+    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), None)
+        .await
+        .map_err(|e| StartError::Actor(format!("{what} nodes: {e}")))?;
+    Ok(Some(pool))
+}
+
+/// Node specs from `[[gpu_nodes]]`-shaped config (keys from `api_key_env`).
+fn node_specs(
+    nodes: &[crate::config::GpuNodeConfig],
+    what: &str,
+) -> Result<Vec<GpuNodeSpec>, StartError> {
+    let mut specs = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let api_key = match &n.api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                _ => {
+                    return Err(StartError::Actor(format!(
+                        "{what} node {:?}: api_key_env {var} is not set",
+                        n.name
+                    )))
+                }
+            },
+            None => None,
+        };
+        specs.push(GpuNodeSpec {
+            name: n.name.clone(),
+            url: n.url.clone(),
+            model: n.model.clone(),
+            max_concurrency: n.max_concurrency,
+            api_key,
+            priority: -i32::try_from(n.priority).unwrap_or(i32::MAX),
+        });
+    }
+    Ok(specs)
+}
+
+/// The retention sweeper: once at start, then every `storage.sweep_interval_s`, removes transcripts
+/// and reports past `storage.keep_days` / `report_keep_days` (sled reuses the space).
+fn spawn_retention(engine: &Engine, config: &Config) -> tokio::task::JoinHandle<()> {
+    let policy = config.storage.retention();
+    let store = engine.store.clone();
+    let every = Duration::from_secs(config.storage.sweep_interval_s);
+    engine.runtime.spawn(async move {
+        if policy.transcripts_ms.is_none() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let store = store.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            let swept = tokio::task::spawn_blocking(move || {
+                actors::storage::SessionLog::sweep(&store, &policy, now)
+            })
+            .await;
+            match swept {
+                Ok(Ok(s)) if s.transcripts + s.interviews > 0 => {
+                    tracing::info!(
+                        transcripts = s.transcripts,
+                        interviews = s.interviews,
+                        keys = s.keys,
+                        "retention: old interviews removed"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
+            }
+        }
+    })
 }
 
 /// Starts the GPU pool over the configured `[[gpu_nodes]]` (none: no pool).

@@ -63,6 +63,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session. Panics with a clear message if either
     /// program is missing or the session cannot be created.
     pub async fn start() -> Browser {
+        Self::start_with_args(&[]).await
+    }
+
+    /// Like [`Browser::start`], with extra Chromium flags (e.g. a fake microphone).
+    pub async fn start_with_args(extra: &[String]) -> Browser {
         let chromium =
             std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
         if !Path::new(&chromium).exists() {
@@ -112,7 +117,7 @@ impl Browser {
                     http,
                     dir,
                 };
-                browser.new_session(&chromium, &profile).await;
+                browser.new_session(&chromium, &profile, extra).await;
                 return browser;
             }
             let _ = driver.kill();
@@ -122,8 +127,8 @@ impl Browser {
         panic!("chromedriver did not become ready; its log:\n{last_failure}");
     }
 
-    async fn new_session(&mut self, chromium: &str, profile: &Path) {
-        let args = vec![
+    async fn new_session(&mut self, chromium: &str, profile: &Path, extra: &[String]) {
+        let mut args = vec![
             "--headless=new".to_string(),
             "--no-sandbox".to_string(),
             "--disable-gpu".to_string(),
@@ -135,6 +140,7 @@ impl Browser {
             "--window-size=1280,900".to_string(),
             format!("--user-data-dir={}", profile.display()),
         ];
+        args.extend(extra.iter().cloned());
         let body = json!({
             "capabilities": {
                 "alwaysMatch": {

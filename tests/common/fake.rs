@@ -201,6 +201,16 @@ impl FakeProvider {
         self.get("/_fake/stats").await
     }
 
+    /// Sets what the audio endpoints answer: `{"text", "latency_ms", "status"}` (any subset).
+    pub async fn audio_control(&self, body: Value) {
+        self.post("/_fake/audio", body).await;
+    }
+
+    /// Audio counts: `{"transcriptions", "speech", "audio_seconds", "refused"}`.
+    pub async fn audio_counts(&self) -> Value {
+        self.get("/_fake/audio").await
+    }
+
     /// Forgets all keys, counters and logged requests.
     pub async fn reset(&self) {
         self.post("/_fake/reset", json!({})).await;

@@ -1,5 +1,7 @@
 #![allow(dead_code)]
+pub mod attack;
 pub mod browser;
 pub mod fake;
 pub mod server;
+pub mod voice;
 pub mod ws;

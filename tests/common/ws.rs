@@ -42,6 +42,8 @@ pub struct Client {
     pub logged: Vec<Value>,
     /// How long `next` waits for one event (30 s unless a test sets it: a CPU-only model is slower).
     pub wait: Duration,
+    /// Bytes of binary frames (the interviewer's speech) received so far.
+    pub audio_bytes: usize,
 }
 
 impl Client {
@@ -60,6 +62,7 @@ impl Client {
             ws,
             logged: Vec::new(),
             wait: Duration::from_secs(30),
+            audio_bytes: 0,
         }
     }
 
@@ -69,6 +72,11 @@ impl Client {
             .send(Message::text(v.to_string()))
             .await
             .expect("send");
+    }
+
+    /// Sends a binary frame (audio).
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        self.ws.send(Message::binary(b)).await.expect("send binary");
     }
 
     /// Sends raw text.
@@ -91,6 +99,9 @@ impl Client {
                 .expect("no event within the client's wait")
                 .expect("connection closed")
                 .expect("ws error");
+            if let Message::Binary(b) = &msg {
+                self.audio_bytes += b.len();
+            }
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).expect("event is JSON");
                 if v["ephemeral"] != true && v["seq"].as_u64().is_some_and(|s| s > 0) {

@@ -38,6 +38,8 @@ pub struct LoadTest {
     pub think_ms: u64,
     /// Send a short synthetic resume with each interview (skills and years vary per interview).
     pub resume: bool,
+    /// Answer by speaking this audio instead of typing (`--audio FILE.wav`).
+    pub audio: Option<Arc<super::voice_load::AudioAnswer>>,
 }
 
 impl LoadTest {
@@ -82,6 +84,9 @@ pub struct LoadReport {
     /// Pieces of content served during the run, by source (`template`, `pool`, `cache`, `llm`, `gpu`,
     /// `heuristic`).
     pub content_by_source: Option<BTreeMap<String, u64>>,
+    /// With `--audio`: end of speech → interviewer latency, speech-to-text time, frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice: Option<super::voice_load::VoiceFigures>,
 }
 
 /// Cache lookups of one kind during the run.
@@ -239,6 +244,7 @@ async fn one_interview(
     run: &str,
     n: usize,
     hist: &Mutex<Histogram<u64>>,
+    voice: Option<&super::voice_load::VoiceRecorder>,
 ) -> Result<u64, String> {
     let role = [
         "Backend Engineer",
@@ -278,12 +284,17 @@ async fn one_interview(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
         .max_message_size(Some(1 << 20));
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    // Nagle off when speaking: the small `audio_end` after a run of frames would otherwise wait for
+    // the server's delayed ACK (about 40 ms), which is the client's delay, not the engine's.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), lt.audio.is_some())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
     let mut turns = 0u64;
     let mut answered = 0usize;
     let mut sent_at: Option<Instant> = None;
+    let mut spoken = super::voice_load::Pending::default();
+    let mut audio_started = false;
     // The last event received (`type` / `kind`), for the failure message.
     let mut last = String::from("none");
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -305,6 +316,9 @@ async fn one_interview(
             (Some(t), None) => t.to_string(),
             _ => "untyped".to_string(),
         };
+        if let (Some(rec), Some((total, stt))) = (voice, spoken.on_event(&v)) {
+            rec.record(total, stt).await;
+        }
         match v["type"].as_str() {
             Some("interviewer") => {
                 if let Some(t0) = sent_at.take() {
@@ -318,11 +332,17 @@ async fn one_interview(
                     if lt.think_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(lt.think_ms)).await;
                     }
-                    ws.send(Message::text(
-                        json!({"type": "answer", "text": answer}).to_string(),
-                    ))
-                    .await
-                    .map_err(|e| format!("send: {e}"))?;
+                    if let (Some(audio), Some(rec)) = (&lt.audio, voice) {
+                        super::voice_load::speak(&mut ws, audio, !audio_started, rec).await?;
+                        audio_started = true;
+                        spoken.ended = Some(Instant::now());
+                    } else {
+                        ws.send(Message::text(
+                            json!({"type": "answer", "text": answer}).to_string(),
+                        ))
+                        .await
+                        .map_err(|e| format!("send: {e}"))?;
+                    }
                     sent_at = Some(Instant::now());
                 }
             }
@@ -502,17 +522,28 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         Histogram::<u64>::new(3).map_err(|e| e.to_string())?,
     ));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let voice = match &lt.audio {
+        Some(_) => Some(Arc::new(super::voice_load::VoiceRecorder::new()?)),
+        None => None,
+    };
+    let frames_before = match &lt.audio {
+        Some(_) => {
+            super::voice_load::frames_received(&http, &lt.url, lt.admin_token.as_deref()).await
+        }
+        None => None,
+    };
     let results = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
-        let (http, lt, hist, next, results, run) = (
+        let (http, lt, hist, next, results, run, voice) = (
             http.clone(),
             lt.clone(),
             hist.clone(),
             next.clone(),
             results.clone(),
             run.clone(),
+            voice.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -520,7 +551,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                 if n >= lt.interviews {
                     break;
                 }
-                let r = one_interview(&http, &lt, &run, n, &hist).await;
+                let r = one_interview(&http, &lt, &run, n, &hist, voice.as_deref()).await;
                 let mut res = results.lock().await;
                 match r {
                     Ok(_) => res.0 += 1,
@@ -539,6 +570,18 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let stats_after = optimization_stats(&http, &lt).await;
+    let voice_figures = match (&voice, &lt.audio) {
+        (Some(rec), Some(audio)) => {
+            let after =
+                super::voice_load::frames_received(&http, &lt.url, lt.admin_token.as_deref()).await;
+            let received = match (frames_before, after) {
+                (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                _ => None,
+            };
+            Some(rec.figures(audio, received).await)
+        }
+        _ => None,
+    };
     let delta = match (&stats_before, &stats_after) {
         (Some(b), Some(a)) => Some(OptDelta::between(b, a, lt.mode_name())),
         _ => None,
@@ -570,6 +613,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         cache: delta.as_ref().map(|d| d.cache.clone()),
         dedup_saves: delta.as_ref().map(|d| d.dedup),
         content_by_source: delta.map(|d| d.by_source),
+        voice: voice_figures,
     })
 }
 
@@ -618,6 +662,36 @@ pub fn print(r: &LoadReport) {
     }
     if let Some(d) = r.dedup_saves {
         println!("dedup saves: {d}");
+    }
+    if let Some(v) = &r.voice {
+        let p = |x: &Percentiles| {
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+                x.p50, x.p90, x.p99, x.max
+            )
+        };
+        println!(
+            "voice: {} spoken answers of {:.1} s; frames sent {}, received by the server {}, dropped {}",
+            v.answers,
+            v.utterance_s,
+            v.frames_sent,
+            v.frames_received.map_or("unknown".into(), |f| f.to_string()),
+            v.frames_dropped.map_or("unknown (pass --admin-token)".into(), |f| f.to_string())
+        );
+        println!(
+            "  end of speech → first interviewer event ms: {}  (p95 {:.1})",
+            p(&v.speech_end_to_interviewer_ms),
+            v.speech_end_to_interviewer_p95_ms
+        );
+        println!(
+            "  speech-to-text ms (server's stt_ms):        {}",
+            p(&v.stt_ms)
+        );
+        println!(
+            "  engine's own share ms:                      {}  (p95 {:.2})",
+            p(&v.engine_share_ms),
+            v.engine_share_p95_ms
+        );
     }
     if let Some(src) = &r.content_by_source {
         let parts: Vec<String> = src.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -3,3 +3,4 @@
 pub mod check_keys;
 pub mod loadtest;
 pub mod plan;
+pub mod voice_load;

@@ -1,7 +1,8 @@
 //! Interview routes: create (with resume analysis and question selection), state and transcript,
 //! the report (JSON or HTML), a candidate's history, and `POST /api/resume/analyze`.
 //!
-//! Reads need the interview's token (`Authorization: Bearer` or `?token=`) or the admin token.
+//! Reads need the interview's token or the admin token in `Authorization: Bearer`; the report also
+//! takes its read-only report token (header or `?token=`, for links). See [`Access`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use actors::content::prompts;
 use actors::content::question_pool::{Fill, Selection};
 use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
-use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
+use actors::interview::{
+    report_token, report_token_matches, same_secret, sha256_hex, token_matches, Candidate,
+    InterviewRecord, Phase,
+};
 use actors::pool::CallOptions;
 use actors::stats::{count_cost, Source};
 use actors::storage::SessionLog;
@@ -35,6 +39,8 @@ pub struct CreateInterview {
     questions: Option<u32>,
     mode: Option<String>,
     resume_text: Option<String>,
+    /// The interviewer speaks (text-to-speech), for a candidate answering by voice.
+    voice: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,30 +60,61 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The token a request presents: bearer header or `?token=`.
-fn presented_token(req: &HttpRequest) -> Option<String> {
-    if let Some(t) = bearer(req) {
-        return Some(t.to_string());
-    }
+/// What a request wants to do with an interview, which decides the credentials it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Open its WebSocket: the interview token (`Authorization: Bearer`, or `?token=` since browsers
+    /// cannot set headers on a WebSocket), or the admin token in the header.
+    Socket,
+    /// Read its state and transcript: the interview token or the admin token, in the header only.
+    Read,
+    /// Read its report: as `Read`, or the read-only report token (header or `?token=`, for the
+    /// report link).
+    Report,
+}
+
+/// `?token=` of a request.
+fn query_token(req: &HttpRequest) -> Option<String> {
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("token").cloned())
 }
 
-/// Loads an interview and checks the token (interview token or admin token).
+/// Loads an interview and checks the credentials for `access`. Tokens are compared in constant
+/// time; the admin token is taken from the `Authorization` header only (a URL ends up in logs and
+/// browser history); cookies are never read here, so a page on another site cannot use a
+/// browser's credentials on these routes (nor open an interview's WebSocket).
 pub fn authorized_record(
     state: &AppState,
     req: &HttpRequest,
     id: &str,
+    access: Access,
 ) -> Result<InterviewRecord, ApiError> {
-    let token = presented_token(req).ok_or(ApiError::Unauthorized)?;
+    let header = bearer(req).map(str::to_string);
+    let query = match access {
+        Access::Socket | Access::Report => query_token(req),
+        Access::Read => None,
+    };
+    if header.is_none() && query.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
     let record = state
         .store
         .load(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no interview {id}")))?;
     let admin = state.config.server.admin_token.0.expose();
-    if token_matches(&record, &token) || (!admin.is_empty() && admin == token) {
+    let by_header = header.as_deref().is_some_and(|t| {
+        token_matches(&record, t)
+            || (!admin.is_empty() && same_secret(t, admin))
+            || (access == Access::Report && report_token_matches(&record, t))
+    });
+    let by_query = query.as_deref().is_some_and(|t| match access {
+        Access::Socket => token_matches(&record, t),
+        Access::Report => report_token_matches(&record, t),
+        Access::Read => false,
+    });
+    if by_header || by_query {
         Ok(record)
     } else {
         Err(ApiError::Unauthorized)
@@ -171,9 +208,19 @@ pub async fn analyze_resume(
 /// `POST /api/interviews`.
 pub async fn create(
     state: State,
+    req: HttpRequest,
     body: web::Json<CreateInterview>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
+    let client = state.limits.client(&req);
+    state.limits.creation(&client)?;
+    if b.resume_text
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        state.limits.resume_analysis(&client)?;
+    }
+    state.room_for_a_session()?;
     let name = b.candidate.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::BadRequest(
@@ -197,6 +244,7 @@ pub async fn create(
     if role.is_empty() || role.chars().count() > 100 {
         return Err(ApiError::BadRequest("role: 1-100 characters".into()));
     }
+    let voice = b.voice.unwrap_or(false);
     let count = b.questions.unwrap_or(state.config.interview.questions);
     if !(1..=50).contains(&count) {
         return Err(ApiError::BadRequest(
@@ -223,18 +271,14 @@ pub async fn create(
     let record = state
         .on_engine(async move {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            // Whole-interview admission: the level its share of today's quota pays for, reserved. It
-            // comes first because the level decides who reads the resume.
-            let admitted = st
-                .budget
-                .admit(&id, Level::ceiling_of(&mode), count as usize);
+            // The level its share of today's quota would pay for now (it decides who reads the
+            // resume). Nothing is reserved yet: the session admits the interview, and reserves its
+            // share, when the candidate first connects (interviews nobody opens hold nothing).
+            let level = st.budget.preview(Level::ceiling_of(&mode), count as usize);
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                let asker = ResumeFor::Interview {
-                    mode: &mode,
-                    level: admitted.level,
-                };
+                let asker = ResumeFor::Interview { mode: &mode, level };
                 Some(analyze_resume(&st, &resume_text, asker).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
@@ -262,10 +306,6 @@ pub async fn create(
                 },
                 exclude: &exclude,
             });
-            // The pool may hold fewer fillable questions than asked for: the hold is for those asked.
-            if chosen.len() < count as usize {
-                st.budget.resume(&id, admitted.level, chosen.len());
-            }
             let token = format!(
                 "{}{}",
                 uuid::Uuid::new_v4().simple(),
@@ -294,9 +334,15 @@ pub async fn create(
                 next_seq: 1,
                 report: None,
                 follow_ups_asked: 0,
-                level: admitted.level,
-                steps: admitted.step.into_iter().collect(),
+                level,
+                steps: Vec::new(),
                 ending: None,
+                voice: actors::interview::VoiceRecord {
+                    enabled: voice,
+                    ..Default::default()
+                },
+                report_seq: None,
+                stored: Default::default(),
             };
             // Written and flushed here, not through the supervisor: creates then share group
             // flushes instead of queueing one fsync each behind a single actor.
@@ -306,17 +352,26 @@ pub async fn create(
                 log.flush().await
             };
             if let Err(e) = stored.await {
-                st.budget.release(&id);
                 return Err(ApiError::Unavailable(format!("storage: {e}")));
             }
             Ok::<_, ApiError>((id, token, record.mode, record.level))
         })
         .await??;
     let (id, token, mode, level) = record;
-    Ok(HttpResponse::Created().json(json!({
+    let report = report_token(&token);
+    let mut created = json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
-        "mode": mode, "level": level,
-    })))
+        "mode": mode, "level": level, "report_token": report,
+        "report_url": format!("/api/interviews/{id}/report?format=html&token={report}"),
+    });
+    if voice {
+        // What the server can do for a voice interview: the client falls back to text where not.
+        created["voice"] = json!({
+            "interviewer_speaks": state.tts.is_some(),
+            "speech_to_text": state.stt.is_some(),
+        });
+    }
+    Ok(HttpResponse::Created().json(created))
 }
 
 /// `GET /api/interviews/{id}`: state and the transcript (the logged events).
@@ -325,7 +380,7 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rec = authorized_record(&state, &req, &path)?;
+    let rec = authorized_record(&state, &req, &path, Access::Read)?;
     let events: Vec<Value> = state
         .store
         .events_after(&rec.id, 0, rec.last_seq())
@@ -339,7 +394,13 @@ pub async fn get(
         "mode": rec.mode, "level": rec.level, "level_steps": rec.steps, "question_index": (rec.current + 1).min(rec.questions.len()),
         "questions_total": rec.questions.len(), "last_seq": rec.last_seq(),
         "resume": rec.resume, "transcript": events,
+        "report_token": report_token_for(&rec),
     })))
+}
+
+/// The report token of an interview (the record keeps it: see [`report_token`]).
+fn report_token_for(rec: &InterviewRecord) -> &str {
+    &rec.token_sha256
 }
 
 /// `GET /api/interviews/{id}/report[?format=html]`.
@@ -348,7 +409,7 @@ pub async fn report(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rec = authorized_record(&state, &req, &path)?;
+    let rec = authorized_record(&state, &req, &path, Access::Report)?;
     if rec.phase == Phase::Reporting {
         // Its end-of-interview work was cut off by a restart: waking the session runs it again.
         let sup = state.supervisor.clone();
@@ -417,6 +478,7 @@ pub struct AnalyzeResume {
 /// `POST /api/resume/analyze`.
 pub async fn analyze(
     state: State,
+    req: HttpRequest,
     body: web::Json<AnalyzeResume>,
 ) -> Result<HttpResponse, ApiError> {
     let text = body.into_inner().resume_text;
@@ -425,6 +487,7 @@ pub async fn analyze(
             "resume_text: 1 to {MAX_RESUME_CHARS} characters"
         )));
     }
+    state.limits.resume_analysis(&state.limits.client(&req))?;
     let st = state.get_ref().clone();
     let (analysis, source) = state
         .on_engine(async move { analyze_resume(&st, &text, ResumeFor::Request).await })

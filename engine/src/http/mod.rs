@@ -5,11 +5,13 @@ pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod interviews;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod pages;
 pub mod status;
 pub mod ws;
+pub mod ws_frames;
 
 use std::sync::Arc;
 
@@ -49,14 +51,32 @@ pub struct AppState {
     pub stats: Arc<actors::stats::OptimizationStats>,
     /// The call budget (admission and per-turn levels).
     pub budget: Arc<actors::budget::Budget>,
+    /// Speech-to-text, when configured (spoken answers on the socket).
+    pub stt: Option<actors::voice::stt_pool::SttPool>,
+    /// Text-to-speech, when configured (voice interviews).
+    pub tts: Option<actors::voice::tts_pool::TtsPool>,
     /// Identical concurrent gateway requests share one provider call.
     pub gateway_calls:
         actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,
     /// Identical concurrent resume analyses share one provider call.
     pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
+    /// Per-client limits (`[limits]`).
+    pub limits: limits::ClientLimits,
+    /// Live sessions on this node and their cap.
+    pub live: Arc<actors::supervisor::LiveSessions>,
 }
 
 impl AppState {
+    /// 503 with `Retry-After` when the node holds as many live sessions as it may.
+    pub fn room_for_a_session(&self) -> Result<(), ApiError> {
+        if self.live.full() {
+            return Err(ApiError::Busy {
+                retry_after_s: self.config.limits.busy_retry_after_s,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the admin bearer token when one is configured.
     pub fn require_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let token = &self.config.server.admin_token.0;
@@ -64,7 +84,7 @@ impl AppState {
             return Ok(());
         }
         match bearer(req) {
-            Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+            Some(given) if actors::interview::same_secret(given, token.expose()) => Ok(()),
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -92,13 +112,6 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Registers every route.

@@ -227,6 +227,15 @@ pub async fn system_document(state: &State) -> Result<Value, ApiError> {
         )));
     }
     doc["budget"] = json!(budget);
+    // Speech-to-text and text-to-speech: nodes, keys (redacted ids) and the speech cache.
+    use actors::voice::input::{AUDIO_MS_RECEIVED, FRAMES_RECEIVED};
+    use std::sync::atomic::Ordering;
+    doc["voice"] = json!({
+        "stt": state.stt.as_ref().map(|s| s.status()),
+        "tts": state.tts.as_ref().map(|t| t.status()),
+        "frames_received": FRAMES_RECEIVED.load(Ordering::Relaxed),
+        "audio_seconds_received": AUDIO_MS_RECEIVED.load(Ordering::Relaxed) as f64 / 1000.0,
+    });
     Ok(doc)
 }
 

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod anthropic;
+mod audio;
 mod azure_openai;
 mod cloudflare;
 mod cohere;
@@ -549,6 +550,16 @@ async fn dispatch(
     if req.method() != Method::POST {
         return not_found(&req);
     }
+    if path.ends_with("/audio/transcriptions") || path.ends_with("/audio/speech") {
+        let Some(a) = req.app_data::<web::Data<Arc<audio::Audio>>>().cloned() else {
+            return not_found(&req);
+        };
+        return if path.ends_with("/audio/speech") {
+            audio::speech(req, body, state, a).await
+        } else {
+            audio::transcriptions(req, body, state, a).await
+        };
+    }
     if path.contains("/openai/deployments/") && path.ends_with("/chat/completions") {
         serve::<azure_openai::AzureOpenAi>(req, body, state).await
     } else if path.ends_with("/chat/completions") {
@@ -769,6 +780,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/_fake/stats", web::get().to(stats))
         .route("/_fake/reset", web::post().to(reset))
         .route("/_fake/loading", web::post().to(set_loading))
+        .route("/_fake/audio", web::post().to(audio::set_control))
+        .route("/_fake/audio", web::get().to(audio::counts))
         .default_service(web::to(dispatch));
 }
 
@@ -800,10 +813,12 @@ async fn main() -> std::io::Result<()> {
     });
     let app_state = state.clone();
     let loading = web::Data::new(Loading::default());
+    let audio = web::Data::new(Arc::new(audio::Audio::default()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(loading.clone())
+            .app_data(audio.clone())
             .app_data(models.clone())
             .app_data(defaults.clone())
             .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
