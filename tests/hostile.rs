@@ -427,9 +427,16 @@ async fn a_replay_flood_is_not_amplified() {
     let logged = client.last_seq();
     drop(client);
     let before = engine.rss_kib();
-    let mut ws = RawWs::connect(&engine.base, &ws_path(&c), &[]).await.unwrap();
+    let mut ws = RawWs::connect(&engine.base, &ws_path(&c), &[])
+        .await
+        .unwrap();
     let resume = common::attack::frame(true, 1, br#"{"type":"resume","last_seq":0}"#);
-    let batch: Vec<u8> = resume.iter().copied().cycle().take(resume.len() * 100).collect();
+    let batch: Vec<u8> = resume
+        .iter()
+        .copied()
+        .cycle()
+        .take(resume.len() * 100)
+        .collect();
     let mut sent = 0;
     while sent < 20_000 {
         match tokio::time::timeout(Duration::from_secs(3), ws.write(&batch)).await {
