@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::key::{KeySpec, SharedQuota};
+use actors::key::{KeyQuotas, KeySpec, SharedQuota};
 use actors::pool::{CallOptions, Pool};
 use actors::providers::{FormatKind, Target};
 use actors::quota::Limits;
@@ -25,14 +25,15 @@ fn keys(n: usize, ledger: &dyn UsageLedger) -> Vec<KeyConfig> {
                 tpm: Some(u64::MAX / 4),
                 tpd: Some(u64::MAX / 4),
                 concurrency: Some(1_000_000),
+                ..Limits::default()
             };
             KeyConfig {
-                quota: Arc::new(SharedQuota::restored(
+                quotas: KeyQuotas::single(Arc::new(SharedQuota::restored(
                     id.clone(),
                     limits,
                     chrono_tz::UTC,
                     ledger,
-                )),
+                ))),
                 spec: Arc::new(KeySpec {
                     id,
                     provider: "bench".into(),
@@ -50,6 +51,10 @@ fn keys(n: usize, ledger: &dyn UsageLedger) -> Vec<KeyConfig> {
                     breaker_cooldown: Duration::from_secs(30),
                     queue_capacity: 64,
                     default_retry_after: Duration::from_secs(10),
+                    models: Vec::new(),
+                    rates: Default::default(),
+                    default_rates: Default::default(),
+                    paid: false,
                 }),
             }
         })
@@ -94,7 +99,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..20_000 {
                 let t0 = std::time::Instant::now();
                 let permit = pool.acquire(600, &opts).await.expect("admitted");
-                permit.settle(400);
+                permit.settle(300, 100);
                 h.record(t0.elapsed().as_nanos() as u64).expect("record");
             }
             h
@@ -108,7 +113,7 @@ fn bench(c: &mut Criterion) {
         c.bench_function(label, |b| {
             b.to_async(&rt).iter(|| async {
                 let permit = pool.acquire(600, &opts).await.expect("admitted");
-                permit.settle(400);
+                permit.settle(300, 100);
             })
         });
     }

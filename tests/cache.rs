@@ -117,7 +117,8 @@ async fn fifty_identical_gateway_requests_make_one_provider_call() {
         &config(&fake.base),
         &[("FAKEAI_API_KEYS", "gw-key".into())],
     );
-    let body = json!({"max_tokens": 16, "messages": [{"role": "user", "content": "Name a sorting algorithm."}]});
+    // Deterministic (temperature 0): the gateway caches only such answers by default.
+    let body = json!({"max_tokens": 16, "temperature": 0, "messages": [{"role": "user", "content": "Name a sorting algorithm."}]});
     let answers = futures::future::join_all((0..50).map(|_| {
         let (base, body) = (engine.base.clone(), body.clone());
         async move {

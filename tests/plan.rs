@@ -140,6 +140,7 @@ fn inputs() -> (Vec<ProviderInput>, Vec<NodeInput>) {
         tpm: Some(6000),
         tpd: Some(200_000),
         disabled: false,
+        more: Default::default(),
     };
     let beta = ProviderInput {
         name: "beta".into(),
@@ -150,6 +151,7 @@ fn inputs() -> (Vec<ProviderInput>, Vec<NodeInput>) {
         tpm: None,
         tpd: None,
         disabled: false,
+        more: Default::default(),
     };
     let node = NodeInput {
         name: "local-1".into(),

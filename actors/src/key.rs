@@ -1,13 +1,22 @@
-//! `KeyActor`: one per API key. It owns the key's health and admits work into its quota's rate
-//! windows; requests wait in a bounded queue until the windows have room (back-pressure), and a full
-//! queue or a wait past the caller's deadline is refused at once so the router can try elsewhere.
+//! `KeyActor`: one per API key. It owns the key's health and admits work into its quotas' windows by
+//! back-pressure: a request that cannot start now waits in the key's bounded FIFO queue, whether the
+//! key's minute window is full, every concurrency slot is taken, or the provider asked for a cool-down,
+//! as long as room comes before the caller's deadline. It is refused at once only when room cannot come
+//! in time (a window that opens too late, a spent day), the request could never fit (larger than a
+//! whole window), or the queue is full; each refusal says when the key expects room.
 //!
-//! Admission hands out a [`Permit`]. The caller makes the HTTP call with the permit's target, then
-//! settles it to the real usage; a permit dropped unsettled (failure, cancellation) releases its
-//! reservation. Every reservation is written to the usage ledger and flushed before the permit is
-//! given out, so a crash can never spend a window twice.
+//! A request first reserves its estimated cost in the time windows (so that the requests queued for a
+//! slot are already counted and a newcomer learns at once whether the window has room for it), then
+//! takes a concurrency slot, in arrival order. Admission hands out a [`Permit`]; the caller makes the
+//! HTTP call with the permit's target and settles it to the real usage; a permit dropped unsettled
+//! releases its reservation.
+//!
+//! Durability: a usage record is written and flushed before a permit goes out only when the admissions
+//! since the last record pass its block (see `quota`); a restart counts the block as spent, so a crash
+//! never spends a window twice, and most admissions touch no disk. Keys with no time window (only a
+//! concurrency limit) write nothing at all.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use crate::providers::{FormatKind, ProviderError, Target};
-use crate::quota::{Blocked, DayLeft, Limits, Quota, QuotaUsage, ReservationId};
+use crate::quota::{Blocked, Cost, DayLeft, Limits, Quota, QuotaUsage, Rates, ReservationId};
 use crate::storage::UsageLedger;
 
 /// What the engine knows about one key. The key itself is inside `target.secret`; `id` (`groq#2`) is
@@ -38,19 +47,43 @@ pub struct KeySpec {
     pub breaker_failures: u32,
     /// How long an open breaker waits before a half-open probe.
     pub breaker_cooldown: Duration,
-    /// Requests that may wait for room in the windows.
+    /// Requests that may wait for room in the windows or for a slot.
     pub queue_capacity: usize,
     /// Cool-down after a 429 that did not say how long to wait.
     pub default_retry_after: Duration,
+    /// Models this key serves besides `target.model` (the provider's `models = [...]`).
+    pub models: Vec<String>,
+    /// Per-model prices in cost units and money; `default_rates` for models not listed.
+    pub rates: HashMap<String, Rates>,
+    /// Prices of a model without its own entry.
+    pub default_rates: Rates,
+    /// Whether using this key costs money (the provider has a `cost`).
+    pub paid: bool,
+}
+
+impl KeySpec {
+    /// The prices of `model` (the configured model when `None`).
+    pub fn rates_for(&self, model: Option<&str>) -> Rates {
+        let m = model.unwrap_or(&self.target.model);
+        self.rates.get(m).copied().unwrap_or(self.default_rates)
+    }
+
+    /// Whether this key serves `model`: its configured model or one of its `models`.
+    pub fn serves(&self, model: &str) -> bool {
+        self.target.model == model || self.models.iter().any(|m| m == model)
+    }
 }
 
 /// A quota that one key, or every key of a shared scope, draws on.
 #[derive(Debug)]
 pub struct SharedQuota {
-    /// Ledger key: `groq#1` for a per-key quota, `gemini:shared` for a shared one.
+    /// Ledger key: `groq#1` for a per-key quota, `gemini:shared` for a shared one (a model with its
+    /// own limits adds `/<model>`).
     pub scope: String,
     /// The windows.
     pub quota: Mutex<Quota>,
+    /// The key actors drawing on it, woken when one of them frees a slot.
+    members: Mutex<Vec<ActorRef<KeyMsg>>>,
 }
 
 impl SharedQuota {
@@ -62,20 +95,24 @@ impl SharedQuota {
         ledger: &dyn UsageLedger,
     ) -> Self {
         let mut quota = Quota::new(limits, tz);
-        match ledger.load(&scope) {
-            Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
+        if limits.has_time_window() {
+            match ledger.load(&scope) {
+                Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
+                }
             }
         }
         Self {
             scope,
             quota: Mutex::new(quota),
+            members: Mutex::new(Vec::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Quota> {
+    /// The windows, locked.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Quota> {
         // A poisoned lock only means a panic elsewhere while holding it; the windows stay consistent
         // because every mutation is a single step.
         self.quota.lock().unwrap_or_else(|p| p.into_inner())
@@ -91,9 +128,93 @@ impl SharedQuota {
         *self.lock().limits()
     }
 
-    /// What the quota can still serve today (nothing while parked for the day).
-    pub fn day_left(&self) -> DayLeft {
-        self.lock().day_left(Instant::now(), Utc::now())
+    /// What the quota can still serve today at `rates` (nothing while parked for the day).
+    pub fn day_left(&self, rates: &Rates) -> DayLeft {
+        self.lock().day_left(Instant::now(), Utc::now(), rates)
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, Vec<ActorRef<KeyMsg>>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the other key actors of a shared scope: a slot or window room came free.
+    fn wake_others(&self, me: &ActorRef<KeyMsg>) {
+        let members = self.members();
+        if members.len() < 2 {
+            return;
+        }
+        for m in members.iter().filter(|m| m.get_id() != me.get_id()) {
+            let _ = m.cast(KeyMsg::Tick);
+        }
+    }
+}
+
+/// The quotas of one key: the default model's and those of models with their own limits.
+#[derive(Debug, Clone)]
+pub struct KeyQuotas {
+    /// The configured model's quota (and every model without limits of its own).
+    pub default: Arc<SharedQuota>,
+    /// Models with their own limits (the provider's `model_limits`).
+    pub by_model: Vec<(String, Arc<SharedQuota>)>,
+}
+
+impl KeyQuotas {
+    /// One quota for every model.
+    pub fn single(q: Arc<SharedQuota>) -> Self {
+        Self {
+            default: q,
+            by_model: Vec::new(),
+        }
+    }
+
+    /// The quota index for `model`: 0 is the default; `i + 1` is `by_model[i]`.
+    pub fn index_of(&self, model: Option<&str>) -> usize {
+        model
+            .and_then(|m| self.by_model.iter().position(|(name, _)| name == m))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// The quota at `index` (see [`KeyQuotas::index_of`]).
+    pub fn get(&self, index: usize) -> &Arc<SharedQuota> {
+        match index {
+            0 => &self.default,
+            i => self.by_model.get(i - 1).map_or(&self.default, |(_, q)| q),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<SharedQuota>> {
+        std::iter::once(&self.default).chain(self.by_model.iter().map(|(_, q)| q))
+    }
+}
+
+/// The key's state as callers see it without a message round trip: enough to estimate how long a
+/// request would wait here.
+#[derive(Debug, Clone, Copy)]
+pub struct GaugeView {
+    /// The provider refused the key: never route to it.
+    pub invalid: bool,
+    /// The breaker is open until then.
+    pub open_until: Option<Instant>,
+    /// A half-open probe is out: nothing else goes until it is back.
+    pub probing: bool,
+    /// Requests waiting in the queue.
+    pub queued: usize,
+    /// Recent time a request holds a slot (moving average).
+    pub service: Duration,
+    /// Remaining fraction of the tightest window, 0..=1.
+    pub headroom: f64,
+}
+
+impl Default for GaugeView {
+    fn default() -> Self {
+        Self {
+            invalid: false,
+            open_until: None,
+            probing: false,
+            queued: 0,
+            service: Duration::from_millis(100),
+            headroom: 1.0,
+        }
     }
 }
 
@@ -102,6 +223,7 @@ impl SharedQuota {
 pub struct KeyGauge {
     headroom_bp: AtomicU32,
     state: AtomicU8,
+    view: Mutex<GaugeView>,
 }
 
 /// Gauge states.
@@ -121,6 +243,10 @@ impl KeyGauge {
     /// The key is cooling down, parked or its breaker is open.
     pub fn is_blocked(&self) -> bool {
         self.state.load(Ordering::Relaxed) == G_BLOCKED
+    }
+    /// The latest published view.
+    pub fn view(&self) -> GaugeView {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -146,7 +272,7 @@ enum Health {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalReason {
-    /// The windows are full and the caller asked not to wait.
+    /// No room now and the caller asked not to wait.
     Busy,
     /// The windows will not have room before the caller's deadline.
     NotBeforeDeadline,
@@ -156,9 +282,9 @@ pub enum RefusalReason {
     Invalid,
     /// The breaker is open.
     CircuitOpen,
-    /// The provider asked us to wait (429).
+    /// The provider asked us to wait (429) past the caller's deadline.
     CoolingDown,
-    /// The daily quota is spent.
+    /// The daily (or monthly) quota is spent.
     DayExhausted,
     /// The request is larger than a whole window.
     TooLarge,
@@ -173,6 +299,18 @@ pub struct Refusal {
     pub reason: RefusalReason,
     /// When room is expected, if known.
     pub ready_at: Option<Instant>,
+    /// For [`RefusalReason::TooLarge`]: the window, its limit and what the request needs.
+    pub too_large: Option<(&'static str, u64, u64)>,
+}
+
+impl Refusal {
+    fn new(reason: RefusalReason, ready_at: Option<Instant>) -> Self {
+        Self {
+            reason,
+            ready_at,
+            too_large: None,
+        }
+    }
 }
 
 /// The result of a call made with a permit, reported back to the key.
@@ -186,21 +324,24 @@ pub enum CallOutcome {
 
 /// Messages of the key actor.
 pub enum KeyMsg {
-    /// Reserve `tokens` in every window; wait in the queue (if `wait`) until `deadline` at the latest.
+    /// Reserve `cost` for `model` in every window and take a slot; wait in the queue (if `wait`)
+    /// until `deadline` at the latest.
     Reserve {
-        /// Estimated tokens (prompt estimate plus `max_tokens`).
-        tokens: u64,
+        /// Estimated cost (prompt estimate plus `max_tokens`, priced at the model's rates).
+        cost: Cost,
+        /// The model asked for (`None`: the key's configured model).
+        model: Option<String>,
         /// The caller's deadline.
         deadline: Instant,
-        /// Whether to queue when the windows are full now.
+        /// Whether to queue when there is no room now.
         wait: bool,
         /// The permit or why not.
         reply: RpcReplyPort<Result<Permit, Refusal>>,
     },
-    /// Settle a reservation to the tokens actually used.
-    Settle(ReservationId, u64),
+    /// Settle a reservation (quota index, id) to the cost actually used.
+    Settle(usize, ReservationId, Cost),
     /// Release a reservation (`true`: the request reached the provider).
-    Release(ReservationId, bool),
+    Release(usize, ReservationId, bool),
     /// What happened to a call.
     Outcome(CallOutcome),
     /// Status for `/api/system_status`.
@@ -213,7 +354,9 @@ pub enum KeyMsg {
 /// unsettled releases the reservation.
 pub struct Permit {
     key: ActorRef<KeyMsg>,
+    quota: usize,
     id: ReservationId,
+    rates: Rates,
     /// The key's description (target, provider, id).
     pub spec: Arc<KeySpec>,
     sent: bool,
@@ -235,16 +378,19 @@ impl Permit {
         self.sent = true;
     }
 
-    /// Settles to `tokens` actually used.
-    pub fn settle(mut self, tokens: u64) {
+    /// Settles to the tokens actually used, priced at the model's rates.
+    pub fn settle(mut self, input_tokens: u64, output_tokens: u64) {
         self.done = true;
-        let _ = self.key.cast(KeyMsg::Settle(self.id, tokens));
+        let cost = self.rates.cost(input_tokens, output_tokens);
+        let _ = self.key.cast(KeyMsg::Settle(self.quota, self.id, cost));
     }
 
     /// Releases the reservation after a failure.
     pub fn release(mut self) {
         self.done = true;
-        let _ = self.key.cast(KeyMsg::Release(self.id, self.sent));
+        let _ = self
+            .key
+            .cast(KeyMsg::Release(self.quota, self.id, self.sent));
     }
 
     /// Reports a call's outcome to the key (health, breaker, cool-downs).
@@ -256,7 +402,9 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.key.cast(KeyMsg::Release(self.id, self.sent));
+            let _ = self
+                .key
+                .cast(KeyMsg::Release(self.quota, self.id, self.sent));
         }
     }
 }
@@ -280,16 +428,23 @@ pub struct KeyStatus {
     pub limits: Limits,
     /// Usage in the windows.
     pub usage: QuotaUsage,
-    /// What its quota can still serve today (the same figure the call budget reads).
+    /// What its quota can still serve today (the same figure the call budget reads); nothing for a
+    /// paid key without a spend cap: it is not free capacity.
     pub day_left: DayLeft,
+    /// Whether the key costs money.
+    pub paid: bool,
+    /// Models with their own limits: (model, scope, limits, usage).
+    pub models: Vec<ModelStatus>,
     /// `healthy`, `cooling_down`, `day_exhausted`, `circuit_open`, `half_open` or `invalid`.
     pub health: &'static str,
     /// Seconds until the key takes work again, when it is blocked.
     pub cooldown_s: Option<f64>,
     /// The last failure, classified (never containing the key).
     pub last_error: Option<String>,
-    /// Requests waiting for room.
+    /// Requests waiting for room or a slot.
     pub queued: usize,
+    /// Recent time a request holds a slot, ms.
+    pub service_ms: f64,
     /// Calls answered.
     pub served: u64,
     /// Calls failed.
@@ -298,10 +453,27 @@ pub struct KeyStatus {
     pub rate_limited: u64,
 }
 
+/// A model with its own limits on one key.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    /// Model id.
+    pub model: String,
+    /// Its quota scope.
+    pub scope: String,
+    /// Its limits.
+    pub limits: Limits,
+    /// Its usage.
+    pub usage: QuotaUsage,
+}
+
 struct Waiter {
-    tokens: u64,
+    quota: usize,
+    cost: Cost,
+    rates: Rates,
     deadline: Instant,
     reply: RpcReplyPort<Result<Permit, Refusal>>,
+    /// The window reservation, once made; the waiter then waits only for a slot.
+    res: Option<ReservationId>,
 }
 
 /// The key actor. Its dependencies are in [`KeyArgs`]; everything it changes is in [`KeyState`].
@@ -311,8 +483,8 @@ pub struct KeyActor;
 pub struct KeyArgs {
     /// The key.
     pub spec: Arc<KeySpec>,
-    /// The quota it draws on (shared with the other keys of its scope).
-    pub quota: Arc<SharedQuota>,
+    /// The quotas it draws on (shared with the other keys of its scope).
+    pub quotas: KeyQuotas,
     /// Where usage is persisted.
     pub ledger: Arc<dyn UsageLedger>,
     /// Published health for the router.
@@ -327,9 +499,39 @@ pub struct KeyState {
     last_error: Option<String>,
     queue: VecDeque<Waiter>,
     tick_at: Option<Instant>,
+    /// Moving average of the time a request holds a slot.
+    service: Option<Duration>,
     served: u64,
     failed: u64,
     rate_limited: u64,
+}
+
+/// Whether a blocked window opens by `deadline`, and when.
+fn ready_of(blocked: Blocked, now: Instant) -> (RefusalReason, Option<Instant>) {
+    match blocked {
+        Blocked::TooLarge { .. } => (RefusalReason::TooLarge, None),
+        Blocked::Day(reset) => {
+            let d = (reset - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            (RefusalReason::DayExhausted, Some(now + d))
+        }
+        Blocked::CoolingDown(until) => (RefusalReason::CoolingDown, Some(until)),
+        Blocked::Until(at) => (RefusalReason::NotBeforeDeadline, Some(at)),
+        Blocked::Concurrency => (RefusalReason::Busy, None),
+    }
+}
+
+fn refusal_of(blocked: Blocked, now: Instant) -> Refusal {
+    let (reason, ready_at) = ready_of(blocked, now);
+    let mut r = Refusal::new(reason, ready_at);
+    if let Blocked::TooLarge {
+        window,
+        limit,
+        need,
+    } = blocked
+    {
+        r.too_large = Some((window, limit, need));
+    }
+    r
 }
 
 impl KeyState {
@@ -337,145 +539,300 @@ impl KeyState {
     fn health_refusal(&mut self, now: Instant) -> Option<Refusal> {
         match self.health {
             Health::Healthy => None,
-            Health::Invalid { .. } => Some(Refusal {
-                reason: RefusalReason::Invalid,
-                ready_at: None,
-            }),
-            Health::Open { until } if now < until => Some(Refusal {
-                reason: RefusalReason::CircuitOpen,
-                ready_at: Some(until),
-            }),
+            Health::Invalid { .. } => Some(Refusal::new(RefusalReason::Invalid, None)),
+            Health::Open { until } if now < until => {
+                Some(Refusal::new(RefusalReason::CircuitOpen, Some(until)))
+            }
             Health::Open { .. } => {
                 self.health = Health::HalfOpen { probing: false };
                 None
             }
-            Health::HalfOpen { probing: true } => Some(Refusal {
-                reason: RefusalReason::CircuitOpen,
-                ready_at: None,
-            }),
+            Health::HalfOpen { probing: true } => Some(Refusal::new(
+                RefusalReason::CircuitOpen,
+                Some(now + self.service_time()),
+            )),
             Health::HalfOpen { probing: false } => None,
         }
     }
 
-    /// Tries to reserve now; on success persists the usage (and flushes) and returns the permit.
-    async fn reserve_now(
+    fn service_time(&self) -> Duration {
+        self.service.unwrap_or(Duration::from_millis(100))
+    }
+
+    /// When a request queued now behind the present slot waiters can expect a slot.
+    fn expected_slot(&self, now: Instant, quota: usize) -> Instant {
+        let waiting = self.queue.iter().filter(|w| w.quota == quota).count() as u32;
+        let conc = self
+            .args
+            .quotas
+            .get(quota)
+            .lock()
+            .slots()
+            .1
+            .unwrap_or(1)
+            .max(1);
+        now + self.service_time() * (waiting / conc + 1)
+    }
+
+    fn learn_service(&mut self, held: Option<Duration>) {
+        if let Some(h) = held {
+            self.service = Some(match self.service {
+                None => h,
+                Some(s) => s.mul_f64(0.8) + h.mul_f64(0.2),
+            });
+        }
+    }
+
+    /// Takes a slot for a window reservation; on success persists the usage when the durable block
+    /// is used up (write and flush) and returns the permit.
+    async fn start(
         &mut self,
         myself: &ActorRef<KeyMsg>,
-        tokens: u64,
+        quota: usize,
+        id: ReservationId,
+        rates: Rates,
     ) -> Result<Permit, Blocked> {
         let (now, wall) = (Instant::now(), Utc::now());
-        let id = {
-            let mut q = self.args.quota.lock();
-            let id = q.try_reserve(now, wall, tokens)?;
-            // Stored under the lock so that records of a shared scope are written in order.
-            let record = q.record(now, wall);
-            if let Err(e) = self.args.ledger.store(&self.args.quota.scope, &record) {
-                tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger write failed");
+        let q = self.args.quotas.get(quota).clone();
+        let due = {
+            let mut g = q.lock();
+            if let Some(until) = g.blocked_until().filter(|u| *u > now) {
+                return Err(Blocked::CoolingDown(until));
             }
-            id
+            g.try_start(id, now)?;
+            let due = g.record_due(now, wall);
+            // Stored under the lock so that records of a shared scope are written in order.
+            if let Some(rec) = &due {
+                if let Err(e) = self.args.ledger.store(&q.scope, rec) {
+                    tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger write failed");
+                }
+            }
+            due
         };
-        if let Err(e) = self.args.ledger.flush().await {
-            tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger flush failed");
+        if due.is_some() {
+            if let Err(e) = self.args.ledger.flush().await {
+                tracing::error!(key = %self.args.spec.id, error = %e, "usage ledger flush failed");
+            }
         }
         if let Health::HalfOpen { probing } = &mut self.health {
             *probing = true;
         }
         Ok(Permit {
             key: myself.clone(),
+            quota,
             id,
+            rates,
             spec: self.args.spec.clone(),
             sent: false,
             done: false,
         })
     }
 
-    fn refusal_for(&self, blocked: Blocked, deadline: Instant, wait: bool) -> Option<Refusal> {
-        let now = Instant::now();
-        let (reason, ready_at) = match blocked {
-            Blocked::TooLarge => (RefusalReason::TooLarge, None),
-            Blocked::Day(reset) => {
-                let d = (reset - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                (RefusalReason::DayExhausted, Some(now + d))
-            }
-            Blocked::CoolingDown(until) => (RefusalReason::CoolingDown, Some(until)),
-            Blocked::Until(at) => (RefusalReason::Busy, Some(at)),
-            Blocked::Concurrency => (RefusalReason::Busy, None),
-        };
-        let waitable = matches!(blocked, Blocked::Until(_) | Blocked::Concurrency);
-        if !wait || !waitable {
-            return Some(Refusal { reason, ready_at });
-        }
-        if ready_at.is_some_and(|at| at > deadline) {
-            return Some(Refusal {
-                reason: RefusalReason::NotBeforeDeadline,
-                ready_at,
-            });
-        }
-        if self.queue.len() >= self.args.spec.queue_capacity {
-            return Some(Refusal {
-                reason: RefusalReason::QueueFull,
-                ready_at,
-            });
-        }
-        None
+    /// Whether earlier waiters of `quota` still wait for window room (then a newcomer may not take
+    /// window room ahead of them), with what they need.
+    fn window_waiters(&self, quota: usize) -> (u64, Cost) {
+        self.queue
+            .iter()
+            .filter(|w| w.quota == quota && w.res.is_none())
+            .fold((0, Cost::ZERO), |(n, c), w| {
+                (
+                    n + 1,
+                    Cost {
+                        tokens: c.tokens + w.cost.tokens,
+                        units: c.units + w.cost.units,
+                        micros: c.micros + w.cost.micros,
+                    },
+                )
+            })
     }
 
-    /// Admits waiting requests while the windows have room; drops the ones past their deadline.
-    async fn drain(&mut self, myself: &ActorRef<KeyMsg>) {
-        loop {
-            let now = Instant::now();
-            let Some(front) = self.queue.front() else {
-                break;
-            };
-            let tokens = front.tokens;
-            if front.deadline <= now || front.reply.is_closed() {
-                if let Some(w) = self.queue.pop_front() {
-                    let _ = w.reply.send(Err(Refusal {
-                        reason: RefusalReason::DeadlineExceeded,
-                        ready_at: None,
-                    }));
+    fn slot_waiters(&self, quota: usize) -> bool {
+        self.queue
+            .iter()
+            .any(|w| w.quota == quota && w.res.is_some())
+    }
+
+    /// A new request: the permit now, a place in the queue, or a refusal saying when room comes.
+    async fn reserve(
+        &mut self,
+        myself: &ActorRef<KeyMsg>,
+        cost: Cost,
+        model: Option<String>,
+        deadline: Instant,
+        wait: bool,
+        reply: RpcReplyPort<Result<Permit, Refusal>>,
+    ) {
+        let now = Instant::now();
+        if let Some(r) = self.health_refusal(now) {
+            let _ = reply.send(Err(r));
+            return;
+        }
+        let qi = self.args.quotas.index_of(model.as_deref());
+        let rates = self.args.spec.rates_for(model.as_deref());
+        let q = self.args.quotas.get(qi).clone();
+        let ahead = self.window_waiters(qi);
+        let reserved = {
+            let mut g = q.lock();
+            if ahead.0 == 0 {
+                g.try_reserve(now, Utc::now(), cost)
+            } else {
+                match g.check_behind(now, Utc::now(), cost, ahead) {
+                    // Room for all of them: the queue drains at its next tick.
+                    Ok(()) => Err(Blocked::Until(now)),
+                    Err(b) => Err(b),
                 }
-                continue;
             }
-            if let Some(r) = self.health_refusal(now) {
-                // The key went bad while requests waited: refuse them all so they go elsewhere.
-                while let Some(w) = self.queue.pop_front() {
-                    let _ = w.reply.send(Err(r));
-                }
-                break;
-            }
-            match self.reserve_now(myself, tokens).await {
-                Ok(permit) => {
-                    if let Some(w) = self.queue.pop_front() {
-                        // If the caller gave up meanwhile, the permit comes back and is dropped: released.
-                        let _ = w.reply.send(Ok(permit));
+        };
+        let full = self.queue.len() >= self.args.spec.queue_capacity;
+        match reserved {
+            Ok(id) => {
+                if !self.slot_waiters(qi) {
+                    match self.start(myself, qi, id, rates).await {
+                        Ok(p) => {
+                            let _ = reply.send(Ok(p));
+                            return;
+                        }
+                        Err(Blocked::CoolingDown(until)) if until > deadline || !wait || full => {
+                            q.lock().release(id, false);
+                            let _ = reply
+                                .send(Err(Refusal::new(RefusalReason::CoolingDown, Some(until))));
+                            return;
+                        }
+                        Err(_) => {}
                     }
                 }
-                Err(blocked) => {
-                    let next = match blocked {
-                        Blocked::Until(at) => at,
-                        // Concurrency frees on a Settle/Release; poll as well for shared scopes.
-                        Blocked::Concurrency => now + Duration::from_millis(50),
-                        other => {
-                            let r = self.refusal_for(other, now, false);
-                            while let Some(w) = self.queue.pop_front() {
-                                if let Some(r) = r {
-                                    let _ = w.reply.send(Err(r));
-                                }
-                            }
-                            break;
-                        }
+                if !wait || full {
+                    let ready = self.expected_slot(now, qi);
+                    q.lock().release(id, false);
+                    let reason = if full {
+                        RefusalReason::QueueFull
+                    } else {
+                        RefusalReason::Busy
                     };
-                    let next = self
-                        .queue
-                        .iter()
-                        .map(|w| w.deadline)
-                        .min()
-                        .map_or(next, |d| d.min(next));
-                    self.schedule_tick(myself, next);
-                    break;
+                    let _ = reply.send(Err(Refusal::new(reason, Some(ready))));
+                    return;
+                }
+                self.queue.push_back(Waiter {
+                    quota: qi,
+                    cost,
+                    rates,
+                    deadline,
+                    reply,
+                    res: Some(id),
+                });
+            }
+            Err(blocked) => {
+                let r = refusal_of(blocked, now);
+                let waitable = !matches!(blocked, Blocked::TooLarge { .. })
+                    && r.ready_at.is_some_and(|at| at <= deadline);
+                if !waitable {
+                    let _ = reply.send(Err(r));
+                    return;
+                }
+                if !wait || full {
+                    let reason = if full {
+                        RefusalReason::QueueFull
+                    } else {
+                        RefusalReason::Busy
+                    };
+                    let _ = reply.send(Err(Refusal::new(reason, r.ready_at)));
+                    return;
+                }
+                self.queue.push_back(Waiter {
+                    quota: qi,
+                    cost,
+                    rates,
+                    deadline,
+                    reply,
+                    res: None,
+                });
+            }
+        }
+        self.drain(myself).await;
+    }
+
+    /// Gives waiting requests window room and slots in arrival order (per quota) while there is
+    /// room; refuses the ones whose deadline passed or that can no longer be served in time, and
+    /// schedules a tick for the next window opening or deadline.
+    async fn drain(&mut self, myself: &ActorRef<KeyMsg>) {
+        let now = Instant::now();
+        let n_quotas = 1 + self.args.quotas.by_model.len();
+        let mut window_blocked = vec![false; n_quotas];
+        let mut slot_blocked = vec![false; n_quotas];
+        let mut next: Option<Instant> = None;
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        let health = self.health_refusal(now);
+        while let Some(mut w) = self.queue.pop_front() {
+            let q = self.args.quotas.get(w.quota).clone();
+            if let Some(r) = health {
+                // The key went bad while requests waited: refuse them all so they go elsewhere.
+                if let Some(id) = w.res {
+                    q.lock().release(id, false);
+                }
+                let _ = w.reply.send(Err(r));
+                continue;
+            }
+            if w.deadline <= now || w.reply.is_closed() {
+                if let Some(id) = w.res {
+                    q.lock().release(id, false);
+                }
+                let ready = self.expected_slot(now, w.quota);
+                let _ = w.reply.send(Err(Refusal::new(
+                    RefusalReason::DeadlineExceeded,
+                    Some(ready),
+                )));
+                continue;
+            }
+            if w.res.is_none() && !window_blocked[w.quota] {
+                let got = q.lock().try_reserve(now, Utc::now(), w.cost);
+                match got {
+                    Ok(id) => w.res = Some(id),
+                    Err(b) => {
+                        window_blocked[w.quota] = true;
+                        let r = refusal_of(b, now);
+                        match r.ready_at.filter(|at| *at <= w.deadline) {
+                            Some(at) if !matches!(b, Blocked::TooLarge { .. }) => {
+                                next = Some(next.map_or(at, |n| n.min(at)));
+                            }
+                            _ => {
+                                let _ = w.reply.send(Err(r));
+                                continue;
+                            }
+                        }
+                    }
                 }
             }
+            if let Some(id) = w.res {
+                if !slot_blocked[w.quota] {
+                    match self.start(myself, w.quota, id, w.rates).await {
+                        Ok(p) => {
+                            // If the caller gave up meanwhile, the permit comes back and is dropped:
+                            // released.
+                            let _ = w.reply.send(Ok(p));
+                            continue;
+                        }
+                        Err(Blocked::CoolingDown(until)) => {
+                            slot_blocked[w.quota] = true;
+                            if until > w.deadline {
+                                q.lock().release(id, false);
+                                let _ = w.reply.send(Err(Refusal::new(
+                                    RefusalReason::CoolingDown,
+                                    Some(until),
+                                )));
+                                continue;
+                            }
+                            next = Some(next.map_or(until, |n| n.min(until)));
+                        }
+                        Err(_) => slot_blocked[w.quota] = true,
+                    }
+                }
+            }
+            next = Some(next.map_or(w.deadline, |n| n.min(w.deadline)));
+            kept.push_back(w);
+        }
+        self.queue = kept;
+        if let Some(at) = next {
+            self.schedule_tick(myself, at);
         }
         self.publish();
     }
@@ -510,18 +867,20 @@ impl KeyState {
                     } => {
                         self.rate_limited += 1;
                         let wall = Utc::now();
-                        let mut q = self.args.quota.lock();
-                        let until = if *day_exhausted {
-                            let reset = q.next_reset(wall);
-                            now + (reset - wall).to_std().unwrap_or(Duration::ZERO)
-                        } else {
-                            now + retry_after.unwrap_or(self.args.spec.default_retry_after)
-                        };
-                        q.block_until(now, wall, until);
-                        let _ = self
-                            .args
-                            .ledger
-                            .store(&self.args.quota.scope, &q.record(now, wall));
+                        // A 429 is about the key: every quota of it cools down.
+                        let mut until = now;
+                        for q in self.args.quotas.all() {
+                            let mut g = q.lock();
+                            until = if *day_exhausted {
+                                let reset = g.next_reset(wall);
+                                now + (reset - wall).to_std().unwrap_or(Duration::ZERO)
+                            } else {
+                                now + retry_after.unwrap_or(self.args.spec.default_retry_after)
+                            };
+                            g.block_until(now, wall, until);
+                            let rec = g.record(now, wall);
+                            let _ = self.args.ledger.store(&q.scope, &rec);
+                        }
                         tracing::warn!(key = %self.args.spec.id, day_exhausted, wait_s = until.saturating_duration_since(now).as_secs_f64(), "provider rate-limited the key; cooling down");
                         if matches!(self.health, Health::HalfOpen { .. }) {
                             self.health = Health::HalfOpen { probing: false };
@@ -553,29 +912,47 @@ impl KeyState {
     }
 
     fn publish(&self) {
-        let usage = self.args.quota.usage();
+        let now = Instant::now();
+        let q = &self.args.quotas.default;
+        let usage = q.usage();
         let g = &self.args.gauge;
         g.headroom_bp
             .store((usage.headroom * 10_000.0) as u32, Ordering::Relaxed);
-        let blocked = self.args.quota.lock().blocked_until().is_some()
-            || matches!(self.health, Health::Open { until } if until > Instant::now());
+        let open_until = match self.health {
+            Health::Open { until } if until > now => Some(until),
+            _ => None,
+        };
+        let blocked = q.lock().blocked_until().is_some() || open_until.is_some();
         let state = match self.health {
             Health::Invalid { .. } => G_INVALID,
             _ if blocked => G_BLOCKED,
             _ => G_OK,
         };
         g.state.store(state, Ordering::Relaxed);
+        let view = GaugeView {
+            invalid: state == G_INVALID,
+            open_until,
+            probing: matches!(self.health, Health::HalfOpen { probing: true }),
+            queued: self.queue.len(),
+            service: self.service_time(),
+            headroom: usage.headroom,
+        };
+        *g.view.lock().unwrap_or_else(|p| p.into_inner()) = view;
     }
 
     fn status(&mut self) -> KeyStatus {
         let now = Instant::now();
         let wall = Utc::now();
-        let (usage, blocked_until, parked, day_blocked, day_left) = {
-            let mut q = self.args.quota.lock();
-            let usage = q.usage(now, wall);
-            let day = matches!(q.check(now, wall, 0), Err(Blocked::Day(_)));
-            let parked = q.parked_for_day(now, wall);
-            (usage, q.blocked_until(), parked, day, q.day_left(now, wall))
+        let spec = self.args.spec.clone();
+        let rates = spec.rates_for(None);
+        let q = self.args.quotas.default.clone();
+        let (usage, blocked_until, parked, day_blocked, day_left, limits) = {
+            let mut g = q.lock();
+            let usage = g.usage(now, wall);
+            let day = matches!(g.check(now, wall, Cost::ZERO), Err(Blocked::Day(_)));
+            let parked = g.parked_for_day(now, wall);
+            let left = g.day_left(now, wall, &rates);
+            (usage, g.blocked_until(), parked, day, left, *g.limits())
         };
         let (health, until) = match &self.health {
             Health::Invalid { .. } => ("invalid", None),
@@ -588,25 +965,49 @@ impl KeyState {
                 None => ("healthy", None),
             },
         };
-        let spec = &self.args.spec;
+        let models = self
+            .args
+            .quotas
+            .by_model
+            .iter()
+            .map(|(m, mq)| ModelStatus {
+                model: m.clone(),
+                scope: mq.scope.clone(),
+                limits: mq.limits(),
+                usage: mq.usage(),
+            })
+            .collect();
         KeyStatus {
             id: spec.id.clone(),
             provider: spec.provider.clone(),
             model: spec.target.model.clone(),
             format: spec.format.as_str(),
             priority: spec.priority,
-            scope: self.args.quota.scope.clone(),
-            limits: *self.args.quota.lock().limits(),
+            scope: q.scope.clone(),
+            limits,
             usage,
-            day_left,
+            day_left: free_day_left(&spec, limits, day_left),
+            paid: spec.paid,
+            models,
             health,
             cooldown_s: until.map(|u| u.saturating_duration_since(now).as_secs_f64()),
             last_error: self.last_error.clone(),
             queued: self.queue.len(),
+            service_ms: self.service_time().as_secs_f64() * 1000.0,
             served: self.served,
             failed: self.failed,
             rate_limited: self.rate_limited,
         }
+    }
+}
+
+/// Today's room that is really free: a paid key counts only what its daily spend cap allows
+/// (nothing without one); a free key counts its windows.
+pub fn free_day_left(spec: &KeySpec, limits: Limits, left: DayLeft) -> DayLeft {
+    if spec.paid && limits.daily_spend_micros.is_none() {
+        DayLeft::NOTHING
+    } else {
+        left
     }
 }
 
@@ -618,9 +1019,12 @@ impl Actor for KeyActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<KeyMsg>,
+        myself: ActorRef<KeyMsg>,
         args: KeyArgs,
     ) -> Result<KeyState, ActorProcessingErr> {
+        for q in args.quotas.all() {
+            q.members().push(myself.clone());
+        }
         let state = KeyState {
             args,
             health: Health::Healthy,
@@ -628,12 +1032,31 @@ impl Actor for KeyActor {
             last_error: None,
             queue: VecDeque::new(),
             tick_at: None,
+            service: None,
             served: 0,
             failed: 0,
             rate_limited: 0,
         };
         state.publish();
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<KeyMsg>,
+        state: &mut KeyState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A clean stop writes the exact usage (no block to count as spent after the restart).
+        let (now, wall) = (Instant::now(), Utc::now());
+        for q in state.args.quotas.all() {
+            q.members().retain(|m| m.get_id() != myself.get_id());
+            let mut g = q.lock();
+            if g.limits().has_time_window() {
+                let rec = g.record(now, wall);
+                let _ = state.args.ledger.store(&q.scope, &rec);
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -644,67 +1067,32 @@ impl Actor for KeyActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             KeyMsg::Reserve {
-                tokens,
+                cost,
+                model,
                 deadline,
                 wait,
                 reply,
             } => {
-                let now = Instant::now();
-                if let Some(r) = state.health_refusal(now) {
-                    let _ = reply.send(Err(r));
-                    return Ok(());
-                }
-                // Requests already waiting go first (FIFO), so a newcomer only queues behind them.
-                let attempt = if state.queue.is_empty() {
-                    state.reserve_now(&myself, tokens).await
-                } else {
-                    Err(Blocked::Until(
-                        state.tick_at.unwrap_or(now + Duration::from_millis(50)),
-                    ))
-                };
-                match attempt {
-                    Ok(permit) => {
-                        let _ = reply.send(Ok(permit));
-                    }
-                    Err(blocked) => match state.refusal_for(blocked, deadline, wait) {
-                        Some(r) => {
-                            let _ = reply.send(Err(r));
-                        }
-                        None => {
-                            state.queue.push_back(Waiter {
-                                tokens,
-                                deadline,
-                                reply,
-                            });
-                            state.drain(&myself).await;
-                        }
-                    },
-                }
+                state
+                    .reserve(&myself, cost, model, deadline, wait, reply)
+                    .await;
                 state.publish();
             }
-            KeyMsg::Settle(id, tokens) => {
-                {
-                    let mut q = state.args.quota.lock();
-                    q.settle(id, tokens);
-                    let _ = state.args.ledger.store(
-                        &state.args.quota.scope,
-                        &q.record(Instant::now(), Utc::now()),
-                    );
-                }
+            KeyMsg::Settle(qi, id, cost) => {
+                let q = state.args.quotas.get(qi).clone();
+                let held = q.lock().settle(id, cost);
+                state.learn_service(held);
+                q.wake_others(&myself);
                 state.drain(&myself).await;
             }
-            KeyMsg::Release(id, sent) => {
-                {
-                    let mut q = state.args.quota.lock();
-                    q.release(id, sent);
-                    let _ = state.args.ledger.store(
-                        &state.args.quota.scope,
-                        &q.record(Instant::now(), Utc::now()),
-                    );
-                }
+            KeyMsg::Release(qi, id, sent) => {
+                let q = state.args.quotas.get(qi).clone();
+                let held = q.lock().release(id, sent);
+                state.learn_service(held);
                 if let Health::HalfOpen { probing } = &mut state.health {
                     *probing = false;
                 }
+                q.wake_others(&myself);
                 state.drain(&myself).await;
             }
             KeyMsg::Outcome(outcome) => {

@@ -1,9 +1,17 @@
-//! `Pool`: the handle the rest of the engine calls to reach an LLM. It asks the router for candidate
-//! keys, gets a permit from one, makes the call, reports the outcome, and fails over to a different
-//! key (and provider) on failure, all within the caller's deadline; each request keeps an attempt trail.
+//! `Pool`: the handle the rest of the engine calls to reach an LLM. It asks the key directory for
+//! candidate keys, chooses the one where the request can start soonest, gets a permit from it (waiting
+//! in that key's queue when it has no room yet), makes the call, reports the outcome, and fails over to
+//! a different key (and provider) on failure, all within the caller's deadline; each request keeps an
+//! attempt trail.
 //!
-//! When no key can take the request before the deadline the caller gets [`PoolError::NoCapacity`] at
-//! once: admission answers from the windows' arithmetic, it never waits to find out.
+//! The choice is by expected wait: a key with room now (by route order, priority, then headroom), else
+//! the key whose window opens, cool-down ends or slot frees soonest. The caller is refused
+//! ([`PoolError::NoCapacity`], with the time the earliest window opens) only when no key can start the
+//! request before its deadline or every queue is full, and at once ([`PoolError::TooLarge`]) when no
+//! key could ever take it.
+//!
+//! A request may be routed ([`CallOptions::routes`]): to given providers and models, in order (an
+//! alias's targets) or all alike (a bare model id that several providers serve).
 //!
 //! With local inference nodes configured (a [`GpuPool`]), they are tried first (by default), with the
 //! interview id as affinity; when every node is busy or down the request falls back to the cloud keys.
@@ -20,11 +28,12 @@ use serde::Serialize;
 
 use crate::gpu_pool::{GpuError, GpuPool};
 use crate::key::KeyStatus;
-use crate::key::{CallOutcome, KeyMsg, Permit, Refusal};
+use crate::key::{CallOutcome, KeyMsg, Permit, Refusal, RefusalReason};
 use crate::providers::{
     ChatRequest, ChatResponse, ChunkStream, ProviderError, StreamChunk, Target, WireFormat,
 };
-use crate::router::{Candidate, KeyDirectory, RouterMsg};
+use crate::quota::Cost;
+use crate::router::{Candidate, Estimate, KeyDirectory, RouterMsg};
 
 /// One try of a request on one key.
 #[derive(Debug, Clone, Serialize)]
@@ -76,11 +85,24 @@ pub enum PoolError {
     /// No provider key is configured at all.
     #[error("no provider keys are configured")]
     NoProviders,
-    /// No key can take the request before its deadline.
+    /// No key can start the request before its deadline (or every queue is full).
     #[error("no provider capacity before the deadline ({} keys considered)", trail.len())]
     NoCapacity {
         /// What each key said.
         trail: Vec<Attempt>,
+        /// When the earliest key expects room (a window opens, a cool-down ends, a slot frees);
+        /// `None` when no key will (every key invalid).
+        retry_after: Option<Duration>,
+    },
+    /// No key could ever take the request: it is larger than a whole window of every key.
+    #[error("request needs {need} of {window} but the largest limit of any key is {limit}")]
+    TooLarge {
+        /// The window (`tpm`, `tpd`, `tokens_per_month`, `daily_units`, `daily_spend`).
+        window: &'static str,
+        /// The largest limit of that window over the keys.
+        limit: u64,
+        /// What the request needs.
+        need: u64,
     },
     /// Every key that was tried failed.
     #[error("every provider attempt failed; last: {last}")]
@@ -99,10 +121,26 @@ impl PoolError {
     /// The attempt trail, if any.
     pub fn trail(&self) -> &[Attempt] {
         match self {
-            PoolError::NoCapacity { trail } | PoolError::AllFailed { trail, .. } => trail,
+            PoolError::NoCapacity { trail, .. } | PoolError::AllFailed { trail, .. } => trail,
             _ => &[],
         }
     }
+
+    fn no_capacity(trail: Vec<Attempt>) -> PoolError {
+        PoolError::NoCapacity {
+            trail,
+            retry_after: None,
+        }
+    }
+}
+
+/// One place a routed request may go: a provider's keys, with a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Provider name.
+    pub provider: String,
+    /// The model to ask for (`None`: the provider's configured model).
+    pub model: Option<String>,
 }
 
 /// Per-call options.
@@ -118,6 +156,11 @@ pub struct CallOptions {
     pub avoid_key: Option<String>,
     /// The interview the request belongs to: GPU nodes keep an interview on one node (prompt cache).
     pub affinity: Option<String>,
+    /// Where the request may go (empty: any key with its configured model). Keys of an earlier route
+    /// are preferred when several can start at once.
+    pub routes: Vec<Route>,
+    /// With routes: prefer them in order (an alias's failover list); else all alike.
+    pub ordered: bool,
 }
 
 impl Default for CallOptions {
@@ -128,8 +171,22 @@ impl Default for CallOptions {
             provider: None,
             avoid_key: None,
             affinity: None,
+            routes: Vec::new(),
+            ordered: false,
         }
     }
+}
+
+/// How a key ranks for a request, lowest first: waits at all, when it can start, route rank,
+/// priority, used fraction of its tightest window.
+type Rank = (bool, Instant, usize, u32, u64);
+
+/// A key planned for a request: the key, the model to ask it for and its route's rank.
+#[derive(Clone)]
+struct Planned {
+    c: Candidate,
+    model: Option<String>,
+    rank: usize,
 }
 
 /// The handle to the provider pool.
@@ -225,9 +282,7 @@ impl Pool {
         if g.fallback_to_cloud {
             Ok(())
         } else {
-            Err(PoolError::NoCapacity {
-                trail: std::mem::take(trail),
-            })
+            Err(PoolError::no_capacity(std::mem::take(trail)))
         }
     }
 
@@ -266,121 +321,214 @@ impl Pool {
 
     /// The cloud candidates after the GPU nodes were tried (or skipped): with no keys, a GPU failure is
     /// reported as no capacity rather than "no providers".
-    async fn plan_after_gpu(
+    fn plan_after_gpu(
         &self,
         opts: &CallOptions,
         trail: &mut Vec<Attempt>,
-    ) -> Result<Vec<Candidate>, PoolError> {
-        match self.plan(opts).await {
-            Err(PoolError::NoProviders) if !trail.is_empty() => Err(PoolError::NoCapacity {
-                trail: std::mem::take(trail),
-            }),
+    ) -> Result<Vec<Planned>, PoolError> {
+        match self.plan(opts) {
+            Err(PoolError::NoProviders) if !trail.is_empty() => {
+                Err(PoolError::no_capacity(std::mem::take(trail)))
+            }
             other => other,
         }
     }
 
-    async fn plan(&self, opts: &CallOptions) -> Result<Vec<Candidate>, PoolError> {
-        let mut c = self.directory.plan();
-        if c.is_empty() {
+    /// The keys a request may use, each with the model to ask for and its route's rank.
+    fn plan(&self, opts: &CallOptions) -> Result<Vec<Planned>, PoolError> {
+        let all = self.directory.plan();
+        if all.is_empty() {
             return Err(PoolError::NoProviders);
         }
-        if let Some(p) = &opts.provider {
-            c.retain(|c| &c.spec.provider == p);
-        }
+        let mut out: Vec<Planned> = if opts.routes.is_empty() {
+            all.into_iter()
+                .filter(|c| opts.provider.as_ref().is_none_or(|p| &c.spec.provider == p))
+                .map(|c| Planned {
+                    c,
+                    model: None,
+                    rank: 0,
+                })
+                .collect()
+        } else {
+            let mut v = Vec::new();
+            for (i, r) in opts.routes.iter().enumerate() {
+                for c in all.iter().filter(|c| c.spec.provider == r.provider) {
+                    v.push(Planned {
+                        c: c.clone(),
+                        model: r.model.clone(),
+                        rank: if opts.ordered { i } else { 0 },
+                    });
+                }
+            }
+            v
+        };
         if let Some(k) = &opts.avoid_key {
-            if c.len() > 1 {
-                c.retain(|c| &c.spec.id != k);
+            if out.len() > 1 {
+                out.retain(|p| &p.c.spec.id != k);
             }
         }
-        Ok(c)
+        Ok(out)
     }
 
-    /// Asks one key for a permit.
+    /// Asks one key for a permit, waiting in its queue until the deadline at the latest.
     async fn reserve(
-        c: &Candidate,
-        tokens: u64,
+        p: &Planned,
+        cost: Cost,
         deadline: Instant,
         wait: bool,
     ) -> Result<Permit, Refusal> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = c
-            .actor
-            .call(
-                |reply| KeyMsg::Reserve {
-                    tokens,
-                    deadline,
-                    wait,
-                    reply,
-                },
-                Some(left.max(Duration::from_millis(1))),
-            )
-            .await;
+        let r =
+            p.c.actor
+                .call(
+                    |reply| KeyMsg::Reserve {
+                        cost,
+                        model: p.model.clone(),
+                        deadline,
+                        wait,
+                        reply,
+                    },
+                    Some(left.max(Duration::from_millis(1))),
+                )
+                .await;
         match r {
             Ok(CallResult::Success(res)) => res,
             _ => Err(Refusal {
-                reason: crate::key::RefusalReason::DeadlineExceeded,
+                reason: RefusalReason::DeadlineExceeded,
                 ready_at: None,
+                too_large: None,
             }),
         }
     }
 
-    /// Finds a key that admits the request: first any key with room now (best first), then the key
-    /// whose windows free up soonest, if that is before the deadline.
+    /// Finds a key that admits the request: the one where it can start soonest (room now first, by
+    /// route rank, priority and headroom), waiting in that key's queue; on a refusal, the next. Keys
+    /// that cannot start it before the deadline are refused without a message, their ready time kept
+    /// in `refused` for the caller's retry time.
     async fn admit(
-        cands: &[Candidate],
+        cands: &[Planned],
         tried: &mut HashSet<usize>,
-        tokens: u64,
+        (prompt, out): (u64, u64),
         deadline: Instant,
         trail: &mut Vec<Attempt>,
+        refused: &mut Vec<Refusal>,
     ) -> Option<(usize, Permit)> {
-        let mut soonest: Option<(Instant, usize)> = None;
-        for (i, c) in cands.iter().enumerate() {
-            if tried.contains(&i) {
-                continue;
-            }
-            let t0 = Instant::now();
-            match Self::reserve(c, tokens, deadline, false).await {
-                Ok(p) => return Some((i, p)),
-                Err(r) => {
-                    if let Some(at) = r.ready_at.filter(|at| *at <= deadline) {
-                        if soonest.is_none_or(|(s, _)| at < s) {
-                            soonest = Some((at, i));
-                        }
-                    } else {
-                        tried.insert(i);
-                        trail.push(Attempt {
-                            called: false,
-                            ..attempt(c, refusal_name(&r), t0)
-                        });
+        loop {
+            let now = Instant::now();
+            let mut best: Option<(Rank, usize)> = None;
+            for (i, p) in cands.iter().enumerate() {
+                if tried.contains(&i) {
+                    continue;
+                }
+                let cost = p.c.spec.rates_for(p.model.as_deref()).cost(prompt, out);
+                let at = match p.c.estimate(cost, p.model.as_deref(), now) {
+                    Estimate::Now => now,
+                    Estimate::At(at) if at <= deadline => at,
+                    Estimate::At(at) => {
+                        let r = Refusal {
+                            reason: RefusalReason::NotBeforeDeadline,
+                            ready_at: Some(at),
+                            too_large: None,
+                        };
+                        Self::refuse(p, i, r, tried, trail, refused, now);
+                        continue;
                     }
+                    Estimate::Never(r) => {
+                        Self::refuse(p, i, r, tried, trail, refused, now);
+                        continue;
+                    }
+                };
+                // Room now beats any wait; then route rank, priority, headroom; waits by length.
+                let waits = at > now;
+                let headroom = ((1.0 - p.c.headroom()) * 1e6) as u64;
+                let key = (
+                    waits,
+                    if waits { at } else { now },
+                    p.rank,
+                    p.c.spec.priority,
+                    headroom,
+                );
+                if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                    best = Some((key, i));
                 }
             }
-        }
-        let (_, i) = soonest?;
-        let c = &cands[i];
-        let t0 = Instant::now();
-        match Self::reserve(c, tokens, deadline, true).await {
-            Ok(p) => Some((i, p)),
-            Err(r) => {
-                tried.insert(i);
-                trail.push(Attempt {
-                    called: false,
-                    ..attempt(c, refusal_name(&r), t0)
-                });
-                None
+            let (_, i) = best?;
+            let p = &cands[i];
+            let cost = p.c.spec.rates_for(p.model.as_deref()).cost(prompt, out);
+            let t0 = Instant::now();
+            match Self::reserve(p, cost, deadline, true).await {
+                Ok(permit) => return Some((i, permit)),
+                Err(r) => Self::refuse(p, i, r, tried, trail, refused, t0),
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
         }
     }
 
-    /// Admission alone: plans and reserves `tokens` on the best key that admits them, without a call.
-    /// The permit settles or releases like any other. Used by benchmarks of the admission path.
+    fn refuse(
+        p: &Planned,
+        i: usize,
+        r: Refusal,
+        tried: &mut HashSet<usize>,
+        trail: &mut Vec<Attempt>,
+        refused: &mut Vec<Refusal>,
+        t0: Instant,
+    ) {
+        tried.insert(i);
+        trail.push(Attempt {
+            called: false,
+            ..attempt(&p.c, refusal_name(&r), t0)
+        });
+        refused.push(r);
+    }
+
+    /// The error for a request no key admitted: too large for every key, or no capacity until the
+    /// earliest ready time any key gave.
+    fn refused_error(trail: Vec<Attempt>, refused: &[Refusal]) -> PoolError {
+        if !refused.is_empty() && refused.iter().all(|r| r.reason == RefusalReason::TooLarge) {
+            // The largest limit any key has for the window the request overflows.
+            if let Some((window, limit, need)) = refused
+                .iter()
+                .filter_map(|r| r.too_large)
+                .max_by_key(|(_, limit, _)| *limit)
+            {
+                return PoolError::TooLarge {
+                    window,
+                    limit,
+                    need,
+                };
+            }
+        }
+        let now = Instant::now();
+        let retry_after = refused
+            .iter()
+            .filter_map(|r| r.ready_at)
+            .min()
+            .map(|at| at.saturating_duration_since(now));
+        PoolError::NoCapacity { trail, retry_after }
+    }
+
+    /// Admission alone: plans and reserves a request of `tokens` prompt tokens on the best key that
+    /// admits it, without a call. The permit settles or releases like any other. Used by benchmarks
+    /// of the admission path.
     pub async fn acquire(&self, tokens: u64, opts: &CallOptions) -> Result<Permit, PoolError> {
         let deadline = Instant::now() + opts.deadline;
-        let cands = self.plan(opts).await?;
+        let cands = self.plan(opts)?;
         let mut trail = Vec::new();
-        match Self::admit(&cands, &mut HashSet::new(), tokens, deadline, &mut trail).await {
+        let mut refused = Vec::new();
+        match Self::admit(
+            &cands,
+            &mut HashSet::new(),
+            (tokens, 0),
+            deadline,
+            &mut trail,
+            &mut refused,
+        )
+        .await
+        {
             Some((_, p)) => Ok(p),
-            None => Err(PoolError::NoCapacity { trail }),
+            None => Err(Self::refused_error(trail, &refused)),
         }
     }
 
@@ -404,8 +552,9 @@ impl Pool {
     }
 
     /// The failover loop behind [`Pool::complete`] and [`Pool::stream`]: the GPU nodes first (when
-    /// they apply), then the best key that admits the request, the next one on failure, until one
-    /// answers, `max_attempts` calls were made, or the deadline passes.
+    /// they apply), then the key where the request can start soonest, the next one on failure, until
+    /// one answers, `max_attempts` calls were made, or the deadline passes. A key that answered 429 is
+    /// not ruled out: it cools down, and may take the request again when its cool-down ends in time.
     async fn serve<D: Delivery>(
         &self,
         req: &ChatRequest,
@@ -424,22 +573,31 @@ impl Pool {
                 Err(e) => Self::gpu_failed(g, &e, t0, &mut trail)?,
             }
         }
-        let cands = self.plan_after_gpu(&opts, &mut trail).await?;
-        let tokens = req.estimated_tokens();
+        let cands = self.plan_after_gpu(&opts, &mut trail)?;
         let mut tried = HashSet::new();
+        let mut refused = Vec::new();
         let mut last_err: Option<ProviderError> = None;
         let mut calls = 0;
         while calls < opts.max_attempts && Instant::now() < deadline {
-            let Some((i, mut permit)) =
-                Self::admit(&cands, &mut tried, tokens, deadline, &mut trail).await
+            let Some((i, mut permit)) = Self::admit(
+                &cands,
+                &mut tried,
+                req.token_split(),
+                deadline,
+                &mut trail,
+                &mut refused,
+            )
+            .await
             else {
                 break;
             };
-            tried.insert(i);
             calls += 1;
-            let c = &cands[i];
+            let p = &cands[i];
             let spec = permit.spec.clone();
             let mut target = spec.target.clone();
+            if let Some(m) = &p.model {
+                target.model = m.clone();
+            }
             target.timeout = target
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
@@ -447,9 +605,9 @@ impl Pool {
             permit.mark_sent();
             match D::send(spec.format.wire(), &self.http, &target, req).await {
                 Ok(answer) => {
-                    trail.push(attempt(c, "ok".into(), t0));
+                    trail.push(attempt(&p.c, "ok".into(), t0));
                     tracing::debug!(key = %spec.id, attempts = trail.len(), "provider call served");
-                    let answer = D::hold(answer, permit, tokens, req);
+                    let answer = D::hold(answer, permit, req);
                     let source = format!("llm:{}", spec.provider);
                     return Ok(D::served(
                         answer,
@@ -463,14 +621,22 @@ impl Pool {
                     tracing::warn!(key = %spec.id, error = %e, "provider call failed; failing over");
                     permit.report(CallOutcome::Failed(e.clone()));
                     permit.release();
-                    trail.push(attempt(c, e.code().into(), t0));
+                    trail.push(attempt(&p.c, e.code().into(), t0));
+                    if !matches!(e, ProviderError::RateLimited { .. }) {
+                        tried.insert(i);
+                    }
+                    // A request the provider refused as such fails the same everywhere.
+                    let fatal = matches!(e, ProviderError::BadRequest { .. });
                     last_err = Some(e);
+                    if fatal {
+                        break;
+                    }
                 }
             }
         }
         match last_err {
             Some(last) => Err(PoolError::AllFailed { last, trail }),
-            None => Err(PoolError::NoCapacity { trail }),
+            None => Err(Self::refused_error(trail, &refused)),
         }
     }
 }
@@ -498,7 +664,7 @@ trait Delivery: Sized {
     ) -> Result<Self::Answer, ProviderError>;
 
     /// A key answered: settle its permit now (a whole answer), or when the answer ends (a stream).
-    fn hold(answer: Self::Answer, permit: Permit, tokens: u64, req: &ChatRequest) -> Self::Answer;
+    fn hold(answer: Self::Answer, permit: Permit, req: &ChatRequest) -> Self::Answer;
 
     /// The caller's result.
     fn served(
@@ -533,9 +699,13 @@ impl Delivery for Completion {
         wire.complete(http, target, req).await
     }
 
-    fn hold(answer: ChatResponse, permit: Permit, tokens: u64, _req: &ChatRequest) -> ChatResponse {
+    fn hold(answer: ChatResponse, permit: Permit, req: &ChatRequest) -> ChatResponse {
         permit.report(CallOutcome::Ok);
-        permit.settle(answer.usage.map_or(tokens, |u| u.total()));
+        let (input, output) = answer.usage.map_or_else(
+            || (req.token_split().0, (answer.text.len() as u64).div_ceil(4)),
+            |u| (u.prompt_tokens, u.completion_tokens),
+        );
+        permit.settle(input, output);
         answer
     }
 
@@ -579,11 +749,11 @@ impl Delivery for StreamCompletion {
         wire.stream(http, target, req).await
     }
 
-    fn hold(stream: ChunkStream, permit: Permit, tokens: u64, req: &ChatRequest) -> ChunkStream {
+    fn hold(stream: ChunkStream, permit: Permit, req: &ChatRequest) -> ChunkStream {
         Box::pin(SettlingStream {
             inner: stream,
             permit: Some(permit),
-            prompt_estimate: tokens.saturating_sub(u64::from(req.max_tokens)),
+            prompt_estimate: req.token_split().0,
             streamed_chars: 0,
         })
     }
@@ -642,8 +812,8 @@ struct SettlingStream {
 }
 
 impl SettlingStream {
-    fn estimate(&self) -> u64 {
-        self.prompt_estimate + self.streamed_chars.div_ceil(4)
+    fn estimate(&self) -> (u64, u64) {
+        (self.prompt_estimate, self.streamed_chars.div_ceil(4))
     }
 }
 
@@ -655,17 +825,20 @@ impl Stream for SettlingStream {
         match &item {
             Some(Ok(StreamChunk::Delta(d))) => self.streamed_chars += d.len() as u64,
             Some(Ok(StreamChunk::Done { usage, .. })) => {
-                let tokens = usage.map_or_else(|| self.estimate(), |u| u.total());
+                let (input, output) = usage.map_or_else(
+                    || self.estimate(),
+                    |u| (u.prompt_tokens, u.completion_tokens),
+                );
                 if let Some(p) = self.permit.take() {
                     p.report(CallOutcome::Ok);
-                    p.settle(tokens);
+                    p.settle(input, output);
                 }
             }
             Some(Err(e)) => {
-                let est = self.estimate();
+                let (input, output) = self.estimate();
                 if let Some(p) = self.permit.take() {
                     p.report(CallOutcome::Failed(e.clone()));
-                    p.settle(est);
+                    p.settle(input, output);
                 }
             }
             None => {}
@@ -677,9 +850,9 @@ impl Stream for SettlingStream {
 impl Drop for SettlingStream {
     fn drop(&mut self) {
         // Cancelled mid-stream (client went away, interrupt): the provider generated something.
-        let est = self.estimate();
+        let (input, output) = self.estimate();
         if let Some(p) = self.permit.take() {
-            p.settle(est);
+            p.settle(input, output);
         }
     }
 }

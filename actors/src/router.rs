@@ -3,15 +3,20 @@
 //!
 //! The router is never on a request's path: it publishes the live key list in a [`KeyDirectory`] that
 //! the caller's task reads ([`crate::pool::Pool`]), ordered at call time from gauges the key actors
-//! publish. The router's job is to own the key actors, restart them, and keep the directory current.
+//! publish and from each key's windows ([`Candidate::estimate`]: how long a request would wait there).
+//! The router's job is to own the key actors, restart them, and keep the directory current.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::budget::Capacity;
-use crate::key::{KeyActor, KeyArgs, KeyGauge, KeyMsg, KeySpec, KeyStatus, SharedQuota};
-use crate::quota::DayLeft;
+use crate::key::{
+    free_day_left, KeyActor, KeyArgs, KeyGauge, KeyMsg, KeyQuotas, KeySpec, KeyStatus, Refusal,
+    RefusalReason,
+};
+use crate::quota::{Blocked, Cost, DayLeft};
 use crate::restart::{stopped_child, Restarts};
 use crate::storage::UsageLedger;
 
@@ -23,7 +28,76 @@ pub struct Candidate {
     /// Its actor.
     pub actor: ActorRef<KeyMsg>,
     gauge: Arc<KeyGauge>,
-    quota: Arc<SharedQuota>,
+    quotas: KeyQuotas,
+}
+
+/// How soon a key could start a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Estimate {
+    /// Room now, nobody waiting.
+    Now,
+    /// Room expected at the instant (a window opens, a cool-down ends, a slot frees).
+    At(Instant),
+    /// Not here: the key is unusable, the breaker is open, or the request can never fit.
+    Never(Refusal),
+}
+
+impl Candidate {
+    /// How soon this key could start a request of `cost` for `model`, from its windows (read
+    /// directly) and its published queue and service time; no message round trip.
+    pub fn estimate(&self, cost: Cost, model: Option<&str>, now: Instant) -> Estimate {
+        let v = self.gauge.view();
+        if v.invalid {
+            return Estimate::Never(Refusal {
+                reason: RefusalReason::Invalid,
+                ready_at: None,
+                too_large: None,
+            });
+        }
+        if let Some(until) = v.open_until {
+            return Estimate::Never(Refusal {
+                reason: RefusalReason::CircuitOpen,
+                ready_at: Some(until),
+                too_large: None,
+            });
+        }
+        let q = self.quotas.get(self.quotas.index_of(model));
+        let mut g = q.lock();
+        let slot_wait = |conc: Option<u32>| {
+            let conc = conc.unwrap_or(1).max(1) as usize;
+            now + v.service * (v.queued / conc + 1) as u32
+        };
+        match g.check(now, chrono::Utc::now(), cost) {
+            Ok(()) if g.slot_free() && v.queued == 0 && !v.probing => Estimate::Now,
+            Ok(()) => Estimate::At(slot_wait(g.slots().1)),
+            Err(Blocked::TooLarge {
+                window,
+                limit,
+                need,
+            }) => Estimate::Never(Refusal {
+                reason: RefusalReason::TooLarge,
+                ready_at: None,
+                too_large: Some((window, limit, need)),
+            }),
+            Err(Blocked::Until(at) | Blocked::CoolingDown(at)) => {
+                Estimate::At(at.max(if v.queued > 0 {
+                    slot_wait(g.slots().1)
+                } else {
+                    at
+                }))
+            }
+            Err(Blocked::Day(reset)) => {
+                let d = (reset - chrono::Utc::now()).to_std().unwrap_or_default();
+                Estimate::At(now + d)
+            }
+            Err(Blocked::Concurrency) => Estimate::At(slot_wait(g.slots().1)),
+        }
+    }
+
+    /// Remaining fraction of the key's tightest window.
+    pub fn headroom(&self) -> f64 {
+        self.gauge.headroom()
+    }
 }
 
 /// The live key list, shared by the router (writer, on restarts) and every `Pool` handle (readers).
@@ -58,7 +132,11 @@ impl KeyDirectory {
         let left: Vec<(&str, DayLeft)> = guard
             .iter()
             .filter(|c| !c.gauge.is_invalid())
-            .map(|c| (c.quota.scope.as_str(), c.quota.day_left()))
+            .map(|c| {
+                let q = &c.quotas.default;
+                let left = q.day_left(&c.spec.rates_for(None));
+                (q.scope.as_str(), free_day_left(&c.spec, q.limits(), left))
+            })
             .collect();
         Capacity::over_scopes(left)
     }
@@ -74,12 +152,12 @@ pub enum RouterMsg {
     Status(RpcReplyPort<Vec<KeyStatus>>),
 }
 
-/// A key to run: its spec and the quota it draws on.
+/// A key to run: its spec and the quotas it draws on.
 pub struct KeyConfig {
     /// The key.
     pub spec: Arc<KeySpec>,
-    /// Its quota (shared by the keys of one scope).
-    pub quota: Arc<SharedQuota>,
+    /// Its quotas (shared by the keys of one scope).
+    pub quotas: KeyQuotas,
 }
 
 /// What the router starts with.
@@ -123,7 +201,7 @@ async fn spawn_key(
 ) -> Result<ActorRef<KeyMsg>, ActorProcessingErr> {
     let args = KeyArgs {
         spec: config.spec.clone(),
-        quota: config.quota.clone(),
+        quotas: config.quotas.clone(),
         ledger: ledger.clone(),
         gauge,
     };
@@ -150,7 +228,7 @@ impl Actor for RouterActor {
                 spec: config.spec.clone(),
                 actor,
                 gauge,
-                quota: config.quota.clone(),
+                quotas: config.quotas.clone(),
             };
             slots.push(Slot {
                 config,
@@ -191,6 +269,21 @@ impl Actor for RouterActor {
                 let _ = reply.send(out);
             }
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        _state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The key actors write their exact usage as they stop (no block to count after a restart).
+        myself
+            .stop_children_and_wait(
+                Some("shutdown".into()),
+                Some(std::time::Duration::from_secs(5)),
+            )
+            .await;
         Ok(())
     }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::key::{KeySpec, SharedQuota};
+use actors::key::{KeyQuotas, KeySpec, SharedQuota};
 use actors::providers::{FormatKind, Target};
-use actors::quota::Limits;
+use actors::quota::{Limits, Rates};
 use actors::router::KeyConfig;
 use actors::secret::Secret;
 use actors::storage::UsageLedger;
@@ -68,6 +68,28 @@ pub struct Config {
     /// `[[gpu_nodes]]`.
     #[serde(default)]
     pub gpu_nodes: Vec<GpuNodeConfig>,
+    /// `[models.<alias>]`: names clients may send as `model`, each a list of targets tried in order.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelAlias>,
+}
+
+/// `[models.<alias>]`: a model group (LiteLLM's `model_list` entries sharing a `model_name`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelAlias {
+    /// `"provider/model"` or `"provider"` (its configured model), in the order they are preferred;
+    /// the next takes over when one has no room in time or fails.
+    pub targets: Vec<String>,
+}
+
+/// Input and output rates per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerMillion {
+    /// Per million input (prompt) tokens.
+    pub input: f64,
+    /// Per million output (completion) tokens.
+    pub output: f64,
 }
 
 /// `[server]`.
@@ -266,6 +288,23 @@ pub struct CacheSection {
     pub max_entries: usize,
     /// Answers kept per key where variety matters (greetings, questions).
     pub variants: usize,
+    /// Which gateway answers are cached: `deterministic` (temperature 0, or a seed without a
+    /// temperature; others only with `Cache-Control: max-age=N`), `all`, or `off`.
+    #[serde(default)]
+    pub gateway: GatewayCache,
+}
+
+/// `[cache] gateway`: which `/v1/chat/completions` answers are stored and reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayCache {
+    /// Deterministic requests, and others that opt in with `Cache-Control: max-age=N`.
+    #[default]
+    Deterministic,
+    /// Every answer (sampled ones too: a repeated request gets the same text).
+    All,
+    /// None (identical requests in flight still share one call).
+    Off,
 }
 
 impl CacheSection {
@@ -349,6 +388,60 @@ pub struct ProviderConfig {
     pub limits_as_of: Option<String>,
     /// Where the limits were read.
     pub limits_source: Option<String>,
+    /// Other models this provider's keys serve (clients may name them; `model` is the default).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Limits of models that have their own (Groq counts per model): `{ "<model>" = { rpm, ... } }`.
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, Limits>,
+    /// The cost unit `limits.daily_units` counts (`neurons` for Cloudflare Workers AI).
+    pub unit: Option<String>,
+    /// Cost units per million input / output tokens, per model (`daily_units` needs the default
+    /// model's entry).
+    #[serde(default)]
+    pub unit_rates: BTreeMap<String, PerMillion>,
+    /// Price per million input / output tokens (in `currency`): the provider is paid, and counts as
+    /// free capacity only up to `daily_spend_cap`.
+    pub cost: Option<PerMillion>,
+    /// The currency of `cost` and `daily_spend_cap` (informational).
+    pub currency: Option<String>,
+    /// Most money a day may spend on this provider (in `currency`); also what `plan`, the call budget
+    /// and `/api/system_status` count as its capacity. Unset with a `cost`: nothing counted, nothing capped.
+    pub daily_spend_cap: Option<f64>,
+}
+
+impl ProviderConfig {
+    /// The limits with the spend cap in millionths of the currency.
+    pub fn effective_limits(&self) -> Limits {
+        let mut l = self.limits;
+        l.daily_spend_micros = self
+            .daily_spend_cap
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map(|c| (c * 1e6).round() as u64);
+        l
+    }
+
+    /// The prices of `model` in cost units and money.
+    pub fn rates_for(&self, model: &str) -> Rates {
+        let u = self.unit_rates.get(model);
+        Rates {
+            units_in: u.map_or(0.0, |r| r.input),
+            units_out: u.map_or(0.0, |r| r.output),
+            price_in: self.cost.map_or(0.0, |c| c.input),
+            price_out: self.cost.map_or(0.0, |c| c.output),
+        }
+    }
+
+    /// Every model the provider serves: its default first.
+    pub fn served_models(&self) -> Vec<String> {
+        let mut v = vec![self.model.clone()];
+        for m in &self.models {
+            if !v.contains(m) {
+                v.push(m.clone());
+            }
+        }
+        v
+    }
 }
 
 fn default_priority() -> u32 {
@@ -543,18 +636,65 @@ impl Config {
             if prov.base_url.is_empty() && prov.format != Some(FormatKind::AzureOpenai) {
                 return Err(invalid(f("base_url"), "missing"));
             }
-            let l = &prov.limits;
-            for (field, v) in [
-                ("rpm", l.rpm.map(u64::from)),
-                ("rpd", l.rpd.map(u64::from)),
-                ("tpm", l.tpm),
-                ("tpd", l.tpd),
-                ("concurrency", l.concurrency.map(u64::from)),
-            ] {
+            for (field, v) in limit_fields(&prov.limits) {
                 if v == Some(0) {
                     return Err(invalid(
                         f(&format!("limits.{field}")),
                         "must be > 0 (omit it for no limit)",
+                    ));
+                }
+            }
+            for (model, ml) in &prov.model_limits {
+                for (field, v) in limit_fields(ml) {
+                    if v == Some(0) {
+                        return Err(invalid(
+                            f(&format!("model_limits.{model:?}.{field}")),
+                            "must be > 0 (omit it for no limit)",
+                        ));
+                    }
+                }
+            }
+            for (model, r) in &prov.unit_rates {
+                if !(r.input.is_finite()
+                    && r.output.is_finite()
+                    && r.input >= 0.0
+                    && r.output >= 0.0)
+                {
+                    return Err(invalid(
+                        f(&format!("unit_rates.{model:?}")),
+                        "input and output must be numbers >= 0 (units per million tokens)",
+                    ));
+                }
+            }
+            if prov.limits.daily_units.is_some() && !prov.unit_rates.contains_key(&prov.model) {
+                return Err(invalid(
+                    f("unit_rates"),
+                    format!(
+                        "limits.daily_units needs the rates of the model {:?}: unit_rates = {{ {:?} = {{ input = .., output = .. }} }} (units per million tokens)",
+                        prov.model, prov.model
+                    ),
+                ));
+            }
+            if let Some(c) = prov.cost {
+                if !(c.input.is_finite()
+                    && c.output.is_finite()
+                    && c.input >= 0.0
+                    && c.output >= 0.0)
+                {
+                    return Err(invalid(
+                        f("cost"),
+                        "input and output must be prices >= 0 per million tokens",
+                    ));
+                }
+            }
+            if let Some(cap) = prov.daily_spend_cap {
+                if !(cap.is_finite() && cap >= 0.0) {
+                    return Err(invalid(f("daily_spend_cap"), "must be a number >= 0"));
+                }
+                if prov.cost.is_none() {
+                    return Err(invalid(
+                        f("daily_spend_cap"),
+                        "needs a `cost` (price per million input/output tokens) to count spending",
                     ));
                 }
             }
@@ -585,6 +725,30 @@ impl Config {
         }
         if self.gpu.breaker_failures == 0 {
             return Err(invalid("gpu.breaker_failures", "must be > 0"));
+        }
+        for (alias, a) in &self.models {
+            let f = format!("models.{alias}");
+            if alias == "auto" || self.providers.contains_key(alias) {
+                return Err(invalid(
+                    f,
+                    "an alias may not be named `auto` or like a provider",
+                ));
+            }
+            if a.targets.is_empty() {
+                return Err(invalid(
+                    format!("{f}.targets"),
+                    "must name at least one target",
+                ));
+            }
+            for (i, t) in a.targets.iter().enumerate() {
+                let provider = t.split_once('/').map_or(t.as_str(), |(p, _)| p);
+                if !self.providers.contains_key(provider) {
+                    return Err(invalid(
+                        format!("{f}.targets[{i}]"),
+                        format!("{t:?}: no provider {provider:?} is configured (write \"provider/model\")"),
+                    ));
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.gpu_nodes.iter().enumerate() {
@@ -669,19 +833,36 @@ impl Config {
                 .reset_tz
                 .parse()
                 .map_err(|_| invalid(format!("providers.{name}.reset_tz"), "unknown time zone"))?;
-            let shared = (prov.quota_scope == QuotaScope::Shared).then(|| {
-                Arc::new(SharedQuota::restored(
-                    format!("{name}:shared"),
-                    prov.limits,
-                    tz,
-                    ledger,
-                ))
-            });
+            let limits = prov.effective_limits();
+            let quotas_for = |scope: String| {
+                let default = Arc::new(SharedQuota::restored(scope.clone(), limits, tz, ledger));
+                let by_model = prov
+                    .model_limits
+                    .iter()
+                    .filter(|(m, _)| **m != prov.model)
+                    .map(|(m, ml)| {
+                        let mut ml = *ml;
+                        ml.daily_spend_micros = limits.daily_spend_micros;
+                        let q = SharedQuota::restored(format!("{scope}/{m}"), ml, tz, ledger);
+                        (m.clone(), Arc::new(q))
+                    })
+                    .collect();
+                KeyQuotas { default, by_model }
+            };
+            let shared = (prov.quota_scope == QuotaScope::Shared)
+                .then(|| quotas_for(format!("{name}:shared")));
+            let rates: std::collections::HashMap<String, Rates> = prov
+                .served_models()
+                .into_iter()
+                .chain(prov.unit_rates.keys().cloned())
+                .map(|m| {
+                    let r = prov.rates_for(&m);
+                    (m, r)
+                })
+                .collect();
             for (i, key) in keys.into_iter().enumerate() {
                 let id = format!("{name}#{}", i + 1);
-                let quota = shared.clone().unwrap_or_else(|| {
-                    Arc::new(SharedQuota::restored(id.clone(), prov.limits, tz, ledger))
-                });
+                let quotas = shared.clone().unwrap_or_else(|| quotas_for(id.clone()));
                 let spec = KeySpec {
                     id,
                     provider: name.clone(),
@@ -699,15 +880,37 @@ impl Config {
                     breaker_cooldown: Duration::from_millis(self.pool.breaker_cooldown_ms),
                     queue_capacity: self.pool.queue_capacity,
                     default_retry_after: Duration::from_millis(self.pool.default_retry_after_ms),
+                    models: prov.models.clone(),
+                    rates: rates.clone(),
+                    default_rates: Rates {
+                        price_in: prov.cost.map_or(0.0, |c| c.input),
+                        price_out: prov.cost.map_or(0.0, |c| c.output),
+                        ..Rates::default()
+                    },
+                    paid: prov.cost.is_some_and(|c| c.input > 0.0 || c.output > 0.0),
                 };
                 out.push(KeyConfig {
                     spec: Arc::new(spec),
-                    quota: quota.clone(),
+                    quotas,
                 });
             }
         }
         Ok(out)
     }
+}
+
+/// Every numeric limit with its field name, for the "> 0" check.
+fn limit_fields(l: &Limits) -> [(&'static str, Option<u64>); 8] {
+    [
+        ("rpm", l.rpm.map(u64::from)),
+        ("rpd", l.rpd.map(u64::from)),
+        ("tpm", l.tpm),
+        ("tpd", l.tpd),
+        ("concurrency", l.concurrency.map(u64::from)),
+        ("requests_per_month", l.requests_per_month),
+        ("tokens_per_month", l.tokens_per_month),
+        ("daily_units", l.daily_units),
+    ]
 }
 
 /// Figment's error with its path rewritten as `section.field` and without the layer's internals.
@@ -866,11 +1069,11 @@ mod tests {
         let ids: Vec<_> = keys.iter().map(|k| k.spec.id.as_str()).collect();
         assert_eq!(ids, ["gemini#1", "gemini#2", "groq#1", "groq#2"]);
         assert!(
-            Arc::ptr_eq(&keys[0].quota, &keys[1].quota),
+            Arc::ptr_eq(&keys[0].quotas.default, &keys[1].quotas.default),
             "gemini keys share one quota"
         );
         assert!(
-            !Arc::ptr_eq(&keys[2].quota, &keys[3].quota),
+            !Arc::ptr_eq(&keys[2].quotas.default, &keys[3].quotas.default),
             "groq keys have their own"
         );
         assert!(!format!("{:?}", keys[2].spec).contains("gsk_a"));

@@ -1,5 +1,7 @@
 //! `ApiError`: every error the HTTP layer answers, mapped in one `match` to a status and the JSON body
-//! `{"error": {"code", "message"}}`. Messages never contain a secret.
+//! `{"error": {"code", "message", "type", "param"}}`: the engine's `{code, message}`, which is also
+//! OpenAI's error shape once `type` and `param` are added, so OpenAI SDKs raise the right exception
+//! class for gateway errors. Messages never contain a secret.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -33,9 +35,23 @@ pub enum ApiError {
     /// No provider key is configured.
     #[error("no provider keys are configured")]
     NoProviders,
-    /// No key can take the request before its deadline.
-    #[error("no provider capacity before the deadline; retry later")]
-    NoCapacity,
+    /// No key can take the request before its deadline; `Some(seconds)` when a window opens then
+    /// (429 with `Retry-After`), `None` when no key will (503).
+    #[error("{}", match .0 { Some(s) => format!("no provider capacity before the deadline: the earliest window opens in {s} s; retry then"), None => "no usable provider key".to_string() })]
+    NoCapacity(Option<u64>),
+    /// The model the request names is not served here.
+    #[error("the model {0:?} does not exist or is not served here (see GET /v1/models)")]
+    ModelNotFound(String),
+    /// No key could ever take the request: it is larger than a whole window.
+    #[error("request too large: it needs {need} of `{window}` but the largest limit of any key is {limit}")]
+    RequestTooLarge {
+        /// The window.
+        window: &'static str,
+        /// Its largest limit.
+        limit: u64,
+        /// What the request needs.
+        need: u64,
+    },
     /// Every provider attempt failed.
     #[error("every provider attempt failed: {0}")]
     Upstream(String),
@@ -59,7 +75,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnknownProvider(_) => (StatusCode::BAD_REQUEST, "unknown_provider"),
             ApiError::NoProviders => (StatusCode::SERVICE_UNAVAILABLE, "no_providers"),
-            ApiError::NoCapacity => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            ApiError::NoCapacity(Some(_)) => (StatusCode::TOO_MANY_REQUESTS, "no_capacity"),
+            ApiError::NoCapacity(None) => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            ApiError::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            ApiError::RequestTooLarge { .. } => (StatusCode::BAD_REQUEST, "request_too_large"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -69,6 +88,28 @@ impl ApiError {
     /// The machine-readable code.
     pub fn code(&self) -> &'static str {
         self.parts().1
+    }
+
+    /// OpenAI's `type` for this error (what its SDKs and clients read besides the status).
+    fn openai_type(&self) -> &'static str {
+        match self.parts().0.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 if matches!(self, ApiError::ModelNotFound(_)) => "invalid_request_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        }
+    }
+
+    /// The request field the error is about (OpenAI's `param`), when there is one.
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::ModelNotFound(_) | ApiError::UnknownProvider(_) => Some("model"),
+            ApiError::RequestTooLarge { .. } => Some("messages"),
+            _ => None,
+        }
     }
 }
 
@@ -80,10 +121,13 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.parts();
         let mut resp = HttpResponse::build(status);
-        if matches!(self, ApiError::NoCapacity) {
-            resp.insert_header(("Retry-After", "5"));
+        if let ApiError::NoCapacity(Some(secs)) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
         }
-        resp.json(json!({"error": {"code": code, "message": self.to_string()}}))
+        resp.json(json!({"error": {
+            "message": self.to_string(), "type": self.openai_type(),
+            "param": self.param(), "code": code,
+        }}))
     }
 }
 
@@ -91,7 +135,21 @@ impl From<PoolError> for ApiError {
     fn from(e: PoolError) -> Self {
         match e {
             PoolError::NoProviders => ApiError::NoProviders,
-            PoolError::NoCapacity { .. } => ApiError::NoCapacity,
+            PoolError::NoCapacity { retry_after, .. } => {
+                // Whole seconds, rounded up, at least 1: a client retrying then finds the room.
+                ApiError::NoCapacity(
+                    retry_after.map(|d| d.as_millis().div_ceil(1000).max(1) as u64),
+                )
+            }
+            PoolError::TooLarge {
+                window,
+                limit,
+                need,
+            } => ApiError::RequestTooLarge {
+                window,
+                limit,
+                need,
+            },
             PoolError::AllFailed { last, .. } => ApiError::Upstream(last.to_string()),
             PoolError::Unavailable(m) => ApiError::Unavailable(m),
         }

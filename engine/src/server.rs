@@ -199,6 +199,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         engine: engine.runtime.handle().clone(),
         store: engine.store.clone(),
         active_providers: engine.active_providers.clone(),
+        models: Arc::new(http::models::ModelCatalog::new(
+            &config,
+            &engine.active_providers,
+        )),
         supervisor: engine.supervisor.clone(),
         questions: engine.questions.clone(),
         cache: engine.cache.clone(),

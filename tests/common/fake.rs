@@ -137,6 +137,22 @@ impl FakeProvider {
         .await;
     }
 
+    /// Sets a `rate_limit` / `rate_limit_day` fault for the next `count` requests, answering with
+    /// `Retry-After: retry_after_s`.
+    pub async fn set_rate_limit_fault(
+        &self,
+        key: &str,
+        fault: &str,
+        count: u32,
+        retry_after_s: f64,
+    ) {
+        self.post(
+            &format!("/_fake/keys/{key}/fault"),
+            json!({ "fault": fault, "count": count, "retry_after_s": retry_after_s }),
+        )
+        .await;
+    }
+
     /// Sets the delay before the first byte of every answer for `key`.
     pub async fn set_latency(&self, key: &str, latency_ms: u64) {
         self.post(

@@ -125,8 +125,14 @@ impl ChatRequest {
     /// Tokens this request may use at most: a prompt estimate (4 characters a token, rounded up) plus `max_tokens`.
     /// This is what admission reserves in every token window.
     pub fn estimated_tokens(&self) -> u64 {
+        let (prompt, out) = self.token_split();
+        prompt + out
+    }
+
+    /// The estimate split into prompt tokens (4 characters a token, rounded up) and `max_tokens`.
+    pub fn token_split(&self) -> (u64, u64) {
         let chars: usize = self.messages.iter().map(|m| m.content.len() + 4).sum();
-        (chars as u64).div_ceil(4) + u64::from(self.max_tokens)
+        ((chars as u64).div_ceil(4), u64::from(self.max_tokens))
     }
 }
 

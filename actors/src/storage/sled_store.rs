@@ -12,7 +12,34 @@ use super::{decode, encode, SessionLog, StorageError, UsageLedger};
 use crate::interview::InterviewRecord;
 use crate::quota::UsageRecord;
 
-const USAGE_VERSION: u8 = 1;
+/// Version 2 added the cost-unit, spend and month counters and the durable block; version 1 records
+/// are upgraded on read (no block: they were written exactly, flushed per admission).
+const USAGE_VERSION: u8 = 2;
+
+/// The usage record as layout 1 wrote it.
+#[derive(serde::Deserialize)]
+struct UsageRecordV1 {
+    version: u16,
+    day: String,
+    requests_day: u64,
+    tokens_day: u64,
+    minute: Vec<(i64, u64, u64)>,
+    blocked_until_ms: Option<i64>,
+}
+
+impl From<UsageRecordV1> for UsageRecord {
+    fn from(v: UsageRecordV1) -> Self {
+        UsageRecord {
+            version: v.version,
+            day: v.day,
+            requests_day: v.requests_day,
+            tokens_day: v.tokens_day,
+            minute: v.minute,
+            blocked_until_ms: v.blocked_until_ms,
+            ..UsageRecord::default()
+        }
+    }
+}
 /// Version 2 added the call budget's level, steps and `ending`; version 1 records are upgraded on read.
 const INTERVIEW_VERSION: u8 = 2;
 const EVENT_VERSION: u8 = 1;
@@ -139,6 +166,9 @@ impl SledStore {
 impl UsageLedger for SledStore {
     fn load(&self, scope: &str) -> Result<Option<UsageRecord>, StorageError> {
         match self.usage.get(scope.as_bytes()) {
+            Ok(Some(bytes)) if bytes.first() == Some(&1) => {
+                decode::<UsageRecordV1>(1, &bytes).map(|v1| Some(v1.into()))
+            }
             Ok(Some(bytes)) => decode(USAGE_VERSION, &bytes).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(StorageError::Db(e.to_string())),
@@ -285,12 +315,17 @@ mod tests {
     async fn usage_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let rec = UsageRecord {
-            version: 1,
+            version: 2,
             day: "2026-11-23".into(),
             requests_day: 7,
             tokens_day: 900,
             minute: vec![(1, 2, 3)],
             blocked_until_ms: None,
+            units_day: 40,
+            month: "2026-11".into(),
+            requests_month: 70,
+            block_requests: 3,
+            ..UsageRecord::default()
         };
         {
             let s = SledStore::open(dir.path()).unwrap();
@@ -300,6 +335,27 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(UsageLedger::load(&s, "groq#1").unwrap(), Some(rec));
         assert_eq!(UsageLedger::load(&s, "groq#2").unwrap(), None);
+        // A layout 1 record (before cost units and blocks) still loads.
+        #[derive(serde::Serialize)]
+        struct V1 {
+            version: u16,
+            day: String,
+            requests_day: u64,
+            tokens_day: u64,
+            minute: Vec<(i64, u64, u64)>,
+            blocked_until_ms: Option<i64>,
+        }
+        let v1 = V1 {
+            version: 1,
+            day: "2026-11-23".into(),
+            requests_day: 8,
+            tokens_day: 100,
+            minute: vec![],
+            blocked_until_ms: None,
+        };
+        s.usage.insert("old#1", encode(1, &v1).unwrap()).unwrap();
+        let old = UsageLedger::load(&s, "old#1").unwrap().unwrap();
+        assert_eq!((old.requests_day, old.block_requests), (8, 0));
     }
 
     /// Thousands of concurrent write-then-flush callers (one per live session) all finish: the group

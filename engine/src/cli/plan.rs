@@ -18,6 +18,13 @@
 //! * daily requests = `rpd × N` (`quota_scope = "key"`) or `rpd` (`"shared"`); without `rpd`,
 //!   `rpm × 1440` (× N for key scope), marked "from rpm"; without either, unlimited.
 //! * daily tokens likewise from `tpd`, else `tpm × 1440`, else unlimited.
+//! * the other free-tier windows make these tighter (each per key, or once for a shared scope):
+//!   `requests_per_month ÷ 30` and `tokens_per_month ÷ 30`; a daily cost-unit budget
+//!   (`daily_units`, e.g. Cloudflare's 10,000 neurons) buys `daily_units ÷ units per token` tokens,
+//!   the units per token being the default model's `unit_rates` at 3 input tokens to 1 output token
+//!   (`actors::quota::ASSUMED_INPUT_SHARE`); the basis names the window that binds.
+//! * a paid provider (one with a `cost`) counts only what its `daily_spend_cap` buys at that price and
+//!   share (tokens); with no cap it counts nothing ("paid"): the plan shows what is really free.
 //! * a provider with no keys (or `enabled = false`) carries nothing.
 //! * interviews/day in a mode = `floor(min(daily_requests / calls, daily_tokens / tokens))`,
 //!   with the calls and tokens per interview from [`Costs`]; an unlimited dimension, or one an
@@ -238,8 +245,27 @@ pub const ASSUMED_GPU_CALL_S: f64 = 2.0;
 /// Minutes in a day: per-minute limits are scaled by this when there is no daily limit.
 const MINUTES_PER_DAY: u64 = 1440;
 
+/// The free-tier windows beyond rpm/rpd/tpm/tpd, and the price, of one provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MoreWindows {
+    /// Requests per calendar month.
+    pub requests_per_month: Option<u64>,
+    /// Tokens per calendar month.
+    pub tokens_per_month: Option<u64>,
+    /// Cost units a day (Cloudflare's neurons).
+    pub daily_units: Option<u64>,
+    /// Cost units per token of the default model at the assumed input share.
+    pub units_per_token: f64,
+    /// The provider costs money.
+    pub paid: bool,
+    /// Most money a day (per quota scope).
+    pub daily_spend_cap: Option<f64>,
+    /// Money per token at the assumed input share.
+    pub price_per_token: f64,
+}
+
 /// One provider, as the arithmetic needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderInput {
     /// Provider name.
     pub name: String,
@@ -257,6 +283,8 @@ pub struct ProviderInput {
     pub tpd: Option<u64>,
     /// Switched off in the config.
     pub disabled: bool,
+    /// Monthly windows, cost units and price.
+    pub more: MoreWindows,
 }
 
 /// One GPU node, as the arithmetic needs it.
@@ -337,11 +365,13 @@ pub struct ProviderPlan {
     pub quota_scope: &'static str,
     /// Requests per day over all keys; `null` is unlimited.
     pub daily_requests: Option<u64>,
-    /// Where `daily_requests` comes from: `rpd`, `rpm` (× 1440), `unlimited`, `no keys`, `disabled`.
+    /// Where `daily_requests` comes from: `rpd`, `rpm` (× 1440), `requests_per_month` (÷ 30),
+    /// `paid`, `unlimited`, `no keys`, `disabled`.
     pub requests_basis: &'static str,
     /// Tokens per day over all keys; `null` is unlimited.
     pub daily_tokens: Option<u64>,
-    /// Where `daily_tokens` comes from: `tpd`, `tpm` (× 1440), `unlimited`, `no keys`, `disabled`.
+    /// Where `daily_tokens` comes from: `tpd`, `tpm` (× 1440), `tokens_per_month` (÷ 30),
+    /// `daily_units`, `daily_spend_cap`, `paid`, `unlimited`, `no keys`, `disabled`.
     pub tokens_basis: &'static str,
     /// Interviews per day in each mode; `null` is unlimited.
     pub interviews_per_day: PerMode,
@@ -394,9 +424,11 @@ pub struct Plan {
     pub assumptions: Assumptions,
 }
 
-const NOTES: [&str; 7] = [
+const NOTES: [&str; 9] = [
     "daily requests = rpd x keys (quota_scope key) or rpd (shared); without rpd, rpm x 1440; without either, unlimited",
     "daily tokens = tpd x keys (key) or tpd (shared); without tpd, tpm x 1440; without either, unlimited",
+    "monthly windows count 1/30 a day; a daily cost-unit budget (daily_units, e.g. neurons) buys daily_units / (units per token of the model, 3 input : 1 output) tokens; the tightest window is the basis",
+    "a paid provider (with a cost) counts only what daily_spend_cap buys at its price (3 input : 1 output); none without a cap: only free capacity is counted",
     "a provider without keys carries nothing",
     "interviews/day = floor(min(daily requests / calls, daily tokens / tokens)); an unlimited dimension, or one an interview spends none of, is ignored",
     "a GPU node makes max_concurrency x 86400 / gpu_call_seconds calls a day; interviews/day = floor(calls / calls per interview)",
@@ -422,6 +454,69 @@ pub fn daily_budget(
         ),
         (None, None) => (None, "unlimited"),
     }
+}
+
+/// The tighter of two daily budgets (`None` is unlimited), with its basis.
+fn tighter(
+    a: (Option<u64>, &'static str),
+    b: (Option<u64>, &'static str),
+) -> (Option<u64>, &'static str) {
+    match (a.0, b.0) {
+        (Some(x), Some(y)) if y < x => b,
+        (None, Some(_)) => b,
+        _ => a,
+    }
+}
+
+/// The daily budgets made tighter by the monthly windows, the cost-unit budget and the price.
+fn more_windows(
+    p: &ProviderInput,
+    requests: (Option<u64>, &'static str),
+    tokens: (Option<u64>, &'static str),
+) -> (Option<u64>, &'static str, Option<u64>, &'static str) {
+    let m = &p.more;
+    if m.paid && m.daily_spend_cap.is_none() {
+        return (Some(0), "paid", Some(0), "paid");
+    }
+    let mult = if p.shared { 1 } else { p.keys };
+    let scaled = |v: Option<u64>| v.map(|v| v.saturating_mul(mult));
+    let requests = tighter(
+        requests,
+        (
+            scaled(m.requests_per_month.map(|v| v / 30)),
+            "requests_per_month",
+        ),
+    );
+    let mut tokens = tighter(
+        tokens,
+        (
+            scaled(m.tokens_per_month.map(|v| v / 30)),
+            "tokens_per_month",
+        ),
+    );
+    let bought = |budget: f64, per_token: f64| {
+        if per_token > 0.0 {
+            Some((budget / per_token).floor() as u64)
+        } else {
+            None
+        }
+    };
+    if let Some(units) = m.daily_units {
+        tokens = tighter(
+            tokens,
+            (
+                scaled(bought(units as f64, m.units_per_token)),
+                "daily_units",
+            ),
+        );
+    }
+    if let (true, Some(cap)) = (m.paid, m.daily_spend_cap) {
+        tokens = tighter(
+            tokens,
+            (scaled(bought(cap, m.price_per_token)), "daily_spend_cap"),
+        );
+    }
+    (requests.0, requests.1, tokens.0, tokens.1)
 }
 
 /// Interviews per day a budget carries in one mode; `None` if both dimensions are unlimited.
@@ -458,6 +553,7 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput], costs: &Costs) -> 
             } else {
                 let (r, rb) = daily_budget(p.rpd, p.rpm, p.keys, p.shared, ("rpd", "rpm"));
                 let (t, tb) = daily_budget(p.tpd, p.tpm, p.keys, p.shared, ("tpd", "tpm"));
+                let (r, rb, t, tb) = more_windows(p, (r, rb), (t, tb));
                 (r, rb, t, tb)
             };
             // Without keys a provider carries nothing, even in a mode that costs no calls.
@@ -544,6 +640,18 @@ pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>, costs:
                 tpm: l.tpm,
                 tpd: l.tpd,
                 disabled: !prov.enabled,
+                more: {
+                    let r = prov.rates_for(&prov.model);
+                    MoreWindows {
+                        requests_per_month: l.requests_per_month,
+                        tokens_per_month: l.tokens_per_month,
+                        daily_units: l.daily_units,
+                        units_per_token: r.blended_units(),
+                        paid: prov.cost.is_some_and(|c| c.input > 0.0 || c.output > 0.0),
+                        daily_spend_cap: prov.daily_spend_cap,
+                        price_per_token: r.blended_micros() / 1e6,
+                    }
+                },
             }
         })
         .collect();
@@ -564,7 +672,9 @@ fn show(v: Option<u64>) -> String {
 
 fn show_budget(v: Option<u64>, basis: &str) -> String {
     match basis {
-        "rpm" | "tpm" => format!("{} (from {basis})", show(v)),
+        "rpm" | "tpm" | "requests_per_month" | "tokens_per_month" | "daily_units"
+        | "daily_spend_cap" => format!("{} (from {basis})", show(v)),
+        "paid" => "0 (paid, no cap)".to_string(),
         "no keys" | "disabled" | "unlimited" => basis.to_string(),
         _ => show(v),
     }
@@ -692,6 +802,7 @@ mod tests {
             tpm: None,
             tpd: None,
             disabled: false,
+            more: MoreWindows::default(),
         }
     }
 
@@ -801,6 +912,67 @@ mod tests {
             }
         );
         assert_eq!(plan.totals, n.interviews_per_day);
+    }
+
+    #[test]
+    fn the_free_tier_windows_beyond_rpm_bind_where_they_are_tighter() {
+        // Cloudflare: 300 rpm (432,000 requests a day) but 10,000 neurons a day at
+        // llama-3.1-8b-instruct's 25,608 / 75,147 neurons per million input / output tokens.
+        let per_token = (0.75 * 25_608.0 + 0.25 * 75_147.0) / 1e6;
+        let cf = ProviderInput {
+            rpm: Some(300),
+            more: MoreWindows {
+                daily_units: Some(10_000),
+                units_per_token: per_token,
+                ..MoreWindows::default()
+            },
+            ..provider("cloudflare", 1, true)
+        };
+        // Mistral: 500,000 tokens a minute, but 1,000,000,000 a month.
+        let mistral = ProviderInput {
+            rpm: Some(60),
+            tpm: Some(500_000),
+            more: MoreWindows {
+                tokens_per_month: Some(1_000_000_000),
+                ..MoreWindows::default()
+            },
+            ..provider("mistral", 2, false)
+        };
+        // DeepSeek: paid. Without a cap it counts nothing; with $1 a day at $0.28 / $0.42 per million.
+        let paid = |cap: Option<f64>| ProviderInput {
+            rpm: Some(60),
+            more: MoreWindows {
+                paid: true,
+                daily_spend_cap: cap,
+                price_per_token: (0.75 * 0.28 + 0.25 * 0.42) / 1e6,
+                ..MoreWindows::default()
+            },
+            ..provider("deepseek", 1, false)
+        };
+        let plan = plan(&[cf, mistral, paid(None), paid(Some(1.0))], &[], &fixed());
+        let [cf, mistral, free_only, capped] = [0, 1, 2, 3].map(|i| plan.providers[i].clone());
+        assert_eq!(
+            (cf.daily_requests, cf.requests_basis),
+            (Some(432_000), "rpm")
+        );
+        assert_eq!(cf.tokens_basis, "daily_units");
+        assert_eq!(cf.daily_tokens, Some((10_000.0 / per_token).floor() as u64));
+        // 263,011 tokens / 6,000 per economy interview: 43, not 216,000 from the rpm alone.
+        assert_eq!(cf.interviews_per_day.economy, Some(43));
+        assert_eq!(
+            (mistral.daily_tokens, mistral.tokens_basis),
+            (Some(2 * 33_333_333), "tokens_per_month")
+        );
+        assert_eq!(
+            (
+                free_only.daily_tokens,
+                free_only.tokens_basis,
+                free_only.interviews_per_day.economy
+            ),
+            (Some(0), "paid", Some(0))
+        );
+        assert_eq!(capped.tokens_basis, "daily_spend_cap");
+        assert_eq!(capped.daily_tokens, Some(3_174_603));
     }
 
     #[test]

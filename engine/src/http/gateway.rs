@@ -1,8 +1,12 @@
 //! `POST /v1/chat/completions`: an OpenAI-compatible endpoint served through the provider pool, for
-//! other applications; `stream: true` answers with OpenAI-shaped server-sent events.
+//! other applications; `stream: true` answers with OpenAI-shaped server-sent events. What `model`
+//! means is in [`super::models`]; every error is in OpenAI's shape (see `crate::error`).
 //!
-//! `model` picks where the request may go: `auto` (or absent) any key; `<provider>` that provider's
-//! keys with its model; `<provider>/<model>` that provider with the given model.
+//! Caching of whole answers (`[cache] gateway`, default `deterministic`): an answer is stored and
+//! served from the cache only for a deterministic request (`temperature` 0, or no `temperature` with a
+//! `seed`), or when the client opts in with `Cache-Control: max-age=N` (served only if younger than N
+//! seconds). `Cache-Control: no-cache` (or `max-age=0`) skips the lookup, `no-store` the write. Identical
+//! requests in flight at the same time always share one provider call (coalescing).
 
 use std::time::Duration;
 
@@ -16,7 +20,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::models::Resolved;
 use super::State;
+use crate::config::GatewayCache;
 use crate::error::ApiError;
 
 /// Largest `max_tokens` a gateway request may ask for.
@@ -30,9 +36,20 @@ pub struct ChatCompletionsRequest {
     max_tokens: Option<u32>,
     max_completion_tokens: Option<u32>,
     temperature: Option<f32>,
+    seed: Option<i64>,
     #[serde(default)]
     stream: bool,
     response_format: Option<Value>,
+}
+
+impl ChatCompletionsRequest {
+    /// Whether the same request gets the same answer: `temperature` 0, or none with a `seed`.
+    pub fn deterministic(&self) -> bool {
+        match self.temperature {
+            Some(t) => t == 0.0,
+            None => self.seed.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,11 +58,8 @@ struct InMessage {
     content: Value,
 }
 
-/// Checks and converts a gateway request; returns the request and the provider it is pinned to.
-pub fn to_chat_request(
-    r: &ChatCompletionsRequest,
-    providers: &[String],
-) -> Result<(ChatRequest, Option<String>), ApiError> {
+/// Checks and converts a gateway request (the model is resolved separately, see `super::models`).
+pub fn to_chat_request(r: &ChatCompletionsRequest) -> Result<ChatRequest, ApiError> {
     if r.messages.is_empty() {
         return Err(ApiError::BadRequest("messages: must not be empty".into()));
     }
@@ -95,40 +109,88 @@ pub fn to_chat_request(
         .and_then(|f| f.get("type"))
         .and_then(Value::as_str)
         .is_some_and(|t| t == "json_object" || t == "json_schema");
-    let (provider, model) = match r.model.as_deref().map(str::trim) {
-        None | Some("") | Some("auto") => (None, None),
-        Some(m) => {
-            let (p, rest) = match m.split_once('/') {
-                Some((p, rest)) => (p, Some(rest.to_string())),
-                None => (m, None),
-            };
-            if !providers.iter().any(|x| x == p) {
-                return Err(ApiError::UnknownProvider(p.to_string()));
-            }
-            (Some(p.to_string()), rest.filter(|s| !s.is_empty()))
-        }
-    };
-    Ok((
-        ChatRequest {
-            messages,
-            max_tokens,
-            temperature: r.temperature,
-            json: json_mode,
-            model,
-            json_schema: None,
-        },
-        provider,
-    ))
+    Ok(ChatRequest {
+        messages,
+        max_tokens,
+        temperature: r.temperature,
+        json: json_mode,
+        model: None,
+        json_schema: None,
+    })
 }
 
-fn options(state: &State, provider: Option<String>) -> CallOptions {
+fn options(state: &State, route: Resolved) -> CallOptions {
     CallOptions {
         deadline: Duration::from_millis(state.config.pool.deadline_ms),
         max_attempts: state.config.pool.max_attempts,
-        provider,
+        provider: None,
         avoid_key: None,
         affinity: None,
+        routes: route.routes,
+        ordered: route.ordered,
     }
+}
+
+/// What the client's `Cache-Control` and the `[cache] gateway` policy allow for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Serve a stored answer younger than this many seconds (`None`: no lookup).
+    pub read_max_age_s: Option<u64>,
+    /// Store the answer.
+    pub write: bool,
+}
+
+/// The cache use for a request: the policy's default for its kind (deterministic or not), changed by
+/// the request's `Cache-Control` (`max-age=N` opts in, `no-cache` / `max-age=0` skip the lookup,
+/// `no-store` the write).
+pub fn cache_use(
+    policy: GatewayCache,
+    deterministic: bool,
+    cache_control: Option<&str>,
+    ttl_s: u64,
+) -> CacheUse {
+    let on = match policy {
+        GatewayCache::Off => {
+            return CacheUse {
+                read_max_age_s: None,
+                write: false,
+            }
+        }
+        GatewayCache::All => true,
+        GatewayCache::Deterministic => deterministic,
+    };
+    let mut u = CacheUse {
+        read_max_age_s: on.then_some(ttl_s),
+        write: on,
+    };
+    for d in cache_control
+        .unwrap_or_default()
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+    {
+        match d.as_str() {
+            "no-cache" => u.read_max_age_s = None,
+            "no-store" => u.write = false,
+            _ => {
+                if let Some(n) = d
+                    .strip_prefix("max-age=")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                {
+                    if n == 0 {
+                        u.read_max_age_s = None;
+                    } else {
+                        u.read_max_age_s = Some(n.min(ttl_s));
+                        u.write = true;
+                    }
+                }
+            }
+        }
+    }
+    u
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// `POST /v1/chat/completions` (admin).
@@ -137,32 +199,38 @@ pub async fn chat_completions(
     req: HttpRequest,
     body: web::Json<ChatCompletionsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (chat, provider) = to_chat_request(&body, &state.active_providers)?;
-    let opts = options(&state, provider);
+    let route = state.models.resolve(body.model.as_deref())?;
+    let chat = to_chat_request(&body)?;
+    let opts = options(&state, route);
     let created = chrono::Utc::now().timestamp();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let pool = state.pool.clone();
     if !body.stream {
-        // Identical requests (same target and normalized request) share one provider call while in
-        // flight, and a finished answer is reused for `[cache] response_ttl_s` unless the client
-        // sends `Cache-Control: no-cache`.
         let key = cache::key(&[
-            opts.provider.as_deref().unwrap_or("auto"),
+            body.model.as_deref().unwrap_or("auto"),
             &serde_json::to_string(&chat).map_err(|_| ApiError::Internal)?,
         ]);
-        let no_cache = req
+        let cc = req
             .headers()
             .get("cache-control")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("no-cache"));
+            .and_then(|v| v.to_str().ok());
+        let usage = cache_use(
+            state.config.cache.gateway,
+            body.deterministic(),
+            cc,
+            state.config.cache.response_ttl_s,
+        );
         let (st, k) = (state.get_ref().clone(), key.clone());
         let (answer, how) = state
             .on_engine(async move {
-                if !no_cache {
+                if let Some(max_age) = usage.read_max_age_s {
                     if let Some(hit) = st.cache.get(CacheKind::Response, &k, None).await {
                         if let Ok(v) = serde_json::from_str::<Value>(&hit) {
-                            st.stats.count_source(Source::Cache);
-                            return Ok((v, "hit"));
+                            let age_ms = now_ms().saturating_sub(v["cached_at_ms"].as_u64().unwrap_or(0));
+                            if age_ms <= max_age.saturating_mul(1000) {
+                                st.stats.count_source(Source::Cache);
+                                return Ok((v, "hit"));
+                            }
                         }
                     }
                 }
@@ -171,17 +239,20 @@ pub async fn chat_completions(
                     .gateway_calls
                     .run(k, move || async move {
                         let done = pool.complete(&chat, opts).await?;
-                        let usage = done.response.usage.unwrap_or_default();
+                        let usage_n = done.response.usage.unwrap_or_default();
                         let v = json!({
                             "model": done.response.model.clone().unwrap_or_else(|| format!("{}/default", done.provider)),
                             "content": done.response.text,
                             "finish_reason": done.response.finish_reason.clone().unwrap_or_else(|| "stop".into()),
-                            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                                      "total_tokens": usage.total()},
+                            "usage": {"prompt_tokens": usage_n.prompt_tokens, "completion_tokens": usage_n.completion_tokens,
+                                      "total_tokens": usage_n.total()},
                             "served_by": done.key,
                             "attempts": done.trail.len(),
+                            "cached_at_ms": now_ms(),
                         });
-                        let _ = cache.put(CacheKind::Response, &k2, v.to_string()).await;
+                        if usage.write {
+                            cache.put_detached(CacheKind::Response, &k2, v.to_string());
+                        }
                         Ok::<Value, PoolError>(v)
                     })
                     .await
@@ -194,16 +265,20 @@ pub async fn chat_completions(
             })
             .await??;
         let text = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
-        return Ok(HttpResponse::Ok()
-            .insert_header(("x-served-by", text("served_by")))
+        let mut resp = HttpResponse::Ok();
+        resp.insert_header(("x-served-by", text("served_by")))
             .insert_header(("x-attempts", answer["attempts"].to_string()))
-            .insert_header(("x-cache", how))
-            .json(json!({
-                "id": id, "object": "chat.completion", "created": created, "model": text("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text("content")},
-                             "finish_reason": text("finish_reason")}],
-                "usage": answer["usage"],
-            })));
+            .insert_header(("x-cache", how));
+        if how == "hit" {
+            let age = now_ms().saturating_sub(answer["cached_at_ms"].as_u64().unwrap_or(0)) / 1000;
+            resp.insert_header(("age", age.to_string()));
+        }
+        return Ok(resp.json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": text("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text("content")},
+                         "finish_reason": text("finish_reason")}],
+            "usage": answer["usage"],
+        })));
     }
     let opened = state
         .on_engine(async move { pool.stream(&chat, opts).await })
@@ -228,7 +303,7 @@ pub async fn chat_completions(
                     f.extend_from_slice(b"data: [DONE]\n\n");
                     (f, true)
                 }
-                Err(e) => (sse(&json!({"error": {"code": "upstream_failed", "message": e.to_string()}})), true),
+                Err(e) => (sse(&json!({"error": {"message": e.to_string(), "type": "server_error", "param": null, "code": "upstream_failed"}})), true),
             };
             if tx.send(Bytes::from(frame)).await.is_err() || last {
                 break;
@@ -251,15 +326,6 @@ fn sse(v: &Value) -> Vec<u8> {
     format!("data: {v}\n\n").into_bytes()
 }
 
-/// `GET /v1/models` (admin): the providers that have keys, as OpenAI model ids.
-pub async fn models(state: State) -> Result<HttpResponse, ApiError> {
-    let data: Vec<Value> = std::iter::once("auto".to_string())
-        .chain(state.active_providers.iter().cloned())
-        .map(|id| json!({"id": id, "object": "model", "owned_by": "interview-engine"}))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,34 +335,65 @@ mod tests {
     }
 
     #[test]
-    fn model_routing_and_validation() {
-        let providers = vec!["groq".to_string()];
+    fn validation() {
         let r =
             req(json!({"model": "groq/llama", "messages": [{"role": "user", "content": "hi"}]}));
-        let (c, p) = to_chat_request(&r, &providers).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(to_chat_request(&r).is_ok());
+        for bad in [
+            json!({"messages": []}),
+            json!({"messages": [{"role": "robot", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}),
+            json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+        ] {
+            assert!(
+                matches!(
+                    to_chat_request(&req(bad.clone())),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_deterministic_requests_are_cached_by_default() {
+        let det = |v: Value| req(v).deterministic();
+        let m = json!([{"role": "user", "content": "x"}]);
+        assert!(det(json!({"messages": m, "temperature": 0})));
+        assert!(det(json!({"messages": m, "seed": 7})));
+        assert!(!det(json!({"messages": m})));
+        assert!(!det(json!({"messages": m, "temperature": 0.7, "seed": 7})));
+        let d = GatewayCache::Deterministic;
+        let on = CacheUse {
+            read_max_age_s: Some(600),
+            write: true,
+        };
+        let off = CacheUse {
+            read_max_age_s: None,
+            write: false,
+        };
+        assert_eq!(cache_use(d, true, None, 600), on);
+        assert_eq!(cache_use(d, false, None, 600), off);
+        // Opt in per request, with a freshness bound; opt out of either half.
         assert_eq!(
-            (p.as_deref(), c.model.as_deref()),
-            (Some("groq"), Some("llama"))
+            cache_use(d, false, Some("max-age=30"), 600),
+            CacheUse {
+                read_max_age_s: Some(30),
+                write: true
+            }
         );
-        let r = req(json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}));
-        assert!(matches!(
-            to_chat_request(&r, &providers),
-            Err(ApiError::UnknownProvider(_))
-        ));
-        let r = req(json!({"messages": []}));
-        assert!(matches!(
-            to_chat_request(&r, &providers),
-            Err(ApiError::BadRequest(_))
-        ));
-        let r = req(json!({"messages": [{"role": "robot", "content": "x"}]}));
-        assert!(matches!(
-            to_chat_request(&r, &providers),
-            Err(ApiError::BadRequest(_))
-        ));
-        let r = req(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100000}));
-        assert!(matches!(
-            to_chat_request(&r, &providers),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert_eq!(
+            cache_use(d, true, Some("no-cache"), 600),
+            CacheUse {
+                read_max_age_s: None,
+                write: true
+            }
+        );
+        assert_eq!(cache_use(d, true, Some("No-Store, max-age=0"), 600), off);
+        assert_eq!(cache_use(GatewayCache::All, false, None, 600), on);
+        assert_eq!(
+            cache_use(GatewayCache::Off, true, Some("max-age=9"), 600),
+            off
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod health;
 pub mod interviews;
 pub mod metrics;
+pub mod models;
 pub mod pages;
 pub mod status;
 pub mod ws;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub store: SledStore,
     /// Names of providers that have keys.
     pub active_providers: Vec<String>,
+    /// What a gateway client's `model` may name.
+    pub models: Arc<models::ModelCatalog>,
     /// The interview supervisor.
     pub supervisor: ractor::ActorRef<actors::supervisor::SupervisorMsg>,
     /// The question pool.
@@ -149,7 +152,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 "/chat/completions",
                 web::post().to(gateway::chat_completions),
             )
-            .route("/models", web::get().to(gateway::models)),
+            .route("/models", web::get().to(models::list)),
     )
     .default_service(web::to(not_found));
 }

@@ -28,6 +28,39 @@ fn window(used: u64, limit: Option<u64>) -> Value {
     }
 }
 
+/// The windows of one quota: the minute and day ones, and those only some providers have (monthly,
+/// a daily cost-unit budget, a daily spend cap in the price's currency).
+fn windows_json(l: &actors::quota::Limits, u: &actors::quota::QuotaUsage) -> Value {
+    let mut w = json!({
+        "rpm": window(u.rpm_used, l.rpm.map(u64::from)),
+        "rpd": window(u.rpd_used, l.rpd.map(u64::from)),
+        "tpm": window(u.tpm_used, l.tpm),
+        "tpd": window(u.tpd_used, l.tpd),
+    });
+    for (name, used, limit) in [
+        (
+            "requests_per_month",
+            u.requests_month_used,
+            l.requests_per_month,
+        ),
+        ("tokens_per_month", u.tokens_month_used, l.tokens_per_month),
+        ("daily_units", u.units_used, l.daily_units),
+    ] {
+        if limit.is_some() {
+            w[name] = window(used, limit);
+        }
+    }
+    if let Some(cap) = l.daily_spend_micros {
+        let money = |m: u64| (m as f64 / 1e6 * 1e4).round() / 1e4;
+        w["daily_spend"] = json!({
+            "limit": money(cap), "used": money(u.spend_micros_used),
+            "remaining": money(cap.saturating_sub(u.spend_micros_used)),
+            "percent_used": ((u.spend_micros_used as f64 / cap.max(1) as f64) * 1000.0).round() / 10.0,
+        });
+    }
+    w
+}
+
 fn key_json(k: &KeyStatus) -> Value {
     let l = &k.limits;
     json!({
@@ -44,12 +77,13 @@ fn key_json(k: &KeyStatus) -> Value {
         "served": k.served,
         "failed": k.failed,
         "rate_limited_by_provider": k.rate_limited,
-        "windows": {
-            "rpm": window(k.usage.rpm_used, l.rpm.map(u64::from)),
-            "rpd": window(k.usage.rpd_used, l.rpd.map(u64::from)),
-            "tpm": window(k.usage.tpm_used, l.tpm),
-            "tpd": window(k.usage.tpd_used, l.tpd),
-        },
+        "service_ms": k.service_ms,
+        "paid": k.paid,
+        "free_today": k.day_left,
+        "windows": windows_json(l, &k.usage),
+        "models": k.models.iter().map(|m| json!({
+            "model": m.model, "scope": m.scope, "windows": windows_json(&m.limits, &m.usage),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -64,10 +98,11 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
         }
     }
     let mut alerts = Vec::new();
-    // Today's room, as the call budget reads it: each quota scope once, none from a parked one.
+    // Today's room, as the call budget reads it: each quota scope once, none from a parked one,
+    // only what is free (a paid key counts what its daily spend cap allows, else nothing).
     let usable = keys.iter().filter(|k| k.health != "invalid");
-    let remaining_today =
-        Capacity::over_scopes(usable.map(|k| (k.scope.as_str(), k.day_left))).requests;
+    let capacity = Capacity::over_scopes(usable.map(|k| (k.scope.as_str(), k.day_left)));
+    let remaining_today = capacity.requests;
     let mut active = 0;
     for (name, ks) in &providers {
         if ks.iter().any(|k| k.health != "invalid") {
@@ -93,6 +128,15 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
                     alerts.push(format!("{}: cooling down after a 429 from {name}", k.id))
                 }
                 _ => {}
+            }
+            if let Some(units) = k.limits.daily_units {
+                if k.usage.units_used as f64 >= 0.9 * units as f64 && k.health != "day_exhausted" {
+                    alerts.push(format!(
+                        "{}: {}% of the daily cost-unit budget ({units}) used",
+                        k.id,
+                        (k.usage.units_used * 100) / units.max(1)
+                    ));
+                }
             }
             if let Some(rpd) = k.limits.rpd {
                 if k.usage.rpd_used as f64 >= 0.9 * f64::from(rpd) && k.health != "day_exhausted" {
@@ -124,6 +168,7 @@ pub fn status_document(keys: &[KeyStatus], gpu_nodes: usize, questions: u32) -> 
             "keys_healthy": keys.iter().filter(|k| k.health == "healthy").count(),
             "providers_active": active,
             "requests_remaining_today": remaining_today,
+            "tokens_remaining_today": capacity.tokens,
             "estimated_interviews_remaining": remaining_today.map(|r| r / per_interview),
             "calls_per_interview_assumed": per_interview,
             "gpu_nodes": gpu_nodes,

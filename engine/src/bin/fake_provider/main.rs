@@ -432,7 +432,7 @@ async fn serve<W: Wire>(req: HttpRequest, body: Bytes, state: web::Data<State>) 
         );
         with_view(resp, view)
     };
-    let (fault, view) = match state.admit(&key, rec.tokens) {
+    let (fault, view) = match state.admit(&key, prompt_tokens, completion_tokens) {
         Decision::Gone => return finish(&state, rec, W::error(ErrKind::InvalidKey)),
         Decision::Limited(rl, view) => {
             let resp = finish(&state, rec, limited(&rl, &view));
@@ -665,6 +665,9 @@ struct FaultBody {
     fault: Option<Fault>,
     #[serde(default)]
     count: Option<u32>,
+    /// `Retry-After` seconds of an injected `rate_limit*` fault (default 5).
+    #[serde(default)]
+    retry_after_s: Option<f64>,
 }
 
 async fn set_fault(path: web::Path<String>, body: Bytes, state: web::Data<State>) -> HttpResponse {
@@ -673,7 +676,11 @@ async fn set_fault(path: web::Path<String>, body: Bytes, state: web::Data<State>
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    if state.set_fault(&key, fb.fault, fb.count) {
+    let wait = fb
+        .retry_after_s
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(std::time::Duration::from_secs_f64);
+    if state.set_fault(&key, fb.fault, fb.count, wait) {
         ok()
     } else {
         unknown_key(&key)

@@ -29,7 +29,7 @@ const SECRET_HEADERS: [&str; 6] = [
 ];
 
 /// A key's limits; `None` means unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Requests in any sliding 60 s window.
     #[serde(default)]
@@ -43,7 +43,22 @@ pub struct Limits {
     /// Tokens since registration (or the last reset).
     #[serde(default)]
     pub tpd: Option<u64>,
+    /// Requests in flight at once; one more is answered 429 (Retry-After: 1).
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+    /// Cost units (Cloudflare's neurons) since registration, spent at `units_in` / `units_out` per
+    /// million prompt / completion tokens; over it is a daily 429.
+    #[serde(default)]
+    pub daily_units: Option<u64>,
+    /// Units per million prompt tokens.
+    #[serde(default)]
+    pub units_in: Option<f64>,
+    /// Units per million completion tokens.
+    #[serde(default)]
+    pub units_out: Option<f64>,
 }
+
+impl Eq for Limits {}
 
 /// A fault injected into a key's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +198,8 @@ struct KeyState {
     limits: Limits,
     latency: Duration,
     fault: Option<ActiveFault>,
+    /// `Retry-After` of the injected `rate_limit*` faults (default 5 s).
+    fault_retry_after: Duration,
     reply: Option<String>,
     /// Served requests whose arrival is within the last minute: (arrival, tokens).
     served_window: VecDeque<(Instant, u64)>,
@@ -190,6 +207,7 @@ struct KeyState {
     arrivals: VecDeque<Instant>,
     served_total: u64,
     tokens_total: u64,
+    units_total: u64,
     requests: u64,
     rate_limited: u64,
     faults_injected: u64,
@@ -205,11 +223,13 @@ impl KeyState {
             limits: spec.limits.unwrap_or_default(),
             latency: Duration::from_millis(spec.latency_ms.unwrap_or(0)),
             fault: spec.fault.map(|fault| ActiveFault { fault, left: None }),
+            fault_retry_after: FAULT_RETRY_AFTER,
             reply: spec.reply.clone(),
             served_window: VecDeque::new(),
             arrivals: VecDeque::new(),
             served_total: 0,
             tokens_total: 0,
+            units_total: 0,
             requests: 0,
             rate_limited: 0,
             faults_injected: 0,
@@ -261,9 +281,40 @@ impl KeyState {
         WINDOW
     }
 
-    /// The first limit that admitting a request of `tokens` would break.
-    fn check_limits(&self, now: Instant, tokens: u64) -> Option<RateLimited> {
+    /// The units a request of `prompt` and `completion` tokens costs.
+    fn units_of(&self, prompt: u64, completion: u64) -> u64 {
         let l = self.limits;
+        let u = prompt as f64 * l.units_in.unwrap_or(0.0) / 1e6
+            + completion as f64 * l.units_out.unwrap_or(0.0) / 1e6;
+        u.ceil() as u64
+    }
+
+    /// The first limit that admitting a request of `tokens` (`units`) would break.
+    fn check_limits(&self, now: Instant, tokens: u64, units: u64) -> Option<RateLimited> {
+        let l = self.limits;
+        if let Some(c) = l.concurrency {
+            // This request is already counted in flight.
+            if self.in_flight > c {
+                return Some(RateLimited {
+                    kind: LimitKind::Rpm,
+                    limit: c,
+                    used: self.in_flight - 1,
+                    requested: 1,
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
+        if let Some(du) = l.daily_units {
+            if self.units_total + units > du {
+                return Some(RateLimited {
+                    kind: LimitKind::Tpd,
+                    limit: du,
+                    used: self.units_total,
+                    requested: units,
+                    retry_after: until_utc_midnight(),
+                });
+            }
+        }
         if let Some(rpd) = l.rpd {
             if self.served_total + 1 > rpd {
                 return Some(RateLimited {
@@ -368,10 +419,11 @@ impl KeyState {
         Some(active.fault)
     }
 
-    fn serve(&mut self, now: Instant, tokens: u64) {
+    fn serve(&mut self, now: Instant, tokens: u64, units: u64) {
         self.served_window.push_back((now, tokens));
         self.served_total += 1;
         self.tokens_total += tokens;
+        self.units_total += units;
         self.max_tokens_window = self.max_tokens_window.max(self.window_tokens());
     }
 
@@ -382,6 +434,7 @@ impl KeyState {
             "rate_limited_by_fake": self.rate_limited,
             "faults_injected": self.faults_injected,
             "tokens_served": self.tokens_total,
+            "units_served": self.units_total,
             "max_requests_in_any_60s_window": self.max_requests_window,
             "max_tokens_in_any_60s_window": self.max_tokens_window,
             "peak_concurrency": self.peak_concurrency,
@@ -536,11 +589,18 @@ impl State {
     }
 
     /// Sets (or with `None` clears) a key's fault for the next `count` requests (all when `None`).
-    pub fn set_fault(&self, key: &str, fault: Option<Fault>, count: Option<u32>) -> bool {
+    pub fn set_fault(
+        &self,
+        key: &str,
+        fault: Option<Fault>,
+        count: Option<u32>,
+        retry_after: Option<Duration>,
+    ) -> bool {
         let mut inner = self.inner.lock();
         let Some(ks) = inner.keys.get_mut(key) else {
             return false;
         };
+        ks.fault_retry_after = retry_after.unwrap_or(FAULT_RETRY_AFTER);
         ks.fault = match (fault, count) {
             (None, _) | (Some(_), Some(0)) => None,
             (Some(fault), left) => Some(ActiveFault { fault, left }),
@@ -600,38 +660,41 @@ impl State {
         ))
     }
 
-    /// Decides what a well-formed request of `key` costing `tokens` gets: faults first, then limits.
-    pub fn admit(&self, key: &str, tokens: u64) -> Decision {
+    /// Decides what a well-formed request of `key` with `prompt` and `completion` tokens gets: faults
+    /// first, then limits.
+    pub fn admit(&self, key: &str, prompt: u64, completion: u64) -> Decision {
+        let tokens = prompt + completion;
         let now = Instant::now();
         let mut inner = self.inner.lock();
         let Some(ks) = inner.keys.get_mut(key) else {
             return Decision::Gone;
         };
         ks.prune(now);
+        let units = ks.units_of(prompt, completion);
         let pending = ks.fault.map(|f| f.fault);
         match pending {
             Some(Fault::Malformed | Fault::CutStream) => {
                 // A broken answer still costs quota: the limits come first.
-                if let Some(rl) = ks.check_limits(now, tokens) {
+                if let Some(rl) = ks.check_limits(now, tokens, units) {
                     ks.rate_limited += 1;
                     return Decision::Limited(rl, ks.view(now));
                 }
                 match ks.take_fault() {
                     Some(f) => {
-                        ks.serve(now, tokens);
+                        ks.serve(now, tokens, units);
                         Decision::ServeFaulty(f, ks.view(now))
                     }
                     None => {
-                        ks.serve(now, tokens);
+                        ks.serve(now, tokens, units);
                         Decision::Serve(ks.view(now))
                     }
                 }
             }
             Some(_) => match ks.take_fault() {
                 Some(f) => Decision::Fault(f, ks.view(now)),
-                None => admit_limits(ks, now, tokens),
+                None => admit_limits(ks, now, tokens, units),
             },
-            None => admit_limits(ks, now, tokens),
+            None => admit_limits(ks, now, tokens, units),
         }
     }
 
@@ -639,7 +702,7 @@ impl State {
     pub fn injected_limit(&self, key: &str, fault: Fault) -> RateLimited {
         let now = Instant::now();
         let mut inner = self.inner.lock();
-        let (rpm, rpd, window, total) = match inner.keys.get_mut(key) {
+        let (rpm, rpd, window, total, wait) = match inner.keys.get_mut(key) {
             Some(ks) => {
                 ks.prune(now);
                 (
@@ -647,9 +710,10 @@ impl State {
                     ks.limits.rpd,
                     ks.window_requests(),
                     ks.served_total,
+                    ks.fault_retry_after,
                 )
             }
-            None => (None, None, 0, 0),
+            None => (None, None, 0, 0, FAULT_RETRY_AFTER),
         };
         if fault == Fault::RateLimitDay {
             let limit = rpd.unwrap_or(total.max(1));
@@ -658,7 +722,7 @@ impl State {
                 limit,
                 used: limit.max(total),
                 requested: 1,
-                retry_after: FAULT_RETRY_AFTER,
+                retry_after: wait,
             }
         } else {
             let limit = rpm.unwrap_or(window.max(1));
@@ -667,7 +731,7 @@ impl State {
                 limit,
                 used: limit.max(window),
                 requested: 1,
-                retry_after: FAULT_RETRY_AFTER,
+                retry_after: wait,
             }
         }
     }
@@ -727,12 +791,12 @@ impl State {
     }
 }
 
-fn admit_limits(ks: &mut KeyState, now: Instant, tokens: u64) -> Decision {
-    if let Some(rl) = ks.check_limits(now, tokens) {
+fn admit_limits(ks: &mut KeyState, now: Instant, tokens: u64, units: u64) -> Decision {
+    if let Some(rl) = ks.check_limits(now, tokens, units) {
         ks.rate_limited += 1;
         return Decision::Limited(rl, ks.view(now));
     }
-    ks.serve(now, tokens);
+    ks.serve(now, tokens, units);
     Decision::Serve(ks.view(now))
 }
 
