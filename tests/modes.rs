@@ -434,6 +434,20 @@ async fn admission_reserves_for_the_questions_the_interview_has() {
         .await;
     let planned = got.json["questions_total"].as_u64().unwrap();
     assert!(planned < 50, "the pool filled {planned} of 50");
+    // Nothing is reserved until the candidate connects (interviews nobody opens hold no quota).
+    let status = engine.status().await;
+    assert_eq!(
+        status["budget"]["reserved_calls"].as_f64(),
+        Some(0.0),
+        "{}",
+        status["budget"]
+    );
+    let c = common::ws::Created {
+        id: id.to_string(),
+        token: token.to_string(),
+    };
+    let mut client = Client::connect(&engine.base, &c).await;
+    client.next_prompt().await;
     // Balanced reserves one evaluation per question and the coach note: for the planned ones.
     let status = engine.status().await;
     assert_eq!(

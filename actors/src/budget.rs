@@ -483,16 +483,38 @@ impl Budget {
         }
     }
 
+    /// The level [`Budget::admit`] would give a new interview of `questions` questions now, without
+    /// reserving anything or counting it in today's pace: what creation tells the client. The
+    /// interview is admitted (and its reservation made) when its candidate first connects, so
+    /// interviews that are created and never opened hold no quota.
+    pub fn preview(&self, ceiling: Level, questions: usize) -> Level {
+        if !self.source.configured() {
+            return Level::Heuristic;
+        }
+        let q = questions as f64;
+        let cap = self.source.capacity();
+        let now = (self.clock)();
+        let mut g = self.lock_at(now);
+        // As admission would see it: counted in the pace itself.
+        g.created_today += 1;
+        let room = g.room_without("", cap, now);
+        g.created_today -= 1;
+        self.afford(ceiling, None, room, q, q).0
+    }
+
     /// Admits a new interview of `questions` questions whose requested mode allows up to `ceiling`:
     /// chooses its level, reserves that level's cost for the whole interview and counts it in
-    /// today's pace.
+    /// today's pace (once: admitting an interview that holds a reservation again only moves it).
     pub fn admit(&self, interview_id: &str, ceiling: Level, questions: usize) -> Decision {
         let q = questions as f64;
         let cap = self.source.capacity();
         let now = (self.clock)();
         let mut g = self.lock_at(now);
+        let fresh = !g.holds.contains_key(interview_id);
         // The interview counts in today's pace itself, so its first turn agrees with its admission.
-        g.created_today += 1;
+        if fresh {
+            g.created_today += 1;
+        }
         let room = g.room_without(interview_id, cap, now);
         let (level, why) = if self.source.configured() {
             self.afford(ceiling, None, room, q, q)
@@ -500,7 +522,9 @@ impl Budget {
             (Level::Heuristic, String::new())
         };
         g.hold(interview_id, Hold::of(level, self.cost(level), q, now));
-        g.admitted_today[level.index()] += 1;
+        if fresh {
+            g.admitted_today[level.index()] += 1;
+        }
         let step = (level < ceiling && !why.is_empty()).then(|| Step {
             interview_id: interview_id.to_string(),
             turn: 0,
@@ -678,6 +702,25 @@ mod tests {
                 tokens: Some(0)
             }
         );
+    }
+
+    #[test]
+    fn a_preview_reserves_nothing_and_agrees_with_admission() {
+        let (b, _) = budget(40);
+        for i in 0..50 {
+            assert_eq!(b.preview(Level::Adaptive, 12), Level::Adaptive, "{i}");
+        }
+        let s = b.snapshot();
+        assert_eq!((s.reserved_calls, s.created_today), (0.0, 0));
+        let d = b.admit("a", Level::Adaptive, 12);
+        assert_eq!(d.level, Level::Adaptive);
+        let reserved = b.snapshot().reserved_calls;
+        assert!(reserved > 0.0);
+        // Admitted again (a restarted session): the reservation moves, nothing is counted twice.
+        b.admit("a", Level::Adaptive, 12);
+        let s = b.snapshot();
+        assert_eq!((s.reserved_calls, s.created_today), (reserved, 1));
+        assert_eq!(s.admitted_by_level["adaptive"], 1);
     }
 
     #[test]

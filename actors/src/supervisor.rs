@@ -3,17 +3,50 @@
 //! fails (panic or error) from its last committed record, up to a bound.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde_json::json;
 
 use crate::conn::{ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
+use crate::protocol::{self, ErrorCode};
 use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
 pub const MAX_SESSION_RESTARTS: u32 = 3;
+
+/// How many sessions may be live on this node (`limits.max_live_sessions`), and how many are: the
+/// supervisor keeps the count, the HTTP layer reads it to refuse work the node cannot take.
+#[derive(Debug)]
+pub struct LiveSessions {
+    max: usize,
+    live: AtomicUsize,
+}
+
+impl LiveSessions {
+    /// At most `max` live sessions.
+    pub fn new(max: usize) -> Self {
+        LiveSessions {
+            max: max.max(1),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    /// Live sessions now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether no further session may start.
+    pub fn full(&self) -> bool {
+        self.live() >= self.max
+    }
+
+    fn set(&self, n: usize) {
+        self.live.store(n, Ordering::Relaxed);
+    }
+}
 
 /// Why a session could not be reached.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -30,6 +63,9 @@ pub enum SessionError {
     /// The actor could not be started.
     #[error("session could not start: {0}")]
     Spawn(String),
+    /// The node holds as many live sessions as it may.
+    #[error("this node holds as many live interviews as it may")]
+    Busy,
 }
 
 /// Messages of the supervisor.
@@ -128,6 +164,10 @@ impl Actor for InterviewSupervisor {
                     let _ = reply.send(Ok(e.actor.clone()));
                     return Ok(());
                 }
+                if state.live.len() >= state.deps.live.max {
+                    let _ = reply.send(Err(SessionError::Busy));
+                    return Ok(());
+                }
                 let r = match state.load(&id) {
                     Ok(record) => {
                         let conn: ConnSlot = Arc::new(Mutex::new(None));
@@ -156,6 +196,7 @@ impl Actor for InterviewSupervisor {
                     }
                     Err(e) => Err(e),
                 };
+                state.deps.live.set(state.live.len());
                 let _ = reply.send(r);
             }
             SupervisorMsg::Live(reply) => {
@@ -187,6 +228,7 @@ impl Actor for InterviewSupervisor {
         let Some(entry) = state.live.remove(&id) else {
             return Ok(());
         };
+        state.deps.live.set(state.live.len());
         let Some(why) = failure else {
             return Ok(()); // stopped normally (finished, idle)
         };
@@ -195,8 +237,18 @@ impl Actor for InterviewSupervisor {
             tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");
             let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(c) = conn {
-                let ev = json!({"type": "error", "seq": 0, "ephemeral": true, "code": "interview_failed",
-                    "message": "the interview was closed after repeated internal errors; everything answered so far is kept"});
+                let seq = state
+                    .deps
+                    .log
+                    .load(&id)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |r| r.last_seq());
+                let ev = protocol::error_event(
+                    ErrorCode::InterviewFailed,
+                    seq,
+                    "the interview was closed after repeated internal errors; everything answered so far is kept",
+                );
                 c.send(Outbound::Text(Arc::from(ev.to_string())));
                 c.send(Outbound::Close("interview failed".into()));
             }
@@ -224,6 +276,7 @@ impl Actor for InterviewSupervisor {
                             restarts: entry.restarts + 1,
                         },
                     );
+                    state.deps.live.set(state.live.len());
                 }
                 Err(e) => tracing::error!(interview = %id, error = %e, "session restart failed"),
             },

@@ -62,6 +62,8 @@ pub struct Config {
     pub cache: CacheSection,
     /// `[cluster]`: several nodes sharing windows and interviews through Redis.
     pub cluster: ClusterSection,
+    /// `[limits]`: per-client limits.
+    pub limits: LimitsConfig,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -322,6 +324,54 @@ impl CacheSection {
             variants: self.variants,
             ..actors::cache::CacheConfig::default()
         }
+    }
+}
+
+/// `[limits]`: what one client may do (docs/SECURITY.md). A limit of 0 is no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Peers (CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+    /// Apply the limits to loopback clients too.
+    pub loopback: bool,
+    /// Interview creations per client per minute.
+    pub creations_per_minute: u32,
+    /// Creations at once.
+    pub creations_burst: u32,
+    /// Resume analyses per client per hour.
+    pub resume_analyses_per_hour: u32,
+    /// Interview WebSockets open at once per client.
+    pub websockets_per_client: u32,
+    /// Answers per second per WebSocket.
+    pub answers_per_second: u32,
+    /// Answers at once per WebSocket.
+    pub answers_burst: u32,
+    /// A live interview with nobody connected and nothing answered leaves memory after this long.
+    pub pending_ttl_s: u64,
+    /// Live sessions on this node.
+    pub max_live_sessions: u32,
+    /// Retry-After of a refusal for a full node.
+    pub busy_retry_after_s: u64,
+}
+
+impl LimitsConfig {
+    /// The trusted proxies, parsed.
+    pub fn proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            format!("limits.trusted_proxies[{i}]"),
+                            format!("{p:?} is not a CIDR like 10.0.0.0/8 or an address"),
+                        )
+                    })
+            })
+            .collect()
     }
 }
 
@@ -708,6 +758,28 @@ impl Config {
                 ));
             }
         }
+        self.limits.proxies()?;
+        if self.limits.pending_ttl_s == 0 {
+            return Err(invalid("limits.pending_ttl_s", "must be > 0"));
+        }
+        if self.limits.max_live_sessions == 0 {
+            return Err(invalid(
+                "limits.max_live_sessions",
+                "must be > 0 (a node that takes no interview is not serving)",
+            ));
+        }
+        if self.limits.creations_per_minute > 0 && self.limits.creations_burst == 0 {
+            return Err(invalid(
+                "limits.creations_burst",
+                "must be > 0 while creations_per_minute is set",
+            ));
+        }
+        if self.limits.answers_per_second > 0 && self.limits.answers_burst == 0 {
+            return Err(invalid(
+                "limits.answers_burst",
+                "must be > 0 while answers_per_second is set",
+            ));
+        }
         if self.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be > 0"));
         }
@@ -1042,6 +1114,27 @@ mod tests {
             assert!(e.contains(field), "{toml}: {e}");
             assert!(!e.contains("hunter2"));
         }
+    }
+
+    #[test]
+    fn limits_name_the_bad_field() {
+        let cfg = from_str("").unwrap();
+        assert_eq!(cfg.limits.creations_per_minute, 10);
+        assert!(cfg.limits.trusted_proxies.is_empty() && !cfg.limits.loopback);
+        let cfg = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]").unwrap();
+        assert_eq!(cfg.limits.proxies().unwrap().len(), 2);
+        let e = from_str("[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"nginx\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.trusted_proxies[1]"), "{e}");
+        let e = from_str("[limits]\npending_ttl_s = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.pending_ttl_s"), "{e}");
+        let e = from_str("[limits]\nloopbak = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopbak"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,20 @@ pub enum ApiError {
     /// A component is not answering.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The client is over one of its limits (`[limits]`).
+    #[error("{message}")]
+    RateLimited {
+        /// When it may try again.
+        retry_after: std::time::Duration,
+        /// Which limit, in words.
+        message: String,
+    },
+    /// The node holds as many live interviews as it may (`limits.max_live_sessions`).
+    #[error("this server is at its limit of live interviews; try again in {retry_after_s} s")]
+    Busy {
+        /// When to try again, seconds.
+        retry_after_s: u64,
+    },
     /// A bug; the details are in the log.
     #[error("internal error")]
     Internal,
@@ -81,6 +95,8 @@ impl ApiError {
             ApiError::RequestTooLarge { .. } => (StatusCode::BAD_REQUEST, "request_too_large"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -121,8 +137,19 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.parts();
         let mut resp = HttpResponse::build(status);
-        if let ApiError::NoCapacity(Some(secs)) = self {
-            resp.insert_header(("Retry-After", secs.to_string()));
+        match self {
+            ApiError::NoCapacity(Some(secs)) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                // Whole seconds, rounded up: a client that waits this long is let in.
+                let secs = retry_after.as_millis().div_ceil(1000).max(1);
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            ApiError::Busy { retry_after_s } => {
+                resp.insert_header(("Retry-After", (*retry_after_s).max(1).to_string()));
+            }
+            _ => {}
         }
         resp.json(json!({"error": {
             "message": self.to_string(), "type": self.openai_type(),

@@ -20,7 +20,7 @@ use actors::router::{KeyDirectory, RouterActor, RouterArgs, RouterMsg};
 use actors::secret::Secret;
 use actors::session::SessionDeps;
 use actors::storage::{SledStore, UsageLedger};
-use actors::supervisor::{InterviewSupervisor, SupervisorMsg};
+use actors::supervisor::{InterviewSupervisor, LiveSessions, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
 use crate::config::{Config, ConfigError};
@@ -66,6 +66,8 @@ pub struct Engine {
     pub stats: Arc<actors::stats::OptimizationStats>,
     /// The call budget.
     pub budget: Arc<actors::budget::Budget>,
+    /// Live sessions and their cap.
+    pub live: Arc<LiveSessions>,
     router: ActorRef<RouterMsg>,
 }
 
@@ -127,6 +129,7 @@ impl Engine {
             actors::budget::Budget::new(Box::new(pool.clone()))
                 .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
         );
+        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -138,6 +141,8 @@ impl Engine {
             cache: Some(cache.clone()),
             budget: budget.clone(),
             questions: Arc::default(),
+            pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
+            live: live.clone(),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -147,6 +152,7 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
+            live,
             stats,
             budget,
             cache,
@@ -210,7 +216,20 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         budget: engine.budget.clone(),
         resume_calls: actors::coalesce::Coalescer::new(),
         gateway_calls: actors::coalesce::Coalescer::new(),
+        limits: http::limits::ClientLimits::new(&config.limits)?,
+        live: engine.live.clone(),
     });
+    // Rate-limit buckets of clients not seen lately are forgotten once a minute.
+    let sweeper = {
+        let state = state.clone();
+        engine.runtime.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.limits.sweep();
+            }
+        })
+    };
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -234,6 +253,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         running.await
     });
     tracing::info!("http server stopped; stopping the engine");
+    sweeper.abort();
     engine.shutdown();
     result.map_err(StartError::Io)
 }

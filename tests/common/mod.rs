@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod attack;
 pub mod browser;
 pub mod fake;
 pub mod server;

@@ -27,6 +27,7 @@ use crate::content::templates::{Closing, Templates, Transition};
 use crate::content::Band;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::Pool;
+use crate::protocol::{self, ClientMessage, ErrorCode};
 use crate::stats::{OptimizationStats, Source};
 use crate::storage::SessionLog;
 
@@ -57,30 +58,20 @@ pub struct SessionDeps {
     pub budget: Arc<Budget>,
     /// One in-memory copy of each question, shared by the live sessions that ask it.
     pub questions: Arc<crate::content::question_pool::QuestionInterner>,
+    /// A session with nobody connected and nothing answered leaves memory after this long
+    /// (`limits.pending_ttl_s`); its record stays, and a connection brings it back.
+    pub pending_ttl: Duration,
+    /// Live sessions on this node and how many may be.
+    pub live: Arc<crate::supervisor::LiveSessions>,
 }
 
-/// A client message, as parsed by the connection.
-#[derive(Debug, Clone)]
-pub enum ClientMsg {
-    /// The candidate's answer.
-    Answer {
-        /// The text.
-        text: String,
-        /// Length of the spoken answer, if it was spoken.
-        audio_duration_s: Option<f64>,
-    },
-    /// Send again every event after `last_seq`.
-    Resume {
-        /// The last seq the client has.
-        last_seq: u64,
-    },
-    /// End the interview now.
-    End,
-    /// Stop the current streamed output.
-    Interrupt,
-    /// Keep-alive.
-    Ping,
-}
+/// A client message, as parsed by the connection (`protocol::parse`).
+pub type ClientMsg = ClientMessage;
+
+/// Held while the session handles one client message: the connection has only so many permits, so a
+/// client that sends faster than its session works waits (its socket is not read) instead of filling
+/// the session's mailbox.
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
 
 /// Result of an evaluation task.
 #[derive(Debug, Clone)]
@@ -118,8 +109,9 @@ pub enum SessionMsg {
     Attach(ConnHandle, RpcReplyPort<Value>),
     /// A connection went away.
     Detach(u64),
-    /// A message from the client on connection `u64`.
-    Client(u64, ClientMsg),
+    /// A message from the client on connection `u64`, with the connection's permit (released when
+    /// the message has been handled).
+    Client(u64, ClientMsg, Option<Permit>),
     /// An evaluation finished.
     Evaluated(EvalOutcome),
     /// A streamed follow-up question finished (or was interrupted).
@@ -186,6 +178,11 @@ pub struct SessionState {
     stream: Option<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)>,
     /// A generated greeting is on its way (not durable: a restart simply asks again).
     greeting_pending: bool,
+    /// The seq of the open prompt (the last question or follow-up event logged): an answer that
+    /// names another `seq` is stale. Found again in the log's tail after a restart.
+    prompt_seq: u64,
+    /// Since when nobody is connected (None while a connection is attached).
+    detached_since: Option<std::time::Instant>,
 }
 
 /// The session actor.
@@ -195,8 +192,24 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn error_event(rec: &InterviewRecord, code: &str, message: &str) -> Value {
-    json!({"type": "error", "seq": rec.last_seq(), "ephemeral": true, "code": code, "message": message})
+fn error_event(rec: &InterviewRecord, code: ErrorCode, message: &str) -> Value {
+    protocol::error_event(code, rec.last_seq(), message)
+}
+
+/// Whether a logged event opens a prompt the candidate answers (a question or a follow-up).
+fn is_prompt(ev: &Value) -> bool {
+    ev["type"] == "interviewer" && (ev["kind"] == "question" || ev["kind"] == "follow_up")
+}
+
+/// The seq of the last prompt in the interview's log (looked for among its last few events).
+fn last_prompt_seq(log: &dyn SessionLog, rec: &InterviewRecord) -> u64 {
+    let last = rec.last_seq();
+    log.events_after(&rec.id, last.saturating_sub(8), last)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|(_, text)| serde_json::from_str::<Value>(text).is_ok_and(|v| is_prompt(&v)))
+        .map_or(0, |(seq, _)| seq)
 }
 
 impl SessionState {
@@ -214,6 +227,36 @@ impl SessionState {
         self.rec.id.clone()
     }
 
+    /// The first connection admits the interview: its level is decided and its share of the day's
+    /// quota reserved now, not at creation, so interviews nobody opens hold nothing.
+    fn admit(&mut self) {
+        let d = self.deps.budget.admit(
+            &self.rec.id,
+            Level::ceiling_of(&self.rec.mode),
+            self.rec.questions.len(),
+        );
+        self.rec.level = d.level;
+        self.rec.steps = d.step.into_iter().collect();
+    }
+
+    /// Whether nothing was answered yet.
+    fn unanswered(&self) -> bool {
+        self.rec
+            .items
+            .iter()
+            .all(|i| i.answer.is_none() && i.follow_up.as_ref().is_none_or(|f| f.answer.is_none()))
+    }
+
+    /// Whether this session has waited long enough, with nobody connected and nothing answered,
+    /// to leave memory (it comes back from its record when someone connects).
+    fn pending_expired(&self) -> bool {
+        matches!(self.rec.phase, Phase::Created | Phase::AwaitingAnswer)
+            && self.unanswered()
+            && self
+                .detached_since
+                .is_some_and(|t| t.elapsed() >= self.deps.pending_ttl)
+    }
+
     /// Numbers `events`, commits them with the record, flushes, then sends them.
     async fn emit(&mut self, events: Vec<Value>) -> Result<(), ActorProcessingErr> {
         let sources: Vec<Source> = events
@@ -221,19 +264,30 @@ impl SessionState {
             .filter_map(|e| e["source"].as_str().and_then(Source::of))
             .collect();
         let mut logged = Vec::with_capacity(events.len());
+        let mut prompt = None;
         for mut ev in events {
             let seq = self.rec.next_seq;
             self.rec.next_seq += 1;
             ev["seq"] = json!(seq);
+            if is_prompt(&ev) {
+                prompt = Some(seq);
+            }
             logged.push((seq, ev.to_string()));
         }
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&self.rec, &logged)?;
         self.deps.log.flush().await?;
+        if let Some(p) = prompt {
+            self.prompt_seq = p;
+        }
         for s in sources {
             self.deps.stats.count_source(s);
         }
-        if let Some(c) = self.conn().filter(ConnHandle::is_live) {
+        let conn = self.conn();
+        if let Some(c) = &conn {
+            c.set_logged(self.rec.last_seq());
+        }
+        if let Some(c) = conn.filter(ConnHandle::is_live) {
             for (seq, text) in logged {
                 if !c.send_logged(seq, Arc::from(text)) {
                     break;
@@ -390,11 +444,35 @@ impl SessionState {
         self.rec.level = d.level;
     }
 
+    /// Whether an answer that names `turn` and/or `seq` answers the open prompt; else why not.
+    /// An answer naming neither (a protocol version 1 client) answers whatever is open.
+    fn stale_reason(&self, turn: Option<u32>, seq: Option<u64>) -> Option<String> {
+        let open_turn = self.rec.current + 1;
+        let what = if self.rec.in_follow_up {
+            "follow-up"
+        } else {
+            "question"
+        };
+        if let Some(t) = turn.filter(|t| *t as usize != open_turn) {
+            return Some(format!(
+                "this answer is for turn {t}, but the open {what} is turn {open_turn}: nothing was recorded"
+            ));
+        }
+        if let Some(s) = seq.filter(|s| *s != self.prompt_seq) {
+            return Some(format!(
+                "this answer is for the prompt with seq {s}, but the open {what} has seq {}: nothing was recorded",
+                self.prompt_seq
+            ));
+        }
+        None
+    }
+
     async fn on_answer(
         &mut self,
         myself: &ActorRef<SessionMsg>,
         text: String,
         audio: Option<f64>,
+        (turn, seq): (Option<u32>, Option<u64>),
     ) -> Result<(), ActorProcessingErr> {
         if self.rec.phase != Phase::AwaitingAnswer {
             let msg = if self.rec.phase.is_finished() {
@@ -402,14 +480,18 @@ impl SessionState {
             } else {
                 "no question is open: wait for the next question"
             };
-            self.send_ephemeral(&error_event(&self.rec, "no_open_question", msg));
+            self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+            return Ok(());
+        }
+        if let Some(why) = self.stale_reason(turn, seq) {
+            self.send_ephemeral(&error_event(&self.rec, ErrorCode::StaleAnswer, &why));
             return Ok(());
         }
         let text = text.trim().to_string();
         if text.is_empty() {
             self.send_ephemeral(&error_event(
                 &self.rec,
-                "empty_answer",
+                ErrorCode::EmptyAnswer,
                 "the answer is empty",
             ));
             return Ok(());
@@ -761,9 +843,14 @@ impl SessionState {
         }
         match msg {
             ClientMsg::Ping => {
-                self.send_ephemeral(
-                    &json!({"type": "pong", "seq": self.rec.last_seq(), "ephemeral": true}),
-                );
+                self.send_ephemeral(&protocol::pong_event(self.rec.last_seq()));
+            }
+            ClientMsg::AudioEnd { .. } => {
+                self.send_ephemeral(&error_event(
+                    &self.rec,
+                    ErrorCode::AudioUnsupported,
+                    "speech-to-text is not configured on this server: send the answer as text",
+                ));
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
@@ -781,14 +868,17 @@ impl SessionState {
             ClientMsg::Answer {
                 text,
                 audio_duration_s,
+                turn,
+                seq,
             } => {
-                self.on_answer(myself, text, audio_duration_s).await?;
+                self.on_answer(myself, text, audio_duration_s, (turn, seq))
+                    .await?;
             }
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
                     self.send_ephemeral(&error_event(
                         &self.rec,
-                        "interview_finished",
+                        ErrorCode::InterviewFinished,
                         "the interview is already finished",
                     ));
                 } else {
@@ -838,23 +928,34 @@ impl Actor for InterviewSession {
             conn: args.conn,
             stream: None,
             greeting_pending: false,
+            prompt_seq: 0,
+            detached_since: None,
         };
-        // A live interview holds its share of the day's quota again after a restart.
-        if !state.rec.phase.is_finished() {
+        if state.conn().is_none() {
+            state.detached_since = Some(std::time::Instant::now());
+        }
+        if state.rec.phase == Phase::AwaitingAnswer {
+            state.prompt_seq = last_prompt_seq(state.deps.log.as_ref(), &state.rec);
+        }
+        // A live interview holds its share of the day's quota again after a restart (one not yet
+        // opened is admitted when its candidate connects).
+        if !state.rec.phase.is_finished() && state.rec.phase != Phase::Created {
             let left = state.rec.questions.len().saturating_sub(state.rec.current);
             state
                 .deps
                 .budget
                 .resume(&state.rec.id, state.rec.level, left);
         }
-        myself.send_interval(Duration::from_secs(30).min(state.deps.idle_timeout), || {
-            SessionMsg::IdleCheck
-        });
+        let check = Duration::from_secs(30)
+            .min(state.deps.idle_timeout)
+            .min(state.deps.pending_ttl);
+        myself.send_interval(check, || SessionMsg::IdleCheck);
         if args.restarted {
             if let Some(c) = state.conn() {
                 // The client carries on: tell it, and send whatever it has not seen.
+                c.set_logged(state.rec.last_seq());
                 c.send(Outbound::Text(Arc::from(
-                    error_event(&state.rec, "session_restarted", "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
+                    error_event(&state.rec, ErrorCode::SessionRestarted, "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
                 )));
                 if c.is_live() {
                     state.replay(&c, c.sent_upto())?;
@@ -869,7 +970,10 @@ impl Actor for InterviewSession {
                 state.rec.updated_ms = now_ms();
                 state.report_work(&myself);
             }
-            Phase::Created if args.restarted && state.conn().is_some() => state.start(&myself),
+            Phase::Created if args.restarted && state.conn().is_some() => {
+                state.admit();
+                state.start(&myself)
+            }
             _ => {}
         }
         // A crash during an evaluation left the answer stored: evaluate it again. A crash while a
@@ -899,6 +1003,19 @@ impl Actor for InterviewSession {
         Ok(state)
     }
 
+    /// A session that stops before its interview finished (nobody connected, idle, shut down)
+    /// gives back its reservation; it holds it again when it is brought back.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.rec.phase.is_finished() {
+            state.deps.budget.release(&state.rec.id);
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<SessionMsg>,
@@ -910,6 +1027,7 @@ impl Actor for InterviewSession {
                 if state.rec.last_seq() == 0 {
                     conn.set_live(); // nothing to catch up on: the greeting goes out live
                 }
+                conn.set_logged(state.rec.last_seq());
                 let old = {
                     let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                     slot.replace(conn.clone())
@@ -919,8 +1037,13 @@ impl Actor for InterviewSession {
                         "replaced by a newer connection to this interview".into(),
                     ));
                 }
+                state.detached_since = None;
+                // A candidate who comes back is activity: the idle clock starts again (a session
+                // brought back after hours is not expired under them).
+                state.rec.updated_ms = now_ms();
                 let _ = reply.send(state.rec.ready_event());
-                if state.rec.phase == Phase::Created {
+                if state.rec.phase == Phase::Created && !state.greeting_pending {
+                    state.admit();
                     state.start(&myself);
                 }
             }
@@ -928,6 +1051,7 @@ impl Actor for InterviewSession {
                 let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                 if slot.as_ref().is_some_and(|c| c.id == id) {
                     *slot = None;
+                    state.detached_since = Some(std::time::Instant::now());
                 }
                 let finished = state.rec.phase.is_finished();
                 drop(slot);
@@ -935,7 +1059,8 @@ impl Actor for InterviewSession {
                     myself.stop(Some("finished and detached".into()));
                 }
             }
-            SessionMsg::Client(conn_id, m) => state.on_client(&myself, conn_id, m).await?,
+            // The permit is held until the message is handled (dropped at the end of this arm).
+            SessionMsg::Client(conn_id, m, _permit) => state.on_client(&myself, conn_id, m).await?,
             SessionMsg::Evaluated(ev) => state.on_evaluated(&myself, ev).await?,
             SessionMsg::Greeted { text, source } => state.on_greeted(&myself, text, source).await?,
             SessionMsg::Reported(work) => state.on_reported(&myself, work).await?,
@@ -951,6 +1076,10 @@ impl Actor for InterviewSession {
             }
             SessionMsg::FollowUpReady { text, source } => {
                 state.on_follow_up_ready(&myself, text, source).await?
+            }
+            SessionMsg::IdleCheck if state.conn().is_none() && state.pending_expired() => {
+                // Its record holds everything; a connection brings it back.
+                myself.stop(Some("pending: nobody connected".into()));
             }
             SessionMsg::IdleCheck => {
                 let idle = Duration::from_millis(

@@ -171,9 +171,19 @@ pub async fn analyze_resume(
 /// `POST /api/interviews`.
 pub async fn create(
     state: State,
+    req: HttpRequest,
     body: web::Json<CreateInterview>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
+    let client = state.limits.client(&req);
+    state.limits.creation(&client)?;
+    if b.resume_text
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        state.limits.resume_analysis(&client)?;
+    }
+    state.room_for_a_session()?;
     let name = b.candidate.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::BadRequest(
@@ -223,18 +233,14 @@ pub async fn create(
     let record = state
         .on_engine(async move {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            // Whole-interview admission: the level its share of today's quota pays for, reserved. It
-            // comes first because the level decides who reads the resume.
-            let admitted = st
-                .budget
-                .admit(&id, Level::ceiling_of(&mode), count as usize);
+            // The level its share of today's quota would pay for now (it decides who reads the
+            // resume). Nothing is reserved yet: the session admits the interview, and reserves its
+            // share, when the candidate first connects (interviews nobody opens hold nothing).
+            let level = st.budget.preview(Level::ceiling_of(&mode), count as usize);
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                let asker = ResumeFor::Interview {
-                    mode: &mode,
-                    level: admitted.level,
-                };
+                let asker = ResumeFor::Interview { mode: &mode, level };
                 Some(analyze_resume(&st, &resume_text, asker).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
@@ -262,10 +268,6 @@ pub async fn create(
                 },
                 exclude: &exclude,
             });
-            // The pool may hold fewer fillable questions than asked for: the hold is for those asked.
-            if chosen.len() < count as usize {
-                st.budget.resume(&id, admitted.level, chosen.len());
-            }
             let token = format!(
                 "{}{}",
                 uuid::Uuid::new_v4().simple(),
@@ -294,8 +296,8 @@ pub async fn create(
                 next_seq: 1,
                 report: None,
                 follow_ups_asked: 0,
-                level: admitted.level,
-                steps: admitted.step.into_iter().collect(),
+                level,
+                steps: Vec::new(),
                 ending: None,
             };
             // Written and flushed here, not through the supervisor: creates then share group
@@ -306,7 +308,6 @@ pub async fn create(
                 log.flush().await
             };
             if let Err(e) = stored.await {
-                st.budget.release(&id);
                 return Err(ApiError::Unavailable(format!("storage: {e}")));
             }
             Ok::<_, ApiError>((id, token, record.mode, record.level))
@@ -417,6 +418,7 @@ pub struct AnalyzeResume {
 /// `POST /api/resume/analyze`.
 pub async fn analyze(
     state: State,
+    req: HttpRequest,
     body: web::Json<AnalyzeResume>,
 ) -> Result<HttpResponse, ApiError> {
     let text = body.into_inner().resume_text;
@@ -425,6 +427,7 @@ pub async fn analyze(
             "resume_text: 1 to {MAX_RESUME_CHARS} characters"
         )));
     }
+    state.limits.resume_analysis(&state.limits.client(&req))?;
     let st = state.get_ref().clone();
     let (analysis, source) = state
         .on_engine(async move { analyze_resume(&st, &text, ResumeFor::Request).await })

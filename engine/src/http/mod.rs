@@ -5,11 +5,13 @@ pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod interviews;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod pages;
 pub mod status;
 pub mod ws;
+pub mod ws_frames;
 
 use std::sync::Arc;
 
@@ -54,9 +56,23 @@ pub struct AppState {
         actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,
     /// Identical concurrent resume analyses share one provider call.
     pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
+    /// Per-client limits (`[limits]`).
+    pub limits: limits::ClientLimits,
+    /// Live sessions on this node and their cap.
+    pub live: Arc<actors::supervisor::LiveSessions>,
 }
 
 impl AppState {
+    /// 503 with `Retry-After` when the node holds as many live sessions as it may.
+    pub fn room_for_a_session(&self) -> Result<(), ApiError> {
+        if self.live.full() {
+            return Err(ApiError::Busy {
+                retry_after_s: self.config.limits.busy_retry_after_s,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the admin bearer token when one is configured.
     pub fn require_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let token = &self.config.server.admin_token.0;

@@ -1,211 +1,259 @@
-//! `GET /ws/interviews/{id}`: the WebSocket connection, a thin actix actor. It checks the token before
-//! the upgrade, parses client frames and forwards them to the interview's session actor (which outlives
-//! it), writes the session's events, and keeps a heartbeat. It holds no interview state.
+//! `GET /ws/interviews/{id}`: the WebSocket connection, a thin task per socket (actix-ws). It checks
+//! the token before the upgrade, reads client messages, forwards them to the interview's session actor
+//! (which outlives it), writes the session's events, and keeps a heartbeat. It holds no interview state.
+//!
+//! Why actix-ws and not actix-web-actors: actix-web-actors' `WsStream` buffers whatever the client
+//! sends and gives its actor no way to stop reading, so neither a frame's size nor a flood could be
+//! bounded. With actix-ws the frames are a stream this task pulls, so:
+//! - a frame header declaring more than 4× `server.max_ws_frame_bytes` ends the connection at the
+//!   header (close 1009) before its payload is read ([`FrameGuard`]);
+//! - fragmented messages are reassembled up to `server.max_ws_frame_bytes`; a bigger message is
+//!   dropped as it arrives and answered with one `frame_too_large` ([`Reassembler`]);
+//! - the task reads the next frame only when it holds one of [`IN_FLIGHT`] permits, and the session
+//!   releases a permit when it has handled the message: a client that sends faster than its session
+//!   works is slowed by TCP (its socket is not read), never buffered;
+//! - writes wait for the socket, and the session's channel to the task is bounded (`ConnHandle`): a
+//!   client that does not read is disconnected, and resumes from the log when it comes back.
 
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, StreamHandler};
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
-use actors::conn::{ConnHandle, Outbound};
-use actors::session::{ClientMsg, SessionMsg};
-use actors::supervisor::SupervisorMsg;
+use actix_web::dev::Payload as DevPayload;
+use actix_web::error::PayloadError;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message};
+use actors::conn::{ConnHandle, ConnWatch, Outbound};
+use actors::protocol::{self, ClientMessage, ErrorCode};
+use actors::session::SessionMsg;
+use actors::supervisor::{SessionError, SupervisorMsg};
+use futures::StreamExt;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
-use serde_json::{json, Value};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::interviews::authorized_record;
+use super::limits::{AnswerLimiter, SocketSlot};
+use super::ws_frames::{Assembled, FrameGuard, Reassembler};
 use super::State;
 use crate::error::ApiError;
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client messages a connection may have waiting for its session at once.
+pub const IN_FLIGHT: usize = 8;
+/// A single frame may declare at most this many times `server.max_ws_frame_bytes` (so that an
+/// oversized message still gets an `error` event); a larger one closes the connection at its header.
+pub const FRAME_FACTOR: usize = 4;
 
-/// One WebSocket connection.
-pub struct WsConn {
-    handle: ConnHandle,
-    rx: Option<tokio::sync::mpsc::UnboundedReceiver<Outbound>>,
-    ready: Option<String>,
+/// One connection's task: what it talks to.
+struct Conn {
+    handle_id: u64,
     session: ActorRef<SessionMsg>,
     supervisor: ActorRef<SupervisorMsg>,
     interview_id: String,
     engine: tokio::runtime::Handle,
-    max_frame: usize,
-    last_heard: Instant,
+    watch: ConnWatch,
+    max_message: usize,
+    ws: actix_ws::Session,
+    /// Answers per second on this connection (None: not limited).
+    answers: Option<AnswerLimiter>,
+    /// This connection's place among its client's open sockets (freed when the task ends).
+    _slot: SocketSlot,
 }
 
-fn error_frame(code: &str, message: &str) -> String {
-    json!({"type": "error", "seq": null, "ephemeral": true, "code": code, "message": message})
-        .to_string()
+/// Why a connection ends.
+enum End {
+    /// The client closed, went away or broke the protocol: nothing more to send.
+    Gone,
+    /// Close with this code and reason.
+    Close(CloseCode, String),
 }
 
-/// Parses a client frame into a message, or an error code and message.
-pub fn parse_client(text: &str) -> Result<ClientMsg, (&'static str, String)> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ("invalid_json", format!("frame is not JSON: {e}")))?;
-    let ty = v["type"]
-        .as_str()
-        .ok_or(("invalid_message", "missing \"type\"".to_string()))?;
-    match ty {
-        "answer" => {
-            let text = v["text"].as_str().ok_or((
-                "invalid_message",
-                "answer needs a string \"text\"".to_string(),
-            ))?;
-            let audio = match &v["audio_duration_s"] {
-                Value::Null => None,
-                x => match x.as_f64() {
-                    Some(d) if d.is_finite() && (0.0..=3600.0).contains(&d) => Some(d),
-                    _ => {
-                        return Err((
-                            "invalid_message",
-                            "audio_duration_s: a number of seconds, 0-3600".into(),
-                        ))
+impl Conn {
+    /// Sends an `error` event carrying the last logged seq.
+    async fn error(&mut self, code: ErrorCode, message: &str) -> Result<(), End> {
+        let ev = protocol::error_event(code, self.watch.logged_seq(), message);
+        self.ws.text(ev.to_string()).await.map_err(|_| End::Gone)
+    }
+
+    /// Hands a parsed message to the session (finding the session again if it was restarted).
+    async fn forward(&mut self, msg: ClientMessage, permit: OwnedSemaphorePermit) {
+        let id = self.handle_id;
+        let Err(e) = self.session.cast(SessionMsg::Client(id, msg, Some(permit))) else {
+            return;
+        };
+        // The session was restarted by its supervisor: find the new one and send the message again.
+        let ractor::MessagingErr::SendErr(SessionMsg::Client(_, msg, permit)) = e else {
+            return;
+        };
+        let (sup, iid) = (self.supervisor.clone(), self.interview_id.clone());
+        let found = self
+            .engine
+            .spawn(async move {
+                match sup
+                    .call(|r| SupervisorMsg::Get(iid, r), Some(Duration::from_secs(5)))
+                    .await
+                {
+                    Ok(CallResult::Success(Ok(actor))) => Some(actor),
+                    _ => None,
+                }
+            })
+            .await;
+        if let Ok(Some(actor)) = found {
+            let _ = actor.cast(SessionMsg::Client(id, msg, permit));
+            self.session = actor;
+        }
+    }
+
+    /// Handles one text message.
+    async fn text(&mut self, text: &str, permit: OwnedSemaphorePermit) -> Result<(), End> {
+        if text.len() > self.max_message {
+            let msg = format!(
+                "messages are limited to {} bytes (this one had {})",
+                self.max_message,
+                text.len()
+            );
+            return self.error(ErrorCode::FrameTooLarge, &msg).await;
+        }
+        match protocol::parse(text) {
+            Ok(ClientMessage::Ping) => {
+                // Answered here: a ping needs nothing from the session.
+                let pong = protocol::pong_event(self.watch.logged_seq());
+                self.ws.text(pong.to_string()).await.map_err(|_| End::Gone)
+            }
+            Ok(msg @ ClientMessage::Answer { .. }) => {
+                if let Some(Err(why)) = self.answers.as_ref().map(AnswerLimiter::take) {
+                    return self.error(ErrorCode::RateLimited, &why).await;
+                }
+                self.forward(msg, permit).await;
+                Ok(())
+            }
+            Ok(msg) => {
+                self.forward(msg, permit).await;
+                Ok(())
+            }
+            Err(refusal) => self.error(refusal.code, &refusal.message).await,
+        }
+    }
+
+    /// Handles one frame from the client.
+    async fn frame(
+        &mut self,
+        msg: Message,
+        permit: OwnedSemaphorePermit,
+        parts: &mut Reassembler,
+    ) -> Result<(), End> {
+        match msg {
+            Message::Text(text) => self.text(&text, permit).await,
+            Message::Binary(_) => self.audio_unsupported().await,
+            Message::Continuation(item) => match parts.push(item) {
+                None => Ok(()),
+                Some(Assembled::Text(text)) => self.text(&text, permit).await,
+                Some(Assembled::TooLarge(seen)) => {
+                    let msg = format!(
+                        "messages are limited to {} bytes (this fragmented one had at least {seen}); nothing of it was kept",
+                        self.max_message
+                    );
+                    self.error(ErrorCode::FrameTooLarge, &msg).await
+                }
+                Some(Assembled::Binary) => self.audio_unsupported().await,
+                Some(Assembled::NotUtf8) => {
+                    self.error(ErrorCode::InvalidJson, "the message is not UTF-8 text")
+                        .await
+                }
+            },
+            Message::Ping(p) => self.ws.pong(&p).await.map_err(|_| End::Gone),
+            Message::Pong(_) | Message::Nop => Ok(()),
+            Message::Close(_) => Err(End::Close(CloseCode::Normal, String::new())),
+        }
+    }
+
+    async fn audio_unsupported(&mut self) -> Result<(), End> {
+        self.error(
+            ErrorCode::AudioUnsupported,
+            "speech-to-text is not configured on this server: send the answer as text",
+        )
+        .await
+    }
+}
+
+/// Runs one connection until it ends; then detaches it from its session.
+async fn run(
+    mut conn: Conn,
+    ready: String,
+    mut frames: impl futures::Stream<Item = Result<Message, actix_ws::ProtocolError>> + Unpin,
+    mut outbound: mpsc::Receiver<Outbound>,
+    tripped: Rc<Cell<Option<u64>>>,
+) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut parts = Reassembler::new(conn.max_message);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut last_heard = Instant::now();
+    let watch = conn.watch.clone();
+    let end = if conn.ws.text(ready).await.is_err() {
+        End::Gone
+    } else {
+        loop {
+            let step: Result<(), End> = tokio::select! {
+                biased;
+                _ = watch.overflowed() => Err(End::Close(
+                    CloseCode::Policy,
+                    "the client is not reading its events: reconnect and resume".into(),
+                )),
+                out = outbound.recv() => match out {
+                    Some(Outbound::Text(t)) => conn.ws.text(t.to_string()).await.map_err(|_| End::Gone),
+                    Some(Outbound::Close(reason)) => Err(End::Close(CloseCode::Normal, reason)),
+                    None => Err(End::Close(CloseCode::Away, "the interview closed".into())),
+                },
+                input = async {
+                    // No permit, no read: the client waits in TCP, not in our memory.
+                    let permit = permits.clone().acquire_owned().await;
+                    (permit, frames.next().await)
+                } => {
+                    last_heard = Instant::now();
+                    match input {
+                        (Ok(permit), Some(Ok(msg))) => conn.frame(msg, permit, &mut parts).await,
+                        (_, Some(Err(e))) => {
+                            tracing::debug!(error = %e, "websocket protocol error");
+                            Err(End::Close(CloseCode::Protocol, "protocol error".into()))
+                        }
+                        (_, None) => Err(match tripped.get() {
+                            Some(declared) => End::Close(
+                                CloseCode::Size,
+                                format!("frame of {declared} bytes refused: the limit is {} bytes", conn.max_message.saturating_mul(FRAME_FACTOR)),
+                            ),
+                            None => End::Gone,
+                        }),
+                        (Err(_), _) => Err(End::Gone),
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > CLIENT_TIMEOUT {
+                        Err(End::Close(CloseCode::Away, "no sign of life from the client".into()))
+                    } else {
+                        conn.ws.ping(b"").await.map_err(|_| End::Gone)
                     }
                 },
             };
-            Ok(ClientMsg::Answer {
-                text: text.to_string(),
-                audio_duration_s: audio,
-            })
-        }
-        "resume" => {
-            let last = v["last_seq"].as_u64().ok_or((
-                "invalid_message",
-                "resume needs a non-negative integer \"last_seq\"".to_string(),
-            ))?;
-            Ok(ClientMsg::Resume { last_seq: last })
-        }
-        "end" => Ok(ClientMsg::End),
-        "interrupt" => Ok(ClientMsg::Interrupt),
-        "ping" => Ok(ClientMsg::Ping),
-        "audio_end" => Err((
-            "audio_unsupported",
-            "speech-to-text is not configured on this server: send the answer as text".into(),
-        )),
-        other => Err(("unknown_type", format!("unknown message type {other:?}"))),
-    }
-}
-
-impl WsConn {
-    fn forward(&mut self, msg: ClientMsg, ctx: &mut ws::WebsocketContext<Self>) {
-        let id = self.handle.id;
-        if self
-            .session
-            .cast(SessionMsg::Client(id, msg.clone()))
-            .is_ok()
-        {
-            return;
-        }
-        // The session was restarted by its supervisor: find the new one and re-send.
-        let sup = self.supervisor.clone();
-        let iid = self.interview_id.clone();
-        let addr = ctx.address();
-        self.engine.spawn(async move {
-            if let Ok(CallResult::Success(Ok(actor))) = sup
-                .call(|r| SupervisorMsg::Get(iid, r), Some(Duration::from_secs(5)))
-                .await
-            {
-                let _ = actor.cast(SessionMsg::Client(id, msg));
-                addr.do_send(NewSession(actor));
-            }
-        });
-    }
-}
-
-/// The connection's session was replaced (after a restart).
-struct NewSession(ActorRef<SessionMsg>);
-
-impl actix::Message for NewSession {
-    type Result = ();
-}
-
-impl actix::Handler<NewSession> for WsConn {
-    type Result = ();
-    fn handle(&mut self, msg: NewSession, _ctx: &mut Self::Context) {
-        self.session = msg.0;
-    }
-}
-
-impl Actor for WsConn {
-    type Context = ws::WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(ready) = self.ready.take() {
-            ctx.text(ready);
-        }
-        if let Some(mut rx) = self.rx.take() {
-            ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-        }
-        ctx.run_interval(HEARTBEAT, |act, ctx| {
-            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
-                ctx.stop();
-                return;
-            }
-            ctx.ping(b"");
-        });
-    }
-
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        let _ = self.session.cast(SessionMsg::Detach(self.handle.id));
-    }
-}
-
-impl StreamHandler<Outbound> for WsConn {
-    fn handle(&mut self, item: Outbound, ctx: &mut Self::Context) {
-        match item {
-            Outbound::Text(t) => ctx.text(t.to_string()),
-            Outbound::Close(reason) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Normal,
-                    description: Some(reason),
-                }));
-                ctx.stop();
+            if let Err(end) = step {
+                break end;
             }
         }
+    };
+    if let End::Close(code, reason) = end {
+        let _ = conn
+            .ws
+            .clone()
+            .close(Some(CloseReason {
+                code,
+                description: Some(reason),
+            }))
+            .await;
     }
-
-    fn finished(&mut self, _ctx: &mut Self::Context) {}
-}
-
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsConn {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        match item {
-            Ok(ws::Message::Text(text)) => {
-                if text.len() > self.max_frame {
-                    ctx.text(error_frame(
-                        "frame_too_large",
-                        &format!("text frames are limited to {} bytes", self.max_frame),
-                    ));
-                    return;
-                }
-                match parse_client(&text) {
-                    Ok(msg) => self.forward(msg, ctx),
-                    Err((code, message)) => ctx.text(error_frame(code, &message)),
-                }
-            }
-            Ok(ws::Message::Binary(_)) => ctx.text(error_frame(
-                "audio_unsupported",
-                "speech-to-text is not configured on this server: send the answer as text",
-            )),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Ok(ws::Message::Continuation(_)) => ctx.text(error_frame(
-                "fragmented_frame",
-                "fragmented frames are not supported",
-            )),
-            Ok(ws::Message::Nop) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "websocket protocol error");
-                ctx.stop();
-            }
-        }
-    }
+    let _ = conn.session.cast(SessionMsg::Detach(conn.handle_id));
 }
 
 /// `GET /ws/interviews/{id}`: 401 before the upgrade without the interview's token.
@@ -213,14 +261,35 @@ pub async fn connect(
     state: State,
     req: HttpRequest,
     path: web::Path<String>,
-    stream: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let _record = authorized_record(&state, &req, &id)?;
+    let client = state.limits.client(&req);
+    let slot = state.limits.open_socket(&client)?;
+    let max_message = state.config.server.max_ws_frame_bytes;
+    // The socket's bytes pass the frame guard before the codec sees them.
+    let tripped = Rc::new(Cell::new(None));
+    let guard = FrameGuard::new(
+        payload.into_inner(),
+        max_message.saturating_mul(FRAME_FACTOR),
+        tripped.clone(),
+    );
+    let boxed: Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, PayloadError>>>> =
+        Box::pin(guard);
+    let mut guarded = DevPayload::Stream { payload: boxed };
+    let guarded = web::Payload::from_request(&req, &mut guarded)
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let (response, ws, frames) = actix_ws::handle(&req, guarded)
+        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
+    let frames = frames.max_frame_size(max_message.saturating_mul(FRAME_FACTOR));
+
     let sup = state.supervisor.clone();
-    let (handle, rx) = ConnHandle::new();
-    let h = handle.clone();
+    let (handle, receiver) = ConnHandle::new();
+    let handle_id = handle.id;
     let iid = id.clone();
+    let retry_after_s = state.config.limits.busy_retry_after_s;
     let (session, ready) = state
         .on_engine(async move {
             let session = match sup
@@ -231,6 +300,9 @@ pub async fn connect(
                 .await
             {
                 Ok(CallResult::Success(Ok(s))) => s,
+                Ok(CallResult::Success(Err(SessionError::Busy))) => {
+                    return Err(ApiError::Busy { retry_after_s })
+                }
                 Ok(CallResult::Success(Err(e))) => {
                     return Err(ApiError::Unavailable(e.to_string()))
                 }
@@ -241,7 +313,10 @@ pub async fn connect(
                 }
             };
             match session
-                .call(|r| SessionMsg::Attach(h, r), Some(Duration::from_secs(10)))
+                .call(
+                    |r| SessionMsg::Attach(handle, r),
+                    Some(Duration::from_secs(10)),
+                )
                 .await
             {
                 Ok(CallResult::Success(ready)) => Ok((session, ready)),
@@ -251,22 +326,18 @@ pub async fn connect(
             }
         })
         .await??;
-    let max_frame = state.config.server.max_ws_frame_bytes;
-    let conn = WsConn {
-        handle,
-        rx: Some(rx),
-        ready: Some(ready.to_string()),
+    let conn = Conn {
+        handle_id,
         session,
         supervisor: state.supervisor.clone(),
         interview_id: id,
         engine: state.engine.clone(),
-        max_frame,
-        last_heard: Instant::now(),
+        watch: receiver.watch,
+        max_message,
+        ws,
+        answers: state.limits.answer_limiter(&client),
+        _slot: slot,
     };
-    // The codec accepts frames up to 4x the limit so that an oversized frame gets an error event
-    // instead of a dropped connection; beyond that the connection is closed (protocol error).
-    ws::WsResponseBuilder::new(conn, &req, stream)
-        .frame_size(max_frame.saturating_mul(4))
-        .start()
-        .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))
+    actix_web::rt::spawn(run(conn, ready.to_string(), frames, receiver.rx, tripped));
+    Ok(response)
 }
