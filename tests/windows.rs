@@ -182,7 +182,11 @@ async fn a_model_with_its_own_limits_has_its_own_windows() {
          keys_env = \"PM_API_KEYS\"\nlimits = {{ rpm = 100 }}\nmodel_limits = {{ big = {{ rpm = 2 }} }}\n",
         fake.base
     );
-    let engine = Engine::start(dir.path(), &cfg, &[("PM_API_KEYS", "pm-SECRETVALUE".into())]);
+    let engine = Engine::start(
+        dir.path(),
+        &cfg,
+        &[("PM_API_KEYS", "pm-SECRETVALUE".into())],
+    );
     for i in 0..2 {
         let r = engine.chat("big", &format!("big {i}")).await;
         assert_eq!(r.status, 200, "{}", r.text);

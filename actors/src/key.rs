@@ -25,6 +25,9 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::cluster::admission::{
+    Amounts, GrantId, Refusal as SharedRefusal, ScopeSpec, SharedWindows,
+};
 use crate::providers::{FormatKind, ProviderError, Target};
 use crate::quota::{Blocked, Cost, DayLeft, Limits, Quota, QuotaUsage, Rates, ReservationId};
 use crate::storage::UsageLedger;
@@ -84,6 +87,9 @@ pub struct SharedQuota {
     pub quota: Mutex<Quota>,
     /// The key actors drawing on it, woken when one of them frees a slot.
     members: Mutex<Vec<ActorRef<KeyMsg>>>,
+    /// In cluster mode: the same windows shared by every node through Redis. The local windows stay
+    /// as this node's own bound; a permit needs room in both.
+    shared: std::sync::OnceLock<Arc<SharedWindows>>,
 }
 
 impl SharedQuota {
@@ -108,7 +114,49 @@ impl SharedQuota {
             scope,
             quota: Mutex::new(quota),
             members: Mutex::new(Vec::new()),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shares these windows with the other nodes of the cluster (once, at start).
+    pub fn attach_shared(&self, windows: Arc<SharedWindows>) {
+        let _ = self.shared.set(windows);
+    }
+
+    /// The windows as the cluster shares them: the same limits, one [`ScopeSpec`] per scope name.
+    pub fn scope_spec(&self) -> ScopeSpec {
+        use crate::cluster::admission::{Counter, Period, WindowSpec};
+        let g = self.lock();
+        let l = *g.limits();
+        let mut windows = Vec::new();
+        let mut add = |period, counter, limit: Option<u64>| {
+            if let Some(limit) = limit {
+                windows.push(WindowSpec {
+                    period,
+                    counter,
+                    limit,
+                });
+            }
+        };
+        add(Period::Sliding(60), Counter::Requests, l.rpm.map(u64::from));
+        add(Period::Sliding(60), Counter::Tokens, l.tpm);
+        add(Period::Day, Counter::Requests, l.rpd.map(u64::from));
+        add(Period::Day, Counter::Tokens, l.tpd);
+        add(Period::Day, Counter::Units, l.daily_units);
+        add(Period::Day, Counter::Micros, l.daily_spend_micros);
+        add(Period::Month, Counter::Requests, l.requests_per_month);
+        add(Period::Month, Counter::Tokens, l.tokens_per_month);
+        ScopeSpec {
+            scope: self.scope.clone(),
+            windows,
+            concurrency: l.concurrency,
+            tz: g.tz(),
+        }
+    }
+
+    /// The cluster-wide windows, in cluster mode.
+    pub fn shared(&self) -> Option<&Arc<SharedWindows>> {
+        self.shared.get()
     }
 
     /// The windows, locked.
@@ -118,8 +166,17 @@ impl SharedQuota {
         self.quota.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Cluster mode: raises the local day and month counters to the cluster's last reading.
+    fn observe_shared(&self) {
+        if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
+            self.lock()
+                .observe_cluster(Instant::now(), Utc::now(), &seen);
+        }
+    }
+
     /// Current usage and headroom.
     pub fn usage(&self) -> QuotaUsage {
+        self.observe_shared();
         self.lock().usage(Instant::now(), Utc::now())
     }
 
@@ -130,6 +187,7 @@ impl SharedQuota {
 
     /// What the quota can still serve today at `rates` (nothing while parked for the day).
     pub fn day_left(&self, rates: &Rates) -> DayLeft {
+        self.observe_shared();
         self.lock().day_left(Instant::now(), Utc::now(), rates)
     }
 
@@ -182,7 +240,8 @@ impl KeyQuotas {
         }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Arc<SharedQuota>> {
+    /// Every quota of the key (default first).
+    pub fn all(&self) -> impl Iterator<Item = &Arc<SharedQuota>> {
         std::iter::once(&self.default).chain(self.by_model.iter().map(|(_, q)| q))
     }
 }
@@ -504,6 +563,36 @@ pub struct KeyState {
     served: u64,
     failed: u64,
     rate_limited: u64,
+    /// Cluster grants of the permits out, by (quota index, reservation).
+    grants: HashMap<(usize, ReservationId), GrantId>,
+}
+
+/// How long a request waits before asking the shared windows again when every concurrency lease is
+/// held by other nodes (their calls end without telling this node).
+const SHARED_SLOT_POLL: Duration = Duration::from_millis(100);
+
+fn amounts(c: Cost) -> Amounts {
+    Amounts {
+        tokens: c.tokens,
+        units: c.units,
+        micros: c.micros,
+    }
+}
+
+/// A refusal of the shared windows as this key's local `Blocked`: each becomes a wait until the time
+/// it names (the queue's tick retries then; a wait past the deadline refuses).
+fn shared_blocked(r: SharedRefusal, now: Instant) -> Blocked {
+    match r {
+        SharedRefusal::Window { retry }
+        | SharedRefusal::Day { retry }
+        | SharedRefusal::Month { retry }
+        | SharedRefusal::CoolingDown { retry } => Blocked::CoolingDown(now + retry),
+        SharedRefusal::Concurrency { retry } => {
+            Blocked::CoolingDown(now + retry.min(SHARED_SLOT_POLL))
+        }
+        // The local windows have the same limits and refuse such a request first.
+        SharedRefusal::TooLarge => Blocked::CoolingDown(now + SHARED_SLOT_POLL),
+    }
 }
 
 /// Whether a blocked window opens by `deadline`, and when.
@@ -591,15 +680,38 @@ impl KeyState {
         quota: usize,
         id: ReservationId,
         rates: Rates,
+        cost: Cost,
     ) -> Result<Permit, Blocked> {
         let (now, wall) = (Instant::now(), Utc::now());
         let q = self.args.quotas.get(quota).clone();
-        let due = {
-            let mut g = q.lock();
+        {
+            let g = q.lock();
             if let Some(until) = g.blocked_until().filter(|u| *u > now) {
                 return Err(Blocked::CoolingDown(until));
             }
-            g.try_start(id, now)?;
+            if !g.slot_free() {
+                return Err(Blocked::Concurrency);
+            }
+        }
+        // Cluster mode: the request needs room in the windows every node shares, too.
+        let grant = match q.shared() {
+            Some(shared) => match shared.admit(amounts(cost)).await {
+                Ok(g) => Some((shared.clone(), g)),
+                Err(r) => return Err(shared_blocked(r, Instant::now())),
+            },
+            None => None,
+        };
+        let due = {
+            let mut g = q.lock();
+            if let Err(b) = g.try_start(id, now) {
+                if let Some((shared, grant)) = grant {
+                    tokio::spawn(async move { shared.release(grant, false).await });
+                }
+                return Err(b);
+            }
+            if let Some((_, grant)) = &grant {
+                self.grants.insert((quota, id), *grant);
+            }
             let due = g.record_due(now, wall);
             // Stored under the lock so that records of a shared scope are written in order.
             if let Some(rec) = &due {
@@ -687,7 +799,7 @@ impl KeyState {
         match reserved {
             Ok(id) => {
                 if !self.slot_waiters(qi) {
-                    match self.start(myself, qi, id, rates).await {
+                    match self.start(myself, qi, id, rates, cost).await {
                         Ok(p) => {
                             let _ = reply.send(Ok(p));
                             return;
@@ -804,7 +916,7 @@ impl KeyState {
             }
             if let Some(id) = w.res {
                 if !slot_blocked[w.quota] {
-                    match self.start(myself, w.quota, id, w.rates).await {
+                    match self.start(myself, w.quota, id, w.rates, w.cost).await {
                         Ok(p) => {
                             // If the caller gave up meanwhile, the permit comes back and is dropped:
                             // released.
@@ -880,6 +992,13 @@ impl KeyState {
                             g.block_until(now, wall, until);
                             let rec = g.record(now, wall);
                             let _ = self.args.ledger.store(&q.scope, &rec);
+                            drop(g);
+                            // Every node's requests through this scope wait too.
+                            if let Some(shared) = q.shared() {
+                                let (shared, wait) =
+                                    (shared.clone(), until.saturating_duration_since(now));
+                                tokio::spawn(async move { shared.block(wait).await });
+                            }
                         }
                         tracing::warn!(key = %self.args.spec.id, day_exhausted, wait_s = until.saturating_duration_since(now).as_secs_f64(), "provider rate-limited the key; cooling down");
                         if matches!(self.health, Health::HalfOpen { .. }) {
@@ -1036,6 +1155,7 @@ impl Actor for KeyActor {
             served: 0,
             failed: 0,
             rate_limited: 0,
+            grants: HashMap::new(),
         };
         state.publish();
         Ok(state)
@@ -1080,6 +1200,10 @@ impl Actor for KeyActor {
             }
             KeyMsg::Settle(qi, id, cost) => {
                 let q = state.args.quotas.get(qi).clone();
+                if let (Some(grant), Some(shared)) = (state.grants.remove(&(qi, id)), q.shared()) {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.settle(grant, amounts(cost)).await });
+                }
                 let held = q.lock().settle(id, cost);
                 state.learn_service(held);
                 q.wake_others(&myself);
@@ -1087,6 +1211,10 @@ impl Actor for KeyActor {
             }
             KeyMsg::Release(qi, id, sent) => {
                 let q = state.args.quotas.get(qi).clone();
+                if let (Some(grant), Some(shared)) = (state.grants.remove(&(qi, id)), q.shared()) {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.release(grant, sent).await });
+                }
                 let held = q.lock().release(id, sent);
                 state.learn_service(held);
                 if let Health::HalfOpen { probing } = &mut state.health {

@@ -229,7 +229,10 @@ impl ClusterSection {
         let advertise_url = if self.advertise_url.trim().is_empty() {
             format!("http://{bind}")
         } else if self.advertise_url.trim() == "auto" {
-            format!("http://{}:{port}", own_address().unwrap_or_else(|| "127.0.0.1".into()))
+            format!(
+                "http://{}:{port}",
+                own_address().unwrap_or_else(|| "127.0.0.1".into())
+            )
         } else {
             self.advertise_url.trim().trim_end_matches('/').to_string()
         };

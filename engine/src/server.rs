@@ -23,6 +23,7 @@ use actors::storage::{SledStore, UsageLedger};
 use actors::supervisor::{InterviewSupervisor, LiveSessions, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
+use crate::cluster::{ClusterCapacity, ClusterRuntime};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
 
@@ -68,12 +69,15 @@ pub struct Engine {
     pub budget: Arc<actors::budget::Budget>,
     /// Live sessions and their cap.
     pub live: Arc<LiveSessions>,
+    /// Cluster mode: Redis, membership, shared windows and interview leases (`None`: one node).
+    pub cluster: Option<Arc<ClusterRuntime>>,
     router: ActorRef<RouterMsg>,
 }
 
 impl Engine {
-    /// Opens storage and starts the actor tree on a new runtime.
-    pub fn start(config: &Config) -> Result<Engine, StartError> {
+    /// Opens storage and starts the actor tree on a new runtime; `local` is the address the HTTP
+    /// server listens on (the cluster's default node id and advertise URL come from it).
+    pub fn start(config: &Config, local: std::net::SocketAddr) -> Result<Engine, StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("engine")
@@ -88,6 +92,20 @@ impl Engine {
             keys.iter().map(|k| k.spec.provider.clone()).collect();
         active_providers.dedup();
         let key_count = keys.len();
+        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
+        let cluster = if config.cluster.enabled() {
+            let mut cfg = config.clone();
+            cfg.server.bind = local.to_string();
+            let local_log: Arc<dyn actors::storage::SessionLog> = Arc::new(store.clone());
+            Some(Arc::new(runtime.block_on(ClusterRuntime::start(
+                &cfg,
+                &keys,
+                local_log,
+                live.clone(),
+            ))?))
+        } else {
+            None
+        };
         let directory = KeyDirectory::default();
         if key_count == 0 {
             tracing::warn!("no provider keys configured: interviews use templates, the question pool and heuristic scoring only");
@@ -125,11 +143,18 @@ impl Engine {
         let questions = Arc::new(QuestionPool::load_embedded()?);
         tracing::info!(questions = questions.len(), "question pool loaded");
         let stats = Arc::new(actors::stats::OptimizationStats::default());
+        let capacity: Box<dyn actors::budget::CapacitySource> = match &cluster {
+            // Cluster mode: the cluster's usage today, less the other nodes' live holds.
+            Some(c) => Box::new(ClusterCapacity::new(Box::new(pool.clone()), c.clone())),
+            None => Box::new(pool.clone()),
+        };
         let budget = Arc::new(
-            actors::budget::Budget::new(Box::new(pool.clone()))
+            actors::budget::Budget::new(capacity)
                 .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
         );
-        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
+        if let Some(c) = &cluster {
+            c.set_budget(budget.clone());
+        }
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -143,6 +168,7 @@ impl Engine {
             questions: Arc::default(),
             pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
             live: live.clone(),
+            cluster: cluster.as_ref().map(|c| c.sessions.clone()),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -152,6 +178,7 @@ impl Engine {
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
+            cluster,
             live,
             stats,
             budget,
@@ -171,16 +198,26 @@ impl Engine {
         self.pool.gpu()
     }
 
-    /// Phases 2-4 of shutdown: stop the actors, flush storage, stop the runtime.
+    /// Phases 2-4 of shutdown: stop the actors, flush storage, (cluster mode) release the interview
+    /// leases and leave the member list, stop the runtime.
     pub fn shutdown(self) {
         let router = self.router.clone();
         let supervisor = self.supervisor.clone();
         let store = self.store.clone();
+        let cluster = self.cluster.clone();
         self.runtime.block_on(async move {
             // Sessions first: every step they took is already committed and flushed.
             let _ = supervisor
                 .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
                 .await;
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "storage flush failed");
+            }
+            // Flushed (and appended to redis): the leases go, so this node's clients reconnect
+            // to another node that takes their interviews at once.
+            if let Some(c) = &cluster {
+                c.leave().await;
+            }
             let _ = router
                 .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
                 .await;
@@ -198,7 +235,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     if config.server.admin_token.0.is_empty() {
         tracing::warn!("server.admin_token is empty: admin routes (/admin, /api/system_status, /metrics, /v1/...) are open to anyone who can reach {}", config.server.bind);
     }
-    let engine = Engine::start(&config)?;
+    // Bound first, so that a port-0 bind is known to the cluster (node id, advertise URL).
+    let listener = std::net::TcpListener::bind(&config.server.bind)?;
+    let local = listener.local_addr()?;
+    let engine = Engine::start(&config, local)?;
     let state = Arc::new(AppState {
         config: config.clone(),
         pool: engine.pool.clone(),
@@ -218,6 +258,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         gateway_calls: actors::coalesce::Coalescer::new(),
         limits: http::limits::ClientLimits::new(&config.limits)?,
         live: engine.live.clone(),
+        cluster: engine.cluster.clone(),
     });
     // Rate-limit buckets of clients not seen lately are forgotten once a minute.
     let sweeper = {
@@ -239,7 +280,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     })
     .workers(config.server.workers)
     .shutdown_timeout(config.server.shutdown_grace_s)
-    .bind(&config.server.bind)?;
+    .listen(listener)?;
     let addrs = server.addrs();
     let result = actix_web::rt::System::new().block_on(async move {
         let running = server.run();

@@ -2,5 +2,6 @@
 pub mod attack;
 pub mod browser;
 pub mod fake;
+pub mod redis;
 pub mod server;
 pub mod ws;

@@ -890,6 +890,29 @@ impl SharedWindows {
         })
     }
 
+    /// The cluster's calendar-window usage as last read (at most 5 s ago), for the local counters.
+    pub fn last_calendar_usage(&self) -> Option<crate::quota::ClusterUsage> {
+        let st = self.lock();
+        let (at, used, ..) = st.seen.as_ref()?;
+        if at.elapsed() > Duration::from_secs(5) {
+            return None;
+        }
+        let mut u = crate::quota::ClusterUsage::default();
+        for (w, v) in self.spec.windows.iter().zip(used.iter()) {
+            let slot = match (w.period, w.counter) {
+                (Period::Day, Counter::Requests) => &mut u.requests_day,
+                (Period::Day, Counter::Tokens) => &mut u.tokens_day,
+                (Period::Day, Counter::Units) => &mut u.units_day,
+                (Period::Day, Counter::Micros) => &mut u.micros_day,
+                (Period::Month, Counter::Requests) => &mut u.requests_month,
+                (Period::Month, Counter::Tokens) => &mut u.tokens_month,
+                _ => continue,
+            };
+            *slot = Some(*v);
+        }
+        Some(u)
+    }
+
     /// Renews the concurrency leases of shared grants still in flight, every third of the lease
     /// (at most every second), and keeps the reading of the cluster's usage fresh (the fallback share
     /// of the calendar windows starts from it), for as long as the windows exist.

@@ -27,6 +27,7 @@ pub mod admission;
 pub mod lease;
 pub mod log;
 pub mod membership;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub use admission::{SharedWindows, WindowSpec};
 pub use lease::{Lease, Leases, Owner};
 pub use log::SharedLog;
 pub use membership::{Membership, NodeInfo};
+pub use sessions::{ClusterSessions, Placement};
 
 /// Whether `url` is a Redis URL the client accepts (never printed: it may hold a password).
 pub fn is_valid_redis_url(url: &str) -> bool {

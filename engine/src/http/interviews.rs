@@ -55,13 +55,34 @@ fn valid_id(s: &str) -> bool {
 }
 
 /// The token a request presents: bearer header or `?token=`.
-fn presented_token(req: &HttpRequest) -> Option<String> {
+pub(crate) fn presented_token(req: &HttpRequest) -> Option<String> {
     if let Some(t) = bearer(req) {
         return Some(t.to_string());
     }
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("token").cloned())
+}
+
+/// Cluster mode: brings this node's copy of the interview up to date from Redis, so every node answers
+/// reads of every interview (a single node: nothing to do).
+pub async fn refresh_from_cluster(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let Some(c) = state.cluster.clone() else {
+        return Ok(());
+    };
+    if !valid_id(id) {
+        return Ok(());
+    }
+    let id = id.to_string();
+    let r = state
+        .on_engine(async move { c.sessions.refresh_local(&id).await })
+        .await?;
+    match r {
+        Ok(()) => Ok(()),
+        // Redis unreachable: this node's own copy is what it can show.
+        Err(e) if e.is_unreachable() => Ok(()),
+        Err(e) => Err(ApiError::Unavailable(format!("cluster: {e}"))),
+    }
 }
 
 /// Loads an interview and checks the token (interview token or admin token).
@@ -310,6 +331,12 @@ pub async fn create(
             if let Err(e) = stored.await {
                 return Err(ApiError::Unavailable(format!("storage: {e}")));
             }
+            // Cluster mode: every node can serve it from now on.
+            if let Some(c) = &st.cluster {
+                if let Err(e) = c.sessions.publish_created(&record).await {
+                    tracing::warn!(interview = %record.id, error = %e, "interview not yet visible to the other nodes (redis unreachable); it is once this node connects it");
+                }
+            }
             Ok::<_, ApiError>((id, token, record.mode, record.level))
         })
         .await??;
@@ -326,6 +353,7 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    refresh_from_cluster(&state, &path).await?;
     let rec = authorized_record(&state, &req, &path)?;
     let events: Vec<Value> = state
         .store
@@ -349,6 +377,7 @@ pub async fn report(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    refresh_from_cluster(&state, &path).await?;
     let rec = authorized_record(&state, &req, &path)?;
     if rec.phase == Phase::Reporting {
         // Its end-of-interview work was cut off by a restart: waking the session runs it again.
@@ -390,10 +419,24 @@ pub async fn report(
 
 /// `GET /api/candidates/{id}/history` (admin): every interview of a candidate, oldest first.
 pub async fn history(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let ids = state
-        .store
-        .candidate_interviews(&path)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let ids = match state.cluster.clone() {
+        // Cluster mode: the interviews every node created, each brought up to date here.
+        Some(c) => {
+            let cand = path.clone();
+            let ids = state
+                .on_engine(async move { c.sessions.candidate_interviews(&cand).await })
+                .await?
+                .map_err(|e| ApiError::Unavailable(format!("cluster: {e}")))?;
+            for id in &ids {
+                refresh_from_cluster(&state, id).await?;
+            }
+            ids
+        }
+        None => state
+            .store
+            .candidate_interviews(&path)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     let mut out = Vec::new();
     for id in ids {
         if let Ok(Some(r)) = state.store.load(&id) {
