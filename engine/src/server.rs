@@ -134,6 +134,14 @@ impl Engine {
                 config.cache.to_cache_config(),
             ))
             .map_err(|e| StartError::Actor(format!("cache: {e}")))?;
+        // Cluster mode: the reuse cache's values are shared by every node.
+        let cache = match &cluster {
+            Some(c) => cache.with_shared(actors::cluster::cache::SharedCache::new(
+                c.cluster.clone(),
+                config.cache.to_cache_config(),
+            )),
+            None => cache,
+        };
         let mut pool = Pool::new(router.clone(), directory, http);
         if let Some(g) = &gpu {
             pool = pool.with_gpu(g.clone(), config.gpu.fallback_to_cloud);

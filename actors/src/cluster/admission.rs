@@ -32,6 +32,9 @@ use super::{Cluster, ClusterError};
 
 const ADMISSION_LUA: &str = include_str!("lua/admission.lua");
 const DAY_MS: i64 = 86_400_000;
+/// How old the reading of the cluster's usage may grow before an idle scope reads it again (busy
+/// scopes read it with every admission).
+const USAGE_REFRESH: Duration = Duration::from_secs(5);
 
 /// What a window counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -894,7 +897,7 @@ impl SharedWindows {
     pub fn last_calendar_usage(&self) -> Option<crate::quota::ClusterUsage> {
         let st = self.lock();
         let (at, used, ..) = st.seen.as_ref()?;
-        if at.elapsed() > Duration::from_secs(5) {
+        if at.elapsed() > USAGE_REFRESH * 2 {
             return None;
         }
         let mut u = crate::quota::ClusterUsage::default();
@@ -933,7 +936,7 @@ impl SharedWindows {
                     let stale = st
                         .seen
                         .as_ref()
-                        .is_none_or(|(at, ..)| at.elapsed() >= every);
+                        .is_none_or(|(at, ..)| at.elapsed() >= USAGE_REFRESH);
                     (ids, stale)
                 };
                 if !ids.is_empty() {

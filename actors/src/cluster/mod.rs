@@ -12,6 +12,10 @@
 //! membership.rs  Membership: node heartbeats (id, advertise URL, live sessions, figures) with expiry
 //! lease.rs       Leases: one owner per interview (SET NX PX, compare-and-set renew / release) with a
 //!                fencing token (INCR) per acquisition
+//! cache.rs       SharedCache: the reuse cache's values shared between nodes (resume analyses,
+//!                greetings, generated questions, evaluations, coach notes)
+//! sessions.rs    ClusterSessions: what the supervisor, sessions and REST routes use (lease per
+//!                live session, append before send, takeover from the log, reads on every node)
 //! log.rs         SharedLog: per-interview Redis Stream appended only with the current fencing token
 //! lua/*.lua      the scripts, loaded by EVALSHA (their SHA-1 is their version: two builds with
 //!                different scripts never run each other's code; the key layout is versioned by the
@@ -24,6 +28,7 @@
 //! With `redis_url` empty there is no cluster: the engine runs alone exactly as before.
 
 pub mod admission;
+pub mod cache;
 pub mod lease;
 pub mod log;
 pub mod membership;

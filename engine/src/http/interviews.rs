@@ -73,14 +73,19 @@ pub async fn refresh_from_cluster(state: &AppState, id: &str) -> Result<(), ApiE
     if !valid_id(id) {
         return Ok(());
     }
-    let id = id.to_string();
+    let owned = id.to_string();
     let r = state
-        .on_engine(async move { c.sessions.refresh_local(&id).await })
+        .on_engine(async move { c.sessions.refresh_local(&owned).await })
         .await?;
     match r {
         Ok(()) => Ok(()),
-        // Redis unreachable: this node's own copy is what it can show.
-        Err(e) if e.is_unreachable() => Ok(()),
+        // Redis unreachable: this node's own copy is what it can show, if it has one.
+        Err(e) if e.is_unreachable() => match state.store.load(id) {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(ApiError::Unavailable(
+                "the cluster's store is unreachable and this node has no copy of the interview; try again shortly".into(),
+            )),
+        },
         Err(e) => Err(ApiError::Unavailable(format!("cluster: {e}"))),
     }
 }
