@@ -188,6 +188,15 @@ async fn a_burst_over_three_nodes_never_exceeds_one_keys_rpm() {
     let doc = cluster_doc(&nodes[2].engine).await;
     assert_eq!(doc["nodes"].as_array().unwrap().len(), 3, "{doc}");
     assert_eq!(doc["mode"], "shared");
+    // The operator's dashboard shows the cluster and the shared window's use.
+    let page = nodes[0].engine.get("/admin", None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("id=\"cluster\""), "{}", page.text);
+    assert!(
+        page.text.contains("requests/sliding(60): 10 / 10"),
+        "{}",
+        page.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
