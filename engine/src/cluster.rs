@@ -84,7 +84,8 @@ impl ClusterRuntime {
         if wait > 0 {
             log = log.with_replica_wait(wait, config.cluster.op_timeout_ms);
         }
-        let sessions = ClusterSessions::new(membership.clone(), log, local_log, 0);
+        let ttl_ms = config.cluster.log_ttl_s.saturating_mul(1000);
+        let sessions = ClusterSessions::new(membership.clone(), log, local_log, ttl_ms);
         let mut windows = Vec::new();
         for k in keys {
             for q in k.quotas.all() {

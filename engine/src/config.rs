@@ -210,6 +210,9 @@ pub struct ClusterSection {
     pub key_prefix: String,
     /// Replicas each log append waits for (`WAIT`); 0: the primary's own durability.
     pub wait_replicas: u32,
+    /// An interview's log and record stay in Redis this long after its last step, s (0: forever);
+    /// every node that served it keeps its own copy in sled.
+    pub log_ttl_s: u64,
 }
 
 impl ClusterSection {

@@ -30,5 +30,7 @@ local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
+  -- The fencing counter lives as long as the log it guards (it exists from the first acquisition).
+  if current > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 return expect
