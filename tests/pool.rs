@@ -241,12 +241,9 @@ async fn every_wire_format_round_trip_stream_and_failures() {
         let c = format!("{}_c", f.name);
         fake.set_fault(&key_c, Some("rate_limit"), Some(1)).await;
         let r = engine.chat(&c, "hello").await;
-        assert!(
-            r.status == 502 || r.status == 503,
-            "{}: {}",
-            f.format,
-            r.text
-        );
+        // The provider's wait (5 s) ends after the deadline (3 s): no capacity, with that wait.
+        assert_eq!(r.status, 429, "{}: {}", f.format, r.text);
+        assert_eq!(r.json["error"]["code"], "no_capacity");
         let r = engine.chat(&c, "hello").await;
         assert_eq!(r.status, 429, "{}: cooling down: {}", f.format, r.text);
         // The fake asked for 5 s: the wait left, in whole seconds.
@@ -481,11 +478,23 @@ async fn a_daily_429_leaves_nothing_today_in_status_and_budget() {
     let engine = Engine::start(dir.path(), &base_config(&cfg), &env);
     let r = engine.chat("first", "hello").await;
     assert_eq!(
-        r.status, 502,
+        r.status, 429,
         "the only key of `first` is spent today: {}",
         r.text
     );
-    assert_eq!(r.json["error"]["code"], "upstream_failed");
+    assert_eq!(r.json["error"]["code"], "no_capacity");
+    // It opens again at the next UTC midnight.
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let now = chrono::Utc::now();
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let to_midnight = (midnight - now).num_seconds().unsigned_abs();
+    assert!(
+        wait.abs_diff(to_midnight) <= 5,
+        "Retry-After {wait}, midnight in {to_midnight}"
+    );
     let r = engine.chat("second", "hello").await;
     assert_eq!(r.status, 200, "{}", r.text);
 
@@ -1003,7 +1012,13 @@ async fn twenty_interviews_on_one_key_with_two_slots_are_all_graded_by_the_provi
             )
             .await;
             let mut client = Client::connect(&base, &c).await;
-            client.finish_with(GOOD_ANSWER).await;
+            // A different answer per interview: none can be graded from another's cached grade.
+            client
+                .finish_with(&format!(
+                    "{GOOD_ANSWER} In my team of {} we did the same.",
+                    i + 3
+                ))
+                .await;
             client.logged.clone()
         }
     });

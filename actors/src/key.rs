@@ -17,7 +17,7 @@
 //! concurrency limit) write nothing at all.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,8 @@ pub struct SharedQuota {
     pub scope: String,
     /// The windows.
     pub quota: Mutex<Quota>,
-    /// The key actors drawing on it, woken when one of them frees a slot.
-    members: Mutex<Vec<ActorRef<KeyMsg>>>,
+    /// The key actors drawing on it (and their gauges), woken when one of them frees a slot.
+    members: Mutex<Vec<(ActorRef<KeyMsg>, Arc<KeyGauge>)>>,
     /// In cluster mode: the same windows shared by every node through Redis. The local windows stay
     /// as this node's own bound; a permit needs room in both.
     shared: std::sync::OnceLock<Arc<SharedWindows>>,
@@ -101,13 +101,13 @@ impl SharedQuota {
         ledger: &dyn UsageLedger,
     ) -> Self {
         let mut quota = Quota::new(limits, tz);
-        if limits.has_time_window() {
-            match ledger.load(&scope) {
-                Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
-                }
+        // Read even for a quota without time windows: a provider's cool-down or daily park is
+        // recorded for every key.
+        match ledger.load(&scope) {
+            Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
             }
         }
         Self {
@@ -159,19 +159,18 @@ impl SharedQuota {
         self.shared.get()
     }
 
+    /// Cluster mode: raises the local day and month counters to the cluster's last reading.
+    fn observe_shared(&self) {
+        if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
+            self.lock().observe_cluster(Instant::now(), Utc::now(), &seen);
+        }
+    }
+
     /// The windows, locked.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Quota> {
         // A poisoned lock only means a panic elsewhere while holding it; the windows stay consistent
         // because every mutation is a single step.
         self.quota.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Cluster mode: raises the local day and month counters to the cluster's last reading.
-    fn observe_shared(&self) {
-        if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
-            self.lock()
-                .observe_cluster(Instant::now(), Utc::now(), &seen);
-        }
     }
 
     /// Current usage and headroom.
@@ -191,18 +190,21 @@ impl SharedQuota {
         self.lock().day_left(Instant::now(), Utc::now(), rates)
     }
 
-    fn members(&self) -> std::sync::MutexGuard<'_, Vec<ActorRef<KeyMsg>>> {
+    fn members(&self) -> std::sync::MutexGuard<'_, Vec<(ActorRef<KeyMsg>, Arc<KeyGauge>)>> {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes the other key actors of a shared scope: a slot or window room came free.
+    /// Wakes the other key actors of a shared scope that have requests waiting: a slot or window
+    /// room came free.
     fn wake_others(&self, me: &ActorRef<KeyMsg>) {
         let members = self.members();
         if members.len() < 2 {
             return;
         }
-        for m in members.iter().filter(|m| m.get_id() != me.get_id()) {
-            let _ = m.cast(KeyMsg::Tick);
+        for (m, g) in members.iter().filter(|(m, _)| m.get_id() != me.get_id()) {
+            if g.waiting.load(Ordering::SeqCst) > 0 {
+                let _ = m.cast(KeyMsg::Tick);
+            }
         }
     }
 }
@@ -277,12 +279,21 @@ impl Default for GaugeView {
     }
 }
 
-/// Health as the router sees it without a message round trip.
+/// Health as the router sees it without a message round trip, and what callers update on the
+/// happy path without one (see [`KeyGauge::fast`]).
 #[derive(Debug, Default)]
 pub struct KeyGauge {
     headroom_bp: AtomicU32,
     state: AtomicU8,
     view: Mutex<GaugeView>,
+    /// Requests waiting in the actor's queue (raised before the actor tries a slot for a newcomer).
+    waiting: AtomicUsize,
+    /// The key is healthy and nothing waits: a caller may take room directly.
+    fast: AtomicBool,
+    /// Calls answered.
+    served: AtomicU64,
+    /// Moving average of the time a request holds a slot, µs (0: none yet).
+    service_us: AtomicU64,
 }
 
 /// Gauge states.
@@ -305,7 +316,33 @@ impl KeyGauge {
     }
     /// The latest published view.
     pub fn view(&self) -> GaugeView {
-        *self.view.lock().unwrap_or_else(|p| p.into_inner())
+        let mut v = *self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.queued = self.waiting.load(Ordering::SeqCst);
+        v.service = self.service();
+        v
+    }
+
+    /// Whether a caller may take window room and a slot directly (the key is healthy and nobody is
+    /// waiting in its queue); otherwise it asks the actor, which queues it.
+    pub fn fast(&self) -> bool {
+        self.fast.load(Ordering::SeqCst) && self.waiting.load(Ordering::SeqCst) == 0
+    }
+
+    /// Recent time a request holds a slot (100 ms until one was measured).
+    pub fn service(&self) -> Duration {
+        match self.service_us.load(Ordering::Relaxed) {
+            0 => Duration::from_millis(100),
+            us => Duration::from_micros(us),
+        }
+    }
+
+    fn learn(&self, held: Option<Duration>) {
+        if let Some(h) = held {
+            let h = u64::try_from(h.as_micros()).unwrap_or(u64::MAX).max(1);
+            let old = self.service_us.load(Ordering::Relaxed);
+            let new = if old == 0 { h } else { (old * 4 + h) / 5 };
+            self.service_us.store(new.max(1), Ordering::Relaxed);
+        }
     }
 }
 
@@ -397,10 +434,10 @@ pub enum KeyMsg {
         /// The permit or why not.
         reply: RpcReplyPort<Result<Permit, Refusal>>,
     },
-    /// Settle a reservation (quota index, id) to the cost actually used.
-    Settle(usize, ReservationId, Cost),
-    /// Release a reservation (`true`: the request reached the provider).
-    Release(usize, ReservationId, bool),
+    /// A permit was settled or released (its quota already updated by the caller): waiting requests
+    /// may go now; `true` when it was released after a failure or cancellation (a half-open probe
+    /// is no longer out).
+    Freed(bool),
     /// What happened to a call.
     Outcome(CallOutcome),
     /// Status for `/api/system_status`.
@@ -410,9 +447,12 @@ pub enum KeyMsg {
 }
 
 /// Permission to send one request through one key. Settle it with the real usage; dropping it
-/// unsettled releases the reservation.
+/// unsettled releases the reservation. Settling updates the quota directly and tells the key actor
+/// only when someone waits or the key is not healthy.
 pub struct Permit {
     key: ActorRef<KeyMsg>,
+    quotas: Arc<KeyQuotas>,
+    gauge: Arc<KeyGauge>,
     quota: usize,
     id: ReservationId,
     rates: Rates,
@@ -420,6 +460,18 @@ pub struct Permit {
     pub spec: Arc<KeySpec>,
     sent: bool,
     done: bool,
+    /// Cluster mode: the grant of the shared windows, settled or refunded with the local one.
+    grant: Option<(Arc<SharedWindows>, GrantId)>,
+}
+
+/// Runs a shared-window step off the caller (settle, refund, cool-down): on the current runtime, if any.
+fn in_background(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(f);
+        }
+        Err(_) => tracing::warn!("no runtime for a shared-window update; the reservation stays counted until it expires"),
+    }
 }
 
 impl std::fmt::Debug for Permit {
@@ -441,19 +493,82 @@ impl Permit {
     pub fn settle(mut self, input_tokens: u64, output_tokens: u64) {
         self.done = true;
         let cost = self.rates.cost(input_tokens, output_tokens);
-        let _ = self.key.cast(KeyMsg::Settle(self.quota, self.id, cost));
+        if let Some((shared, grant)) = self.grant.take() {
+            in_background(async move { shared.settle(grant, amounts(cost)).await });
+        }
+        let q = self.quotas.get(self.quota);
+        let held = q.lock().settle(self.id, cost);
+        self.freed(held, false);
     }
 
     /// Releases the reservation after a failure.
     pub fn release(mut self) {
         self.done = true;
-        let _ = self
-            .key
-            .cast(KeyMsg::Release(self.quota, self.id, self.sent));
+        self.release_now();
     }
 
-    /// Reports a call's outcome to the key (health, breaker, cool-downs).
+    fn release_now(&mut self) {
+        if let Some((shared, grant)) = self.grant.take() {
+            let sent = self.sent;
+            in_background(async move { shared.release(grant, sent).await });
+        }
+        let q = self.quotas.get(self.quota);
+        let held = q.lock().release(self.id, self.sent);
+        self.freed(held, true);
+    }
+
+    /// After the slot came free: wake whoever waits for it (this key's queue, or another key's of a
+    /// shared scope), or tell a key that is not healthy (a half-open probe came back).
+    fn freed(&self, held: Option<Duration>, released: bool) {
+        self.gauge.learn(held);
+        // SeqCst pairs with the actor raising `waiting` before it tries a slot: either it saw this
+        // slot free, or this sees it waiting.
+        if self.gauge.waiting.load(Ordering::SeqCst) > 0 || !self.gauge.fast.load(Ordering::SeqCst)
+        {
+            let _ = self.key.cast(KeyMsg::Freed(released));
+        }
+        self.quotas.get(self.quota).wake_others(&self.key);
+    }
+
+    /// Reports a call's outcome to the key (health, breaker, cool-downs). A success on a healthy key
+    /// is only counted. A failure turns the direct path off until the actor has judged it, and a
+    /// provider's 429 blocks the key's quotas at once, so no caller slips in before the cool-down.
     pub fn report(&self, outcome: CallOutcome) {
+        match &outcome {
+            CallOutcome::Ok if self.gauge.fast.load(Ordering::SeqCst) => {
+                self.gauge.served.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            CallOutcome::Ok => {}
+            CallOutcome::Failed(e) => {
+                self.gauge.fast.store(false, Ordering::SeqCst);
+                if let ProviderError::RateLimited {
+                    retry_after,
+                    day_exhausted,
+                } = e
+                {
+                    let (now, wall) = (Instant::now(), Utc::now());
+                    for q in self.quotas.all() {
+                        let mut g = q.lock();
+                        let until = cool_down_end(
+                            &g,
+                            now,
+                            wall,
+                            *retry_after,
+                            *day_exhausted,
+                            self.spec.default_retry_after,
+                        );
+                        g.block_until(now, wall, until);
+                        drop(g);
+                        // Every node's requests through this scope wait too.
+                        if let Some(shared) = q.shared().cloned() {
+                            let wait = until.saturating_duration_since(now);
+                            in_background(async move { shared.block(wait).await });
+                        }
+                    }
+                }
+            }
+        }
         let _ = self.key.cast(KeyMsg::Outcome(outcome));
     }
 }
@@ -461,11 +576,86 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self
-                .key
-                .cast(KeyMsg::Release(self.quota, self.id, self.sent));
+            self.done = true;
+            self.release_now();
         }
     }
+}
+
+/// When a 429's cool-down ends: at the daily reset for a day-exhausted key, else after the wait the
+/// provider asked for (or the configured default).
+fn cool_down_end(
+    q: &Quota,
+    now: Instant,
+    wall: chrono::DateTime<Utc>,
+    retry_after: Option<Duration>,
+    day_exhausted: bool,
+    default_wait: Duration,
+) -> Instant {
+    if day_exhausted {
+        let reset = q.next_reset(wall);
+        now + (reset - wall).to_std().unwrap_or(Duration::ZERO)
+    } else {
+        now + retry_after.unwrap_or(default_wait)
+    }
+}
+
+/// Takes window room and a slot for a request directly, without a message to the key actor, when
+/// the key is healthy, nobody waits and there is room now (the uncontended case); `None` otherwise,
+/// and the caller asks the actor, which queues it. The usage record is written and flushed first
+/// when the durable block is used up, as the actor does.
+pub async fn try_fast(
+    key: &ActorRef<KeyMsg>,
+    spec: &Arc<KeySpec>,
+    quotas: &Arc<KeyQuotas>,
+    gauge: &Arc<KeyGauge>,
+    ledger: &Arc<dyn UsageLedger>,
+    cost: Cost,
+    model: Option<&str>,
+) -> Option<Permit> {
+    if !gauge.fast() {
+        return None;
+    }
+    let qi = quotas.index_of(model);
+    let q = quotas.get(qi);
+    if q.shared().is_some() {
+        // Cluster mode: the key actor is the only path to the key (it asks the shared windows).
+        return None;
+    }
+    let (now, wall) = (Instant::now(), Utc::now());
+    let (id, due) = {
+        let mut g = q.lock();
+        let id = g.try_reserve(now, wall, cost).ok()?;
+        if g.try_start(id, now).is_err() {
+            g.release(id, false);
+            return None;
+        }
+        let due = g.record_due(now, wall);
+        if let Some(rec) = &due {
+            if let Err(e) = ledger.store(&q.scope, rec) {
+                tracing::error!(key = %spec.id, error = %e, "usage ledger write failed");
+            }
+        }
+        (id, due.is_some())
+    };
+    let permit = Permit {
+        key: key.clone(),
+        quotas: quotas.clone(),
+        gauge: gauge.clone(),
+        quota: qi,
+        id,
+        rates: spec.rates_for(model),
+        spec: spec.clone(),
+        sent: false,
+        done: false,
+        grant: None,
+    };
+    if due {
+        if let Err(e) = ledger.flush().await {
+            tracing::error!(key = %spec.id, error = %e, "usage ledger flush failed");
+        }
+    }
+    Some(permit)
 }
 
 /// A key as `/api/system_status` shows it (no secret in it).
@@ -543,7 +733,7 @@ pub struct KeyArgs {
     /// The key.
     pub spec: Arc<KeySpec>,
     /// The quotas it draws on (shared with the other keys of its scope).
-    pub quotas: KeyQuotas,
+    pub quotas: Arc<KeyQuotas>,
     /// Where usage is persisted.
     pub ledger: Arc<dyn UsageLedger>,
     /// Published health for the router.
@@ -558,13 +748,8 @@ pub struct KeyState {
     last_error: Option<String>,
     queue: VecDeque<Waiter>,
     tick_at: Option<Instant>,
-    /// Moving average of the time a request holds a slot.
-    service: Option<Duration>,
-    served: u64,
     failed: u64,
     rate_limited: u64,
-    /// Cluster grants of the permits out, by (quota index, reservation).
-    grants: HashMap<(usize, ReservationId), GrantId>,
 }
 
 /// How long a request waits before asking the shared windows again when every concurrency lease is
@@ -645,7 +830,7 @@ impl KeyState {
     }
 
     fn service_time(&self) -> Duration {
-        self.service.unwrap_or(Duration::from_millis(100))
+        self.args.gauge.service()
     }
 
     /// When a request queued now behind the present slot waiters can expect a slot.
@@ -661,15 +846,6 @@ impl KeyState {
             .unwrap_or(1)
             .max(1);
         now + self.service_time() * (waiting / conc + 1)
-    }
-
-    fn learn_service(&mut self, held: Option<Duration>) {
-        if let Some(h) = held {
-            self.service = Some(match self.service {
-                None => h,
-                Some(s) => s.mul_f64(0.8) + h.mul_f64(0.2),
-            });
-        }
     }
 
     /// Takes a slot for a window reservation; on success persists the usage when the durable block
@@ -705,12 +881,9 @@ impl KeyState {
             let mut g = q.lock();
             if let Err(b) = g.try_start(id, now) {
                 if let Some((shared, grant)) = grant {
-                    tokio::spawn(async move { shared.release(grant, false).await });
+                    in_background(async move { shared.release(grant, false).await });
                 }
                 return Err(b);
-            }
-            if let Some((_, grant)) = &grant {
-                self.grants.insert((quota, id), *grant);
             }
             let due = g.record_due(now, wall);
             // Stored under the lock so that records of a shared scope are written in order.
@@ -731,12 +904,15 @@ impl KeyState {
         }
         Ok(Permit {
             key: myself.clone(),
+            quotas: self.args.quotas.clone(),
+            gauge: self.args.gauge.clone(),
             quota,
             id,
             rates,
             spec: self.args.spec.clone(),
             sent: false,
             done: false,
+            grant,
         })
     }
 
@@ -799,6 +975,9 @@ impl KeyState {
         match reserved {
             Ok(id) => {
                 if !self.slot_waiters(qi) {
+                    // Raised before the slot is tried: a caller freeing a slot meanwhile sees it
+                    // and wakes this actor (see `Permit::freed`).
+                    self.args.gauge.waiting.fetch_add(1, Ordering::SeqCst);
                     match self.start(myself, qi, id, rates, cost).await {
                         Ok(p) => {
                             let _ = reply.send(Ok(p));
@@ -962,7 +1141,7 @@ impl KeyState {
         let now = Instant::now();
         match outcome {
             CallOutcome::Ok => {
-                self.served += 1;
+                self.args.gauge.served.fetch_add(1, Ordering::Relaxed);
                 self.consecutive_failures = 0;
                 if matches!(self.health, Health::HalfOpen { .. } | Health::Open { .. }) {
                     tracing::info!(key = %self.args.spec.id, "breaker closed: key healthy again");
@@ -983,22 +1162,17 @@ impl KeyState {
                         let mut until = now;
                         for q in self.args.quotas.all() {
                             let mut g = q.lock();
-                            until = if *day_exhausted {
-                                let reset = g.next_reset(wall);
-                                now + (reset - wall).to_std().unwrap_or(Duration::ZERO)
-                            } else {
-                                now + retry_after.unwrap_or(self.args.spec.default_retry_after)
-                            };
+                            until = cool_down_end(
+                                &g,
+                                now,
+                                wall,
+                                *retry_after,
+                                *day_exhausted,
+                                self.args.spec.default_retry_after,
+                            );
                             g.block_until(now, wall, until);
                             let rec = g.record(now, wall);
                             let _ = self.args.ledger.store(&q.scope, &rec);
-                            drop(g);
-                            // Every node's requests through this scope wait too.
-                            if let Some(shared) = q.shared() {
-                                let (shared, wait) =
-                                    (shared.clone(), until.saturating_duration_since(now));
-                                tokio::spawn(async move { shared.block(wait).await });
-                            }
                         }
                         tracing::warn!(key = %self.args.spec.id, day_exhausted, wait_s = until.saturating_duration_since(now).as_secs_f64(), "provider rate-limited the key; cooling down");
                         if matches!(self.health, Health::HalfOpen { .. }) {
@@ -1048,6 +1222,11 @@ impl KeyState {
             _ => G_OK,
         };
         g.state.store(state, Ordering::Relaxed);
+        g.waiting.store(self.queue.len(), Ordering::SeqCst);
+        g.fast.store(
+            matches!(self.health, Health::Healthy) && self.consecutive_failures == 0,
+            Ordering::SeqCst,
+        );
         let view = GaugeView {
             invalid: state == G_INVALID,
             open_until,
@@ -1113,7 +1292,7 @@ impl KeyState {
             last_error: self.last_error.clone(),
             queued: self.queue.len(),
             service_ms: self.service_time().as_secs_f64() * 1000.0,
-            served: self.served,
+            served: self.args.gauge.served.load(Ordering::Relaxed),
             failed: self.failed,
             rate_limited: self.rate_limited,
         }
@@ -1142,7 +1321,7 @@ impl Actor for KeyActor {
         args: KeyArgs,
     ) -> Result<KeyState, ActorProcessingErr> {
         for q in args.quotas.all() {
-            q.members().push(myself.clone());
+            q.members().push((myself.clone(), args.gauge.clone()));
         }
         let state = KeyState {
             args,
@@ -1151,11 +1330,8 @@ impl Actor for KeyActor {
             last_error: None,
             queue: VecDeque::new(),
             tick_at: None,
-            service: None,
-            served: 0,
             failed: 0,
             rate_limited: 0,
-            grants: HashMap::new(),
         };
         state.publish();
         Ok(state)
@@ -1169,7 +1345,7 @@ impl Actor for KeyActor {
         // A clean stop writes the exact usage (no block to count as spent after the restart).
         let (now, wall) = (Instant::now(), Utc::now());
         for q in state.args.quotas.all() {
-            q.members().retain(|m| m.get_id() != myself.get_id());
+            q.members().retain(|(m, _)| m.get_id() != myself.get_id());
             let mut g = q.lock();
             if g.limits().has_time_window() {
                 let rec = g.record(now, wall);
@@ -1198,29 +1374,12 @@ impl Actor for KeyActor {
                     .await;
                 state.publish();
             }
-            KeyMsg::Settle(qi, id, cost) => {
-                let q = state.args.quotas.get(qi).clone();
-                if let (Some(grant), Some(shared)) = (state.grants.remove(&(qi, id)), q.shared()) {
-                    let shared = shared.clone();
-                    tokio::spawn(async move { shared.settle(grant, amounts(cost)).await });
+            KeyMsg::Freed(released) => {
+                if released {
+                    if let Health::HalfOpen { probing } = &mut state.health {
+                        *probing = false;
+                    }
                 }
-                let held = q.lock().settle(id, cost);
-                state.learn_service(held);
-                q.wake_others(&myself);
-                state.drain(&myself).await;
-            }
-            KeyMsg::Release(qi, id, sent) => {
-                let q = state.args.quotas.get(qi).clone();
-                if let (Some(grant), Some(shared)) = (state.grants.remove(&(qi, id)), q.shared()) {
-                    let shared = shared.clone();
-                    tokio::spawn(async move { shared.release(grant, sent).await });
-                }
-                let held = q.lock().release(id, sent);
-                state.learn_service(held);
-                if let Health::HalfOpen { probing } = &mut state.health {
-                    *probing = false;
-                }
-                q.wake_others(&myself);
                 state.drain(&myself).await;
             }
             KeyMsg::Outcome(outcome) => {

@@ -421,7 +421,9 @@ impl Pool {
                     continue;
                 }
                 let cost = p.c.spec.rates_for(p.model.as_deref()).cost(prompt, out);
-                let at = match p.c.estimate(cost, p.model.as_deref(), now) {
+                let (estimate, headroom) =
+                    p.c.estimate_with_headroom(cost, p.model.as_deref(), now);
+                let at = match estimate {
                     Estimate::Now => now,
                     Estimate::At(at) if at <= deadline => at,
                     Estimate::At(at) => {
@@ -440,7 +442,7 @@ impl Pool {
                 };
                 // Room now beats any wait; then route rank, priority, headroom; waits by length.
                 let waits = at > now;
-                let headroom = ((1.0 - p.c.headroom()) * 1e6) as u64;
+                let headroom = ((1.0 - headroom) * 1e6) as u64;
                 let key = (
                     waits,
                     if waits { at } else { now },
@@ -452,9 +454,15 @@ impl Pool {
                     best = Some((key, i));
                 }
             }
-            let (_, i) = best?;
+            let ((waits, ..), i) = best?;
             let p = &cands[i];
             let cost = p.c.spec.rates_for(p.model.as_deref()).cost(prompt, out);
+            if !waits {
+                // Room now and nobody waiting: take it without a message to the key actor.
+                if let Some(permit) = p.c.try_fast(cost, p.model.as_deref()).await {
+                    return Some((i, permit));
+                }
+            }
             let t0 = Instant::now();
             match Self::reserve(p, cost, deadline, true).await {
                 Ok(permit) => return Some((i, permit)),
@@ -635,6 +643,13 @@ impl Pool {
             }
         }
         match last_err {
+            // The provider asked us to wait and nothing else could take the request in time: that
+            // is no capacity (429 with the real wait), not a failure.
+            Some(ProviderError::RateLimited { .. })
+                if refused.iter().any(|r| r.ready_at.is_some()) =>
+            {
+                Err(Self::refused_error(trail, &refused))
+            }
             Some(last) => Err(PoolError::AllFailed { last, trail }),
             None => Err(Self::refused_error(trail, &refused)),
         }

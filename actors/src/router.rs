@@ -28,7 +28,8 @@ pub struct Candidate {
     /// Its actor.
     pub actor: ActorRef<KeyMsg>,
     gauge: Arc<KeyGauge>,
-    quotas: KeyQuotas,
+    quotas: Arc<KeyQuotas>,
+    ledger: Arc<dyn UsageLedger>,
 }
 
 /// How soon a key could start a request.
@@ -46,28 +47,42 @@ impl Candidate {
     /// How soon this key could start a request of `cost` for `model`, from its windows (read
     /// directly) and its published queue and service time; no message round trip.
     pub fn estimate(&self, cost: Cost, model: Option<&str>, now: Instant) -> Estimate {
+        self.estimate_with_headroom(cost, model, now).0
+    }
+
+    /// [`Candidate::estimate`], with the remaining fraction of the quota's tightest window now.
+    pub fn estimate_with_headroom(
+        &self,
+        cost: Cost,
+        model: Option<&str>,
+        now: Instant,
+    ) -> (Estimate, f64) {
         let v = self.gauge.view();
         if v.invalid {
-            return Estimate::Never(Refusal {
+            let r = Refusal {
                 reason: RefusalReason::Invalid,
                 ready_at: None,
                 too_large: None,
-            });
+            };
+            return (Estimate::Never(r), 0.0);
         }
         if let Some(until) = v.open_until {
-            return Estimate::Never(Refusal {
+            let r = Refusal {
                 reason: RefusalReason::CircuitOpen,
                 ready_at: Some(until),
                 too_large: None,
-            });
+            };
+            return (Estimate::Never(r), 0.0);
         }
         let q = self.quotas.get(self.quotas.index_of(model));
         let mut g = q.lock();
+        let wall = chrono::Utc::now();
+        let headroom = g.usage(now, wall).headroom;
         let slot_wait = |conc: Option<u32>| {
             let conc = conc.unwrap_or(1).max(1) as usize;
             now + v.service * (v.queued / conc + 1) as u32
         };
-        match g.check(now, chrono::Utc::now(), cost) {
+        let e = match g.check(now, wall, cost) {
             Ok(()) if g.slot_free() && v.queued == 0 && !v.probing => Estimate::Now,
             Ok(()) => Estimate::At(slot_wait(g.slots().1)),
             Err(Blocked::TooLarge {
@@ -91,12 +106,28 @@ impl Candidate {
                 Estimate::At(now + d)
             }
             Err(Blocked::Concurrency) => Estimate::At(slot_wait(g.slots().1)),
-        }
+        };
+        (e, headroom)
     }
 
     /// Remaining fraction of the key's tightest window.
     pub fn headroom(&self) -> f64 {
         self.gauge.headroom()
+    }
+
+    /// A permit taken directly when the key is healthy, nobody waits and there is room now; `None`
+    /// sends the caller to the key actor (see [`crate::key::try_fast`]).
+    pub async fn try_fast(&self, cost: Cost, model: Option<&str>) -> Option<crate::key::Permit> {
+        crate::key::try_fast(
+            &self.actor,
+            &self.spec,
+            &self.quotas,
+            &self.gauge,
+            &self.ledger,
+            cost,
+            model,
+        )
+        .await
     }
 }
 
@@ -172,6 +203,7 @@ pub struct RouterArgs {
 
 struct Slot {
     config: KeyConfig,
+    quotas: Arc<KeyQuotas>,
     candidate: Candidate,
     restarts: Restarts,
 }
@@ -195,13 +227,14 @@ pub struct RouterActor;
 
 async fn spawn_key(
     config: &KeyConfig,
+    quotas: &Arc<KeyQuotas>,
     ledger: &Arc<dyn UsageLedger>,
     gauge: Arc<KeyGauge>,
     supervisor: ActorCell,
 ) -> Result<ActorRef<KeyMsg>, ActorProcessingErr> {
     let args = KeyArgs {
         spec: config.spec.clone(),
-        quotas: config.quotas.clone(),
+        quotas: quotas.clone(),
         ledger: ledger.clone(),
         gauge,
     };
@@ -223,14 +256,24 @@ impl Actor for RouterActor {
         let mut slots = Vec::with_capacity(args.keys.len());
         for config in args.keys {
             let gauge = Arc::new(KeyGauge::default());
-            let actor = spawn_key(&config, &args.ledger, gauge.clone(), myself.get_cell()).await?;
+            let quotas = Arc::new(config.quotas.clone());
+            let actor = spawn_key(
+                &config,
+                &quotas,
+                &args.ledger,
+                gauge.clone(),
+                myself.get_cell(),
+            )
+            .await?;
             let candidate = Candidate {
                 spec: config.spec.clone(),
                 actor,
                 gauge,
-                quotas: config.quotas.clone(),
+                quotas: quotas.clone(),
+                ledger: args.ledger.clone(),
             };
             slots.push(Slot {
+                quotas,
                 config,
                 candidate,
                 restarts: Restarts::default(),
@@ -310,6 +353,7 @@ impl Actor for RouterActor {
         tracing::warn!(key = %slot.config.spec.id, why, restarts = slot.restarts.count(), "key actor stopped; restarting (quota state is kept)");
         let actor = spawn_key(
             &slot.config,
+            &slot.quotas,
             &state.ledger,
             slot.candidate.gauge.clone(),
             myself.get_cell(),

@@ -221,8 +221,9 @@ pub async fn chat_completions(
             state.config.cache.response_ttl_s,
         );
         let (st, k) = (state.get_ref().clone(), key.clone());
-        let (answer, how) = state
-            .on_engine(async move {
+        // Served on this HTTP worker: admission is a lock (or a message to a key actor), and the
+        // provider call is I/O; a hop to the engine runtime and back cost more than it saved.
+        let (answer, how) = (async move {
                 if let Some(max_age) = usage.read_max_age_s {
                     if let Some(hit) = st.cache.get(CacheKind::Response, &k, None).await {
                         if let Ok(v) = serde_json::from_str::<Value>(&hit) {
@@ -263,7 +264,7 @@ pub async fn chat_completions(
                 }
                 Ok::<_, ApiError>((v, if shared { "shared" } else { "miss" }))
             })
-            .await??;
+            .await?;
         let text = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
         let mut resp = HttpResponse::Ok();
         resp.insert_header(("x-served-by", text("served_by")))
