@@ -117,8 +117,19 @@ async fn full_interview_with_no_keys() {
         .await
         .unwrap();
     assert_eq!(j["overall_score"], rep["overall_score"], "{j}");
+    // The page for people opens with the read-only report token (the interview token stays out of URLs).
+    let state: Value = http
+        .get(format!("{}/api/interviews/{}", engine.base, c.id))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report_token = state["report_token"].as_str().unwrap().to_string();
     let html = http
-        .get(format!("{url}?format=html&token={}", c.token))
+        .get(format!("{url}?format=html&token={report_token}"))
         .send()
         .await
         .unwrap()

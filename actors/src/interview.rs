@@ -112,6 +112,28 @@ pub struct InterviewRecord {
     pub steps: Vec<Step>,
     /// While `Reporting`: the finished phase that follows.
     pub ending: Option<Phase>,
+    /// The seq of the `report` event, once logged: the report is stored once, in the event log,
+    /// and the stored record points at it. (Not part of the version 1 and 2 layouts.)
+    #[serde(skip)]
+    pub report_seq: Option<u64>,
+    /// What the session log already holds of this record (kept by the log, so that a commit writes
+    /// only what changed). Not stored.
+    #[serde(skip)]
+    pub stored: Stored,
+}
+
+/// What the session log holds of a record beyond its small part: filled in when the record is
+/// loaded and after each commit; empty for a record that has not been written in the current layout.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// Whether the record was written in the current layout.
+    pub(crate) layout: bool,
+    /// Per item: whether its answer and its follow-up's answer are stored.
+    pub(crate) answers: Vec<(bool, bool)>,
+    /// Per question: the id of the question stored at that index.
+    pub(crate) questions: Vec<String>,
+    /// Whether the resume analysis is stored.
+    pub(crate) resume: bool,
 }
 
 /// The record as layout version 1 wrote it (before the call budget): read, then upgraded.
@@ -167,6 +189,8 @@ impl From<InterviewRecordV1> for InterviewRecord {
             level,
             steps: Vec::new(),
             ending: None,
+            report_seq: None,
+            stored: Stored::default(),
         }
     }
 }
@@ -197,15 +221,36 @@ impl InterviewRecord {
     }
 }
 
-/// Checks a presented token against the stored hash.
+/// Checks a presented interview token against the stored hash (constant time).
 pub fn token_matches(record: &InterviewRecord, token: &str) -> bool {
-    let given = sha256_hex(token);
-    given.len() == record.token_sha256.len()
-        && given
-            .bytes()
-            .zip(record.token_sha256.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    ct_eq(sha256_hex(token).as_bytes(), record.token_sha256.as_bytes())
+}
+
+/// The interview's read-only report token: the SHA-256 of its interview token, which is what the
+/// record keeps to check interview tokens, so it needs no storage of its own. It opens the report
+/// and nothing else: presented as an interview token it hashes to something else, and the interview
+/// token cannot be computed from it.
+pub fn report_token(interview_token: &str) -> String {
+    sha256_hex(interview_token)
+}
+
+/// Checks a presented report token (constant time).
+pub fn report_token_matches(record: &InterviewRecord, token: &str) -> bool {
+    ct_eq(token.as_bytes(), record.token_sha256.as_bytes())
+}
+
+/// Whether two secrets are equal, in time that depends on neither (both are hashed first, so not
+/// even their lengths show).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    ct_eq(
+        sha256_hex(given).as_bytes(),
+        sha256_hex(expected).as_bytes(),
+    )
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// SHA-256 in lowercase hex.

@@ -162,7 +162,8 @@ impl SharedQuota {
     /// Cluster mode: raises the local day and month counters to the cluster's last reading.
     fn observe_shared(&self) {
         if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
-            self.lock().observe_cluster(Instant::now(), Utc::now(), &seen);
+            self.lock()
+                .observe_cluster(Instant::now(), Utc::now(), &seen);
         }
     }
 
@@ -470,7 +471,9 @@ fn in_background(f: impl std::future::Future<Output = ()> + Send + 'static) {
         Ok(h) => {
             h.spawn(f);
         }
-        Err(_) => tracing::warn!("no runtime for a shared-window update; the reservation stays counted until it expires"),
+        Err(_) => tracing::warn!(
+            "no runtime for a shared-window update; the reservation stays counted until it expires"
+        ),
     }
 }
 

@@ -137,6 +137,34 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, MiB (sled's own default is 1 GiB).
     pub cache_mb: u64,
+    /// Days a transcript is kept after the interview's last activity (0: forever).
+    pub keep_days: u64,
+    /// Days a finished interview's report is kept (0: as `keep_days`).
+    pub report_keep_days: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_s: u64,
+}
+
+impl StorageConfig {
+    /// The retention policy.
+    pub fn retention(&self) -> actors::storage::Retention {
+        const DAY_MS: i64 = 86_400_000;
+        let days = |d: u64| {
+            i64::try_from(d)
+                .unwrap_or(i64::MAX / DAY_MS)
+                .saturating_mul(DAY_MS)
+        };
+        match self.keep_days {
+            0 => actors::storage::Retention {
+                transcripts_ms: None,
+                reports_ms: None,
+            },
+            keep => actors::storage::Retention {
+                transcripts_ms: Some(days(keep)),
+                reports_ms: Some(days(self.report_keep_days.max(keep))),
+            },
+        }
+    }
 }
 
 /// Call-budget mode of an interview.
@@ -763,6 +791,18 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.storage.keep_days > 0
+            && self.storage.report_keep_days > 0
+            && self.storage.report_keep_days < self.storage.keep_days
+        {
+            return Err(invalid(
+                "storage.report_keep_days",
+                "must be at least storage.keep_days (a report outlives its transcript), or 0",
+            ));
+        }
+        if self.storage.sweep_interval_s == 0 {
+            return Err(invalid("storage.sweep_interval_s", "must be > 0"));
         }
         self.limits.proxies()?;
         if self.limits.pending_ttl_s == 0 {

@@ -279,6 +279,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
             }
         })
     };
+    let retention = spawn_retention(&engine, &config);
     let max_body = config.server.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -303,8 +304,45 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     });
     tracing::info!("http server stopped; stopping the engine");
     sweeper.abort();
+    retention.abort();
     engine.shutdown();
     result.map_err(StartError::Io)
+}
+
+/// The retention sweeper: once at start, then every `storage.sweep_interval_s`, removes transcripts
+/// and reports past `storage.keep_days` / `report_keep_days` (sled reuses the space).
+fn spawn_retention(engine: &Engine, config: &Config) -> tokio::task::JoinHandle<()> {
+    let policy = config.storage.retention();
+    let store = engine.store.clone();
+    let every = Duration::from_secs(config.storage.sweep_interval_s);
+    engine.runtime.spawn(async move {
+        if policy.transcripts_ms.is_none() {
+            return;
+        }
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let store = store.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            let swept = tokio::task::spawn_blocking(move || {
+                actors::storage::SessionLog::sweep(&store, &policy, now)
+            })
+            .await;
+            match swept {
+                Ok(Ok(s)) if s.transcripts + s.interviews > 0 => {
+                    tracing::info!(
+                        transcripts = s.transcripts,
+                        interviews = s.interviews,
+                        keys = s.keys,
+                        "retention: old interviews removed"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
+            }
+        }
+    })
 }
 
 /// Starts the GPU pool over the configured `[[gpu_nodes]]` (none: no pool).

@@ -211,7 +211,7 @@ impl ClusterSessions {
         let Some(state) = self.log.state(id).await? else {
             return Ok(()); // never published (a single-node interview): the local log is all there is
         };
-        let remote: InterviewRecord = serde_json::from_slice(&state).map_err(codec)?;
+        let mut remote: InterviewRecord = serde_json::from_slice(&state).map_err(codec)?;
         let local = self.local.load(id).map_err(codec)?;
         let mut have = match &local {
             None => 0,
@@ -273,7 +273,7 @@ impl ClusterSessions {
                 events.first().map(|e| e.0)
             )));
         }
-        self.local.commit(&remote, &events).map_err(codec)?;
+        self.local.commit(&mut remote, &events).map_err(codec)?;
         self.local.flush().await.map_err(codec)?;
         tracing::debug!(interview = %id, from = have, to = remote.last_seq(), "session log copied from redis");
         Ok(())

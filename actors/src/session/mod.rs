@@ -274,10 +274,14 @@ impl SessionState {
             if is_prompt(&ev) {
                 prompt = Some(seq);
             }
+            if ev["type"] == "report" {
+                // The report is stored once, as this event; the record points at it.
+                self.rec.report_seq = Some(seq);
+            }
             logged.push((seq, ev.to_string()));
         }
         self.rec.updated_ms = now_ms();
-        self.deps.log.commit(&self.rec, &logged)?;
+        self.deps.log.commit(&mut self.rec, &logged)?;
         self.deps.log.flush().await?;
         // Cluster mode: in the shared log too, with this node's fencing token, before it is sent
         // (refused if another node took the interview over: the session stops, nothing is sent).

@@ -91,15 +91,33 @@ impl TaskCtx {
             }
         }
         let mut avoid = None;
-        for _ in 0..attempts {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let mut pause = Duration::from_millis(100);
+        let mut unusable = 0;
+        while unusable < attempts {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
             let opts = CallOptions {
                 avoid_key: avoid.take(),
+                deadline: left,
                 ..self.opts()
             };
             let result = self.pool.complete(req, opts).await;
             count_cost(&self.stats, &self.mode, &result);
             let done = match result {
                 Ok(done) => done,
+                // Every key it tried failed (errors, timeouts, 429s), or every key is briefly out
+                // (a breaker's probe in flight, a cool-down, full windows): passing states, and the
+                // caller's deadline is the promise, so ask again while there is time. A key that
+                // cannot serve before the deadline (its day spent, invalid) ends it at once.
+                Err(e)
+                    if passing(&e)
+                        && until.saturating_duration_since(tokio::time::Instant::now()) > pause =>
+                {
+                    tracing::info!(kind = %kind, error = %e, "no provider answer yet; asking again within the deadline");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    continue;
+                }
                 Err(e) => {
                     tracing::info!(kind = %kind, error = %e, "no provider answer; carrying on without it");
                     return None;
@@ -117,10 +135,29 @@ impl TaskCtx {
                     tracing::warn!(kind = %kind, key = %done.key, chars = done.response.text.len(),
                         finish = ?done.response.finish_reason, "provider answer unusable; asking another key");
                     avoid = Some(done.key);
+                    unusable += 1;
                 }
             }
         }
         None
+    }
+}
+
+/// Whether a pool error is a passing state worth asking again within the deadline.
+fn passing(e: &crate::pool::PoolError) -> bool {
+    use crate::pool::PoolError;
+    match e {
+        PoolError::AllFailed { .. } => true,
+        PoolError::NoCapacity { trail, .. } => {
+            !trail.is_empty()
+                && trail.iter().all(|a| {
+                    matches!(
+                        a.outcome.as_str(),
+                        "circuit_open" | "cooling_down" | "busy" | "queue_full"
+                    )
+                })
+        }
+        PoolError::NoProviders | PoolError::Unavailable(_) | PoolError::TooLarge { .. } => false,
     }
 }
 

@@ -4,6 +4,7 @@
 //! Records are encoded with bincode (serde) behind a one-byte layout version; a record of a version this
 //! build does not know is reported as [`StorageError::UnknownVersion`], never a crash.
 
+pub(crate) mod layout;
 pub mod session_log;
 pub mod sled_store;
 
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::quota::UsageRecord;
 
-pub use session_log::SessionLog;
+pub use session_log::{Retention, SessionLog, Swept};
 pub use sled_store::SledStore;
 
 /// Storage failures.

@@ -1,7 +1,8 @@
 //! Interview routes: create (with resume analysis and question selection), state and transcript,
 //! the report (JSON or HTML), a candidate's history, and `POST /api/resume/analyze`.
 //!
-//! Reads need the interview's token (`Authorization: Bearer` or `?token=`) or the admin token.
+//! Reads need the interview's token or the admin token in `Authorization: Bearer`; the report also
+//! takes its read-only report token (header or `?token=`, for links). See [`Access`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use actors::content::prompts;
 use actors::content::question_pool::{Fill, Selection};
 use actors::content::resume::{self, ResumeAnalysis};
 use actors::content::{Difficulty, Track};
-use actors::interview::{sha256_hex, token_matches, Candidate, InterviewRecord, Phase};
+use actors::interview::{
+    report_token, report_token_matches, same_secret, sha256_hex, token_matches, Candidate,
+    InterviewRecord, Phase,
+};
 use actors::pool::CallOptions;
 use actors::stats::{count_cost, Source};
 use actors::storage::SessionLog;
@@ -54,11 +58,29 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The token a request presents: bearer header or `?token=`.
-pub(crate) fn presented_token(req: &HttpRequest) -> Option<String> {
-    if let Some(t) = bearer(req) {
-        return Some(t.to_string());
-    }
+/// What a request wants to do with an interview, which decides the credentials it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Open its WebSocket: the interview token (`Authorization: Bearer`, or `?token=` since browsers
+    /// cannot set headers on a WebSocket), or the admin token in the header.
+    Socket,
+    /// Read its state and transcript: the interview token or the admin token, in the header only.
+    Read,
+    /// Read its report: as `Read`, or the read-only report token (header or `?token=`, for the
+    /// report link).
+    Report,
+}
+
+/// `?token=` of a request.
+/// The token a WebSocket client presented (bearer header, or `?token=`), to carry to the owner node
+/// when its connection is relayed there (the owner checks it again).
+pub(crate) fn socket_token(req: &HttpRequest) -> Option<String> {
+    super::bearer(req)
+        .map(str::to_string)
+        .or_else(|| query_token(req))
+}
+
+fn query_token(req: &HttpRequest) -> Option<String> {
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("token").cloned())
@@ -90,20 +112,41 @@ pub async fn refresh_from_cluster(state: &AppState, id: &str) -> Result<(), ApiE
     }
 }
 
-/// Loads an interview and checks the token (interview token or admin token).
+/// Loads an interview and checks the credentials for `access`. Tokens are compared in constant
+/// time; the admin token is taken from the `Authorization` header only (a URL ends up in logs and
+/// browser history); cookies are never read here, so a page on another site cannot use a
+/// browser's credentials on these routes (nor open an interview's WebSocket).
 pub fn authorized_record(
     state: &AppState,
     req: &HttpRequest,
     id: &str,
+    access: Access,
 ) -> Result<InterviewRecord, ApiError> {
-    let token = presented_token(req).ok_or(ApiError::Unauthorized)?;
+    let header = bearer(req).map(str::to_string);
+    let query = match access {
+        Access::Socket | Access::Report => query_token(req),
+        Access::Read => None,
+    };
+    if header.is_none() && query.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
     let record = state
         .store
         .load(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no interview {id}")))?;
     let admin = state.config.server.admin_token.0.expose();
-    if token_matches(&record, &token) || (!admin.is_empty() && admin == token) {
+    let by_header = header.as_deref().is_some_and(|t| {
+        token_matches(&record, t)
+            || (!admin.is_empty() && same_secret(t, admin))
+            || (access == Access::Report && report_token_matches(&record, t))
+    });
+    let by_query = query.as_deref().is_some_and(|t| match access {
+        Access::Socket => token_matches(&record, t),
+        Access::Report => report_token_matches(&record, t),
+        Access::Read => false,
+    });
+    if by_header || by_query {
         Ok(record)
     } else {
         Err(ApiError::Unauthorized)
@@ -325,6 +368,8 @@ pub async fn create(
                 level,
                 steps: Vec::new(),
                 ending: None,
+                report_seq: None,
+                stored: Default::default(),
             };
             // Written and flushed here, not through the supervisor: creates then share group
             // flushes instead of queueing one fsync each behind a single actor.
@@ -346,9 +391,11 @@ pub async fn create(
         })
         .await??;
     let (id, token, mode, level) = record;
+    let report = report_token(&token);
     Ok(HttpResponse::Created().json(json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
-        "mode": mode, "level": level,
+        "mode": mode, "level": level, "report_token": report,
+        "report_url": format!("/api/interviews/{id}/report?format=html&token={report}"),
     })))
 }
 
@@ -359,7 +406,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     refresh_from_cluster(&state, &path).await?;
-    let rec = authorized_record(&state, &req, &path)?;
+    let rec = authorized_record(&state, &req, &path, Access::Read)?;
     let events: Vec<Value> = state
         .store
         .events_after(&rec.id, 0, rec.last_seq())
@@ -373,7 +420,13 @@ pub async fn get(
         "mode": rec.mode, "level": rec.level, "level_steps": rec.steps, "question_index": (rec.current + 1).min(rec.questions.len()),
         "questions_total": rec.questions.len(), "last_seq": rec.last_seq(),
         "resume": rec.resume, "transcript": events,
+        "report_token": report_token_for(&rec),
     })))
+}
+
+/// The report token of an interview (the record keeps it: see [`report_token`]).
+fn report_token_for(rec: &InterviewRecord) -> &str {
+    &rec.token_sha256
 }
 
 /// `GET /api/interviews/{id}/report[?format=html]`.
@@ -383,7 +436,7 @@ pub async fn report(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     refresh_from_cluster(&state, &path).await?;
-    let rec = authorized_record(&state, &req, &path)?;
+    let rec = authorized_record(&state, &req, &path, Access::Report)?;
     if rec.phase == Phase::Reporting {
         // Its end-of-interview work was cut off by a restart: waking the session runs it again.
         let sup = state.supervisor.clone();

@@ -192,7 +192,7 @@ impl ClientLimits {
                 retry_after: wait,
                 message: format!(
                     "too many {what} from this address; try again in {} s",
-                    wait.as_secs().max(1)
+                    wait.as_millis().div_ceil(1000).max(1)
                 ),
             }
         })

@@ -84,7 +84,7 @@ impl AppState {
             return Ok(());
         }
         match bearer(req) {
-            Some(given) if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+            Some(given) if actors::interview::same_secret(given, token.expose()) => Ok(()),
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -112,13 +112,6 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Registers every route.

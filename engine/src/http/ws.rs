@@ -34,7 +34,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::interviews::authorized_record;
+use super::interviews::{authorized_record, Access};
 use super::limits::{AnswerLimiter, SocketSlot};
 use super::ws_frames::{Assembled, FrameGuard, Reassembler};
 use super::State;
@@ -342,7 +342,7 @@ pub async fn connect(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     super::interviews::refresh_from_cluster(&state, &id).await?;
-    let _record = authorized_record(&state, &req, &id)?;
+    let _record = authorized_record(&state, &req, &id, Access::Socket)?;
     let client = state.limits.client(&req);
     let slot = state.limits.open_socket(&client)?;
     let max_message = state.config.server.max_ws_frame_bytes;
@@ -377,7 +377,7 @@ pub async fn connect(
             Err(Found::Api(e)) => return Err(e),
             Err(Found::Elsewhere { url, expires_in }) => {
                 if let (false, Some(url)) = (relayed, url) {
-                    let token = super::interviews::presented_token(&req).unwrap_or_default();
+                    let token = super::interviews::socket_token(&req).unwrap_or_default();
                     let xff = forwarded_for(&req);
                     let me = state
                         .cluster
