@@ -465,3 +465,49 @@ async fn sigterm_releases_the_leases_so_another_node_takes_over_at_once() {
         "node 1 left the member list: {doc}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_nodes_provider_work_serves_the_others_and_the_budget_counts_the_cluster() {
+    let redis = Redis::start();
+    let fake = FakeProvider::start().await;
+    fake.add_interviewer_key(KEY).await;
+    let n1 = start_node(&redis, &fake, "n1", "rpm = 1000, rpd = 100", "");
+    let n2 = start_node(&redis, &fake, "n2", "rpm = 1000, rpd = 100", "");
+    // A resume analysed on node 1 (one provider call) is answered on node 2 from the shared cache.
+    let resume = json!({"resume_text": "Senior backend engineer. Built payment APIs in Rust and Go, \
+        PostgreSQL tuning, Kafka pipelines, Kubernetes operations, led a team of five."});
+    let before = fake.requests(KEY).await.len();
+    let a = n1.engine.post("/api/resume/analyze", &resume, None).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        fake.requests(KEY).await.len(),
+        before + 1,
+        "node 1 asked the provider"
+    );
+    let b = n2.engine.post("/api/resume/analyze", &resume, None).await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert_eq!(
+        fake.requests(KEY).await.len(),
+        before + 1,
+        "node 2 answered from the shared cache, no second call"
+    );
+    assert_eq!(a.json["skills"], b.json["skills"]);
+    // Calls through node 1 count in node 2's view of today's quota (what its call budget reads).
+    for i in 0..3 {
+        assert_eq!(
+            n1.engine
+                .chat("fakeai", &format!("budget {i}"))
+                .await
+                .status,
+            200
+        );
+    }
+    let used = fake.stats().await[KEY]["requests"].as_u64().unwrap();
+    eventually("node 2 sees the cluster's usage today", || async {
+        let s = n2.engine.status().await;
+        common::server::key_status(&s, "fakeai#1")["windows"]["rpd"]["used"]
+            .as_u64()
+            .is_some_and(|u| u >= used)
+    })
+    .await;
+}

@@ -160,7 +160,7 @@ impl SharedQuota {
     }
 
     /// Cluster mode: raises the local day and month counters to the cluster's last reading.
-    fn observe_shared(&self) {
+    pub(crate) fn observe_shared(&self) {
         if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
             self.lock()
                 .observe_cluster(Instant::now(), Utc::now(), &seen);
@@ -1247,6 +1247,10 @@ impl KeyState {
         let spec = self.args.spec.clone();
         let rates = spec.rates_for(None);
         let q = self.args.quotas.default.clone();
+        // Cluster mode: the day's figures are the cluster's.
+        for quota in self.args.quotas.all() {
+            quota.observe_shared();
+        }
         let (usage, blocked_until, parked, day_blocked, day_left, limits) = {
             let mut g = q.lock();
             let usage = g.usage(now, wall);
