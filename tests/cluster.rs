@@ -34,7 +34,7 @@ struct Node {
 fn node_config(redis: &Redis, fake: &FakeProvider, id: &str, limits: &str, extra: &str) -> String {
     format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n\
-         [interview]\nmode = \"balanced\"\nquestions = 3\neval_deadline_ms = 8000\n{extra}\n\
+         [interview]\nmode = \"balanced\"\nquestions = 3\neval_deadline_ms = 3000\n{extra}\n\
          [cluster]\nredis_url = \"{}\"\nnode_id = \"{id}\"\nlease_ms = 2000\nheartbeat_ms = 200\nop_timeout_ms = 300\n\
          [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\npriority = 1\n\
          keys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ {limits} }}\n",
