@@ -13,7 +13,10 @@
 // GATEWAY_BENCH_STORAGE (parent directory of the engine's sled database, default the system temp
 // directory; e.g. /dev/shm to take the disk out of the admission flush), GATEWAY_BENCH_ENGINE_BIN and
 // GATEWAY_BENCH_FAKE_BIN (other builds of the two binaries, for A/B runs of a change),
-// GATEWAY_BENCH_SLOW_REQUESTS (requests of the 200 ms phase, default 2560; 0 skips it).
+// GATEWAY_BENCH_SLOW_REQUESTS (requests of the 200 ms phase, default 2560; 0 skips it),
+// GATEWAY_BENCH_FAKE_BIND (the fake's address, default 127.0.0.1:0), and GATEWAY_BENCH_OTHER_URL with
+// GATEWAY_BENCH_OTHER_PID: another gateway (e.g. the LiteLLM proxy, configured with a model `one` on
+// the fake at GATEWAY_BENCH_FAKE_BIND) measured at the same levels with the same distinct bodies.
 // The table goes to stdout, the same numbers as JSON to target/bench-gateway.json.
 
 use std::collections::BTreeMap;
@@ -319,7 +322,8 @@ fn main() {
         env!("CARGO_BIN_EXE_fake-provider"),
     ));
     fake_cmd
-        .args(["--bind", "127.0.0.1:0"])
+        .arg("--bind")
+        .arg(std::env::var("GATEWAY_BENCH_FAKE_BIND").unwrap_or_else(|_| "127.0.0.1:0".into()))
         .stderr(Stdio::inherit());
     let (fake, fake_base) = spawn_listening("fake-provider", fake_cmd);
     let control = reqwest::Client::new();
@@ -418,6 +422,28 @@ fn main() {
             rows.push((conc, d, v, dc, vc));
         }
     });
+    if let Ok(url) = std::env::var("GATEWAY_BENCH_OTHER_URL") {
+        let other = Target { url, direct: false };
+        let pid = std::env::var("GATEWAY_BENCH_OTHER_PID").unwrap_or_else(|_| "0".into());
+        rt.block_on(async {
+            let w = run(&client, &other, 64, WARMUP).await;
+            RUN_OFFSET.fetch_add(WARMUP, Ordering::Relaxed);
+            println!("other gateway {}: warm-up errors {}", other.url, w.errors);
+            for conc in LEVELS {
+                let before = cpu_us(&pid);
+                let r = run(&client, &other, conc, n).await;
+                RUN_OFFSET.fetch_add(n, Ordering::Relaxed);
+                let cpu = cpu_us(&pid).saturating_sub(before) as f64 / n as f64;
+                println!(
+                    "other gateway, concurrency {conc}: p50 {:.3} ms, p99 {:.3} ms, {:.0} req/s, {} errors, {cpu:.0} µs CPU per request",
+                    ms(r.hist.value_at_quantile(0.5)),
+                    ms(r.hist.value_at_quantile(0.99)),
+                    n as f64 / r.wall.as_secs_f64(),
+                    r.errors
+                );
+            }
+        });
+    }
 
     println!();
     println!(
