@@ -334,7 +334,7 @@ fn labels(tz: Tz, at_ms: i64) -> (i64, i64) {
 
 impl SharedWindows {
     /// The shared windows of `spec`; concurrency leases last `lease` unless renewed (a task renews
-    /// them while calls run: see [`SharedWindows::spawn_renewer`]).
+    /// them while calls run, in a task this creates).
     pub fn new(
         cluster: Cluster,
         spec: ScopeSpec,
