@@ -744,6 +744,10 @@ impl Actor for CacheActor {
 pub struct Cache {
     actor: ActorRef<CacheMsg>,
     counters: Arc<Counters>,
+    /// Cluster mode: the values shared by every node through Redis, behind the local cache.
+    shared: Option<Arc<crate::cluster::cache::SharedCache>>,
+    /// Variant slots per kind (the shared layer picks like the local cache).
+    config: Option<CacheConfig>,
 }
 
 impl fmt::Debug for Cache {
@@ -755,10 +759,61 @@ impl fmt::Debug for Cache {
 }
 
 impl Cache {
+    /// Cluster mode: shares the values of the kinds that save provider calls with the other nodes.
+    pub fn with_shared(mut self, shared: Arc<crate::cluster::cache::SharedCache>) -> Cache {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared layer, in cluster mode.
+    pub fn shared(&self) -> Option<&Arc<crate::cluster::cache::SharedCache>> {
+        self.shared.as_ref()
+    }
+
     /// The value stored for `key`, or `None` (absent, expired, unreadable, or the actor is gone).
+    /// In cluster mode a local miss asks the other nodes' shared values, and copies a hit here.
+    pub async fn get(&self, kind: CacheKind, key: &str, pick: Option<&str>) -> Option<String> {
+        let local = self.get_local(kind, key, pick).await;
+        if local.is_some() {
+            return local;
+        }
+        let shared = self.shared.as_ref()?;
+        let variants = shared.variants(kind, key).await;
+        let n = variants.len();
+        if n == 0 {
+            return None;
+        }
+        let i = match pick {
+            Some(seed) => {
+                let slots = self
+                    .config
+                    .as_ref()
+                    .map_or(1, |c| c.variants_for(kind))
+                    .max(n) as u64;
+                let i = usize::try_from(seed_hash(seed) % slots).unwrap_or(0);
+                if i >= n {
+                    return None;
+                }
+                i
+            }
+            None => n - 1,
+        };
+        let chosen = variants.get(i).cloned();
+        for v in variants {
+            let _ = self.actor.cast(CacheMsg::Put {
+                kind,
+                key: key.to_owned(),
+                value: v,
+                reply: None,
+            });
+        }
+        chosen
+    }
+
+    /// The value stored in this node's cache.
     /// With `pick`, a kind that keeps variants answers the variant chosen by the seed's stable hash,
     /// so each candidate sees a consistent text and different candidates see different ones.
-    pub async fn get(&self, kind: CacheKind, key: &str, pick: Option<&str>) -> Option<String> {
+    async fn get_local(&self, kind: CacheKind, key: &str, pick: Option<&str>) -> Option<String> {
         let res = self
             .actor
             .call(
@@ -780,8 +835,16 @@ impl Cache {
         }
     }
 
-    /// Stores `value` for `key` and waits until it is on disk.
+    fn put_shared(&self, kind: CacheKind, key: &str, value: &str) {
+        if let Some(s) = self.shared.clone() {
+            let (key, value) = (key.to_owned(), value.to_owned());
+            tokio::spawn(async move { s.put(kind, &key, &value).await });
+        }
+    }
+
+    /// Stores `value` for `key` and waits until it is on disk (in cluster mode, shared as well).
     pub async fn put(&self, kind: CacheKind, key: &str, value: String) -> Result<(), CacheError> {
+        self.put_shared(kind, key, &value);
         let res = self
             .actor
             .call(
@@ -805,6 +868,7 @@ impl Cache {
 
     /// Stores `value` for `key` without waiting; a failure is only logged.
     pub fn put_detached(&self, kind: CacheKind, key: &str, value: String) {
+        self.put_shared(kind, key, &value);
         let _ = self.actor.cast(CacheMsg::Put {
             kind,
             key: key.to_owned(),
@@ -840,6 +904,7 @@ pub async fn spawn(
             .store(store.entries.len() as u64, Ordering::Relaxed);
         stores.push(store);
     }
+    let kept = config.clone();
     let args = CacheArgs {
         db,
         config,
@@ -849,7 +914,15 @@ pub async fn spawn(
     let (actor, handle) = Actor::spawn(None, CacheActor, args)
         .await
         .map_err(|e| CacheError::Spawn(e.to_string()))?;
-    Ok((Cache { actor, counters }, handle))
+    Ok((
+        Cache {
+            actor,
+            counters,
+            shared: None,
+            config: Some(kept),
+        },
+        handle,
+    ))
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::cluster::admission::{
+    Amounts, GrantId, Refusal as SharedRefusal, ScopeSpec, SharedWindows,
+};
 use crate::providers::{FormatKind, ProviderError, Target};
 use crate::quota::{Blocked, Cost, DayLeft, Limits, Quota, QuotaUsage, Rates, ReservationId};
 use crate::storage::UsageLedger;
@@ -84,6 +87,9 @@ pub struct SharedQuota {
     pub quota: Mutex<Quota>,
     /// The key actors drawing on it (and their gauges), woken when one of them frees a slot.
     members: Mutex<Vec<(ActorRef<KeyMsg>, Arc<KeyGauge>)>>,
+    /// In cluster mode: the same windows shared by every node through Redis. The local windows stay
+    /// as this node's own bound; a permit needs room in both.
+    shared: std::sync::OnceLock<Arc<SharedWindows>>,
 }
 
 impl SharedQuota {
@@ -108,6 +114,56 @@ impl SharedQuota {
             scope,
             quota: Mutex::new(quota),
             members: Mutex::new(Vec::new()),
+            shared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Shares these windows with the other nodes of the cluster (once, at start).
+    pub fn attach_shared(&self, windows: Arc<SharedWindows>) {
+        let _ = self.shared.set(windows);
+    }
+
+    /// The windows as the cluster shares them: the same limits, one [`ScopeSpec`] per scope name.
+    pub fn scope_spec(&self) -> ScopeSpec {
+        use crate::cluster::admission::{Counter, Period, WindowSpec};
+        let g = self.lock();
+        let l = *g.limits();
+        let mut windows = Vec::new();
+        let mut add = |period, counter, limit: Option<u64>| {
+            if let Some(limit) = limit {
+                windows.push(WindowSpec {
+                    period,
+                    counter,
+                    limit,
+                });
+            }
+        };
+        add(Period::Sliding(60), Counter::Requests, l.rpm.map(u64::from));
+        add(Period::Sliding(60), Counter::Tokens, l.tpm);
+        add(Period::Day, Counter::Requests, l.rpd.map(u64::from));
+        add(Period::Day, Counter::Tokens, l.tpd);
+        add(Period::Day, Counter::Units, l.daily_units);
+        add(Period::Day, Counter::Micros, l.daily_spend_micros);
+        add(Period::Month, Counter::Requests, l.requests_per_month);
+        add(Period::Month, Counter::Tokens, l.tokens_per_month);
+        ScopeSpec {
+            scope: self.scope.clone(),
+            windows,
+            concurrency: l.concurrency,
+            tz: g.tz(),
+        }
+    }
+
+    /// The cluster-wide windows, in cluster mode.
+    pub fn shared(&self) -> Option<&Arc<SharedWindows>> {
+        self.shared.get()
+    }
+
+    /// Cluster mode: raises the local day and month counters to the cluster's last reading.
+    pub(crate) fn observe_shared(&self) {
+        if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
+            self.lock()
+                .observe_cluster(Instant::now(), Utc::now(), &seen);
         }
     }
 
@@ -120,6 +176,7 @@ impl SharedQuota {
 
     /// Current usage and headroom.
     pub fn usage(&self) -> QuotaUsage {
+        self.observe_shared();
         self.lock().usage(Instant::now(), Utc::now())
     }
 
@@ -130,6 +187,7 @@ impl SharedQuota {
 
     /// What the quota can still serve today at `rates` (nothing while parked for the day).
     pub fn day_left(&self, rates: &Rates) -> DayLeft {
+        self.observe_shared();
         self.lock().day_left(Instant::now(), Utc::now(), rates)
     }
 
@@ -185,7 +243,8 @@ impl KeyQuotas {
         }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Arc<SharedQuota>> {
+    /// Every quota of the key (default first).
+    pub fn all(&self) -> impl Iterator<Item = &Arc<SharedQuota>> {
         std::iter::once(&self.default).chain(self.by_model.iter().map(|(_, q)| q))
     }
 }
@@ -402,6 +461,20 @@ pub struct Permit {
     pub spec: Arc<KeySpec>,
     sent: bool,
     done: bool,
+    /// Cluster mode: the grant of the shared windows, settled or refunded with the local one.
+    grant: Option<(Arc<SharedWindows>, GrantId)>,
+}
+
+/// Runs a shared-window step off the caller (settle, refund, cool-down): on the current runtime, if any.
+fn in_background(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(f);
+        }
+        Err(_) => tracing::warn!(
+            "no runtime for a shared-window update; the reservation stays counted until it expires"
+        ),
+    }
 }
 
 impl std::fmt::Debug for Permit {
@@ -423,6 +496,9 @@ impl Permit {
     pub fn settle(mut self, input_tokens: u64, output_tokens: u64) {
         self.done = true;
         let cost = self.rates.cost(input_tokens, output_tokens);
+        if let Some((shared, grant)) = self.grant.take() {
+            in_background(async move { shared.settle(grant, amounts(cost)).await });
+        }
         let q = self.quotas.get(self.quota);
         let held = q.lock().settle(self.id, cost);
         self.freed(held, false);
@@ -434,7 +510,11 @@ impl Permit {
         self.release_now();
     }
 
-    fn release_now(&self) {
+    fn release_now(&mut self) {
+        if let Some((shared, grant)) = self.grant.take() {
+            let sent = self.sent;
+            in_background(async move { shared.release(grant, sent).await });
+        }
         let q = self.quotas.get(self.quota);
         let held = q.lock().release(self.id, self.sent);
         self.freed(held, true);
@@ -482,6 +562,12 @@ impl Permit {
                             self.spec.default_retry_after,
                         );
                         g.block_until(now, wall, until);
+                        drop(g);
+                        // Every node's requests through this scope wait too.
+                        if let Some(shared) = q.shared().cloned() {
+                            let wait = until.saturating_duration_since(now);
+                            in_background(async move { shared.block(wait).await });
+                        }
                     }
                 }
             }
@@ -535,6 +621,10 @@ pub async fn try_fast(
     }
     let qi = quotas.index_of(model);
     let q = quotas.get(qi);
+    if q.shared().is_some() {
+        // Cluster mode: the key actor is the only path to the key (it asks the shared windows).
+        return None;
+    }
     let (now, wall) = (Instant::now(), Utc::now());
     let (id, due) = {
         let mut g = q.lock();
@@ -561,6 +651,7 @@ pub async fn try_fast(
         spec: spec.clone(),
         sent: false,
         done: false,
+        grant: None,
     };
     if due {
         if let Err(e) = ledger.flush().await {
@@ -664,6 +755,34 @@ pub struct KeyState {
     rate_limited: u64,
 }
 
+/// How long a request waits before asking the shared windows again when every concurrency lease is
+/// held by other nodes (their calls end without telling this node).
+const SHARED_SLOT_POLL: Duration = Duration::from_millis(100);
+
+fn amounts(c: Cost) -> Amounts {
+    Amounts {
+        tokens: c.tokens,
+        units: c.units,
+        micros: c.micros,
+    }
+}
+
+/// A refusal of the shared windows as this key's local `Blocked`: each becomes a wait until the time
+/// it names (the queue's tick retries then; a wait past the deadline refuses).
+fn shared_blocked(r: SharedRefusal, now: Instant) -> Blocked {
+    match r {
+        SharedRefusal::Window { retry }
+        | SharedRefusal::Day { retry }
+        | SharedRefusal::Month { retry }
+        | SharedRefusal::CoolingDown { retry } => Blocked::CoolingDown(now + retry),
+        SharedRefusal::Concurrency { retry } => {
+            Blocked::CoolingDown(now + retry.min(SHARED_SLOT_POLL))
+        }
+        // The local windows have the same limits and refuse such a request first.
+        SharedRefusal::TooLarge => Blocked::CoolingDown(now + SHARED_SLOT_POLL),
+    }
+}
+
 /// Whether a blocked window opens by `deadline`, and when.
 fn ready_of(blocked: Blocked, now: Instant) -> (RefusalReason, Option<Instant>) {
     match blocked {
@@ -740,15 +859,35 @@ impl KeyState {
         quota: usize,
         id: ReservationId,
         rates: Rates,
+        cost: Cost,
     ) -> Result<Permit, Blocked> {
         let (now, wall) = (Instant::now(), Utc::now());
         let q = self.args.quotas.get(quota).clone();
-        let due = {
-            let mut g = q.lock();
+        {
+            let g = q.lock();
             if let Some(until) = g.blocked_until().filter(|u| *u > now) {
                 return Err(Blocked::CoolingDown(until));
             }
-            g.try_start(id, now)?;
+            if !g.slot_free() {
+                return Err(Blocked::Concurrency);
+            }
+        }
+        // Cluster mode: the request needs room in the windows every node shares, too.
+        let grant = match q.shared() {
+            Some(shared) => match shared.admit(amounts(cost)).await {
+                Ok(g) => Some((shared.clone(), g)),
+                Err(r) => return Err(shared_blocked(r, Instant::now())),
+            },
+            None => None,
+        };
+        let due = {
+            let mut g = q.lock();
+            if let Err(b) = g.try_start(id, now) {
+                if let Some((shared, grant)) = grant {
+                    in_background(async move { shared.release(grant, false).await });
+                }
+                return Err(b);
+            }
             let due = g.record_due(now, wall);
             // Stored under the lock so that records of a shared scope are written in order.
             if let Some(rec) = &due {
@@ -776,6 +915,7 @@ impl KeyState {
             spec: self.args.spec.clone(),
             sent: false,
             done: false,
+            grant,
         })
     }
 
@@ -841,7 +981,7 @@ impl KeyState {
                     // Raised before the slot is tried: a caller freeing a slot meanwhile sees it
                     // and wakes this actor (see `Permit::freed`).
                     self.args.gauge.waiting.fetch_add(1, Ordering::SeqCst);
-                    match self.start(myself, qi, id, rates).await {
+                    match self.start(myself, qi, id, rates, cost).await {
                         Ok(p) => {
                             let _ = reply.send(Ok(p));
                             return;
@@ -958,7 +1098,7 @@ impl KeyState {
             }
             if let Some(id) = w.res {
                 if !slot_blocked[w.quota] {
-                    match self.start(myself, w.quota, id, w.rates).await {
+                    match self.start(myself, w.quota, id, w.rates, w.cost).await {
                         Ok(p) => {
                             // If the caller gave up meanwhile, the permit comes back and is dropped:
                             // released.
@@ -1107,6 +1247,10 @@ impl KeyState {
         let spec = self.args.spec.clone();
         let rates = spec.rates_for(None);
         let q = self.args.quotas.default.clone();
+        // Cluster mode: the day's figures are the cluster's.
+        for quota in self.args.quotas.all() {
+            quota.observe_shared();
+        }
         let (usage, blocked_until, parked, day_blocked, day_left, limits) = {
             let mut g = q.lock();
             let usage = g.usage(now, wall);

@@ -23,6 +23,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod cluster;
 pub mod coalesce;
 pub mod conn;
 pub mod content;

@@ -146,6 +146,9 @@ pub enum ErrorCode {
     SessionRestarted,
     /// The session failed repeatedly and was closed (the connection closes).
     InterviewFailed,
+    /// Cluster mode: another node owns the interview now (this node lost its lease); the connection
+    /// closes and the client reconnects (any node) and resumes.
+    InterviewMoved,
 }
 
 impl ErrorCode {
@@ -156,7 +159,7 @@ impl ErrorCode {
 
     /// Whether the connection stays open after this error.
     pub fn recoverable(self) -> bool {
-        !matches!(self, ErrorCode::InterviewFailed)
+        !matches!(self, ErrorCode::InterviewFailed | ErrorCode::InterviewMoved)
     }
 }
 

@@ -21,6 +21,23 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+/// What the whole cluster used of a scope's calendar windows (`None`: no such window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterUsage {
+    /// Requests today.
+    pub requests_day: Option<u64>,
+    /// Tokens today.
+    pub tokens_day: Option<u64>,
+    /// Cost units today.
+    pub units_day: Option<u64>,
+    /// Money today (millionths).
+    pub micros_day: Option<u64>,
+    /// Requests this month.
+    pub requests_month: Option<u64>,
+    /// Tokens this month.
+    pub tokens_month: Option<u64>,
+}
+
 /// A provider's published limits for one key or scope. `None` means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -744,6 +761,29 @@ impl Quota {
             },
         );
         Ok(id)
+    }
+
+    /// Raises today's and this month's counters to what the whole cluster used (cluster mode: the
+    /// shared windows' last reading), so that `day_left`, the status and the call budget count
+    /// every node's usage. Counters only go up: a reading never hides this node's own usage.
+    pub fn observe_cluster(&mut self, now: Instant, wall: DateTime<Utc>, seen: &ClusterUsage) {
+        self.roll(now, wall);
+        let up = |mine: &mut u64, theirs: Option<u64>| {
+            if let Some(t) = theirs {
+                *mine = (*mine).max(t);
+            }
+        };
+        up(&mut self.requests_day, seen.requests_day);
+        up(&mut self.tokens_day, seen.tokens_day);
+        up(&mut self.units_day, seen.units_day);
+        up(&mut self.micros_day, seen.micros_day);
+        up(&mut self.requests_month, seen.requests_month);
+        up(&mut self.tokens_month, seen.tokens_month);
+    }
+
+    /// The time zone whose midnight resets the calendar windows.
+    pub fn tz(&self) -> Tz {
+        self.tz
     }
 
     /// Whether a concurrency slot is free now.

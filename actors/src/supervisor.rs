@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::cluster::sessions::Placement;
 use crate::conn::{ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
 use crate::protocol::{self, ErrorCode};
@@ -66,6 +67,19 @@ pub enum SessionError {
     /// The node holds as many live sessions as it may.
     #[error("this node holds as many live interviews as it may")]
     Busy,
+    /// Cluster mode: another node holds the interview's lease (relay the connection there).
+    #[error("interview is live on node {node_id}")]
+    Elsewhere {
+        /// The owner's node id.
+        node_id: String,
+        /// Its advertise URL, if it is a live member.
+        url: Option<String>,
+        /// Time left on its lease.
+        expires_in: std::time::Duration,
+    },
+    /// Cluster mode: Redis cannot say who owns the interview now.
+    #[error("cluster unavailable: {0}")]
+    Cluster(String),
 }
 
 /// Messages of the supervisor.
@@ -77,6 +91,10 @@ pub enum SupervisorMsg {
     ),
     /// Number of live sessions.
     Live(RpcReplyPort<usize>),
+    /// Cluster mode: renew the interview leases (sent every third of a lease).
+    RenewLeases,
+    /// Cluster mode: these interviews' leases were lost; stop their sessions.
+    LeasesLost(Vec<String>),
 }
 
 struct Entry {
@@ -130,6 +148,21 @@ impl SupervisorState {
     }
 }
 
+/// Tells a session's client that its interview moved to another node, and closes the connection.
+fn moved(entry: &Entry, deps: &SessionDeps, id: &str) {
+    let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(c) = conn {
+        let seq = deps.log.load(id).ok().flatten().map_or(0, |r| r.last_seq());
+        let ev = protocol::error_event(
+            ErrorCode::InterviewMoved,
+            seq,
+            "another node serves this interview now: reconnect and resume",
+        );
+        c.send(Outbound::Text(Arc::from(ev.to_string())));
+        c.send(Outbound::Close("interview moved to another node".into()));
+    }
+}
+
 #[ractor::async_trait]
 impl Actor for InterviewSupervisor {
     type Msg = SupervisorMsg;
@@ -138,9 +171,13 @@ impl Actor for InterviewSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<SupervisorMsg>,
+        myself: ActorRef<SupervisorMsg>,
         deps: Arc<SessionDeps>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        if let Some(c) = &deps.cluster {
+            let every = c.lease_renewal_interval();
+            myself.send_interval(every, || SupervisorMsg::RenewLeases);
+        }
         Ok(SupervisorState {
             deps,
             live: HashMap::new(),
@@ -167,6 +204,29 @@ impl Actor for InterviewSupervisor {
                 if state.live.len() >= state.deps.live.max {
                     let _ = reply.send(Err(SessionError::Busy));
                     return Ok(());
+                }
+                // Cluster mode: one live session per interview cluster-wide. Take the lease (and
+                // bring this node's log up to date from Redis) or say where the interview lives.
+                if let Some(c) = &state.deps.cluster {
+                    match c.place(&id).await {
+                        Ok(Placement::Here(_)) => {}
+                        Ok(Placement::Elsewhere {
+                            node_id,
+                            url,
+                            expires_in,
+                        }) => {
+                            let _ = reply.send(Err(SessionError::Elsewhere {
+                                node_id,
+                                url,
+                                expires_in,
+                            }));
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(SessionError::Cluster(e.to_string())));
+                            return Ok(());
+                        }
+                    }
                 }
                 let r = match state.load(&id) {
                     Ok(record) => {
@@ -196,11 +256,38 @@ impl Actor for InterviewSupervisor {
                     }
                     Err(e) => Err(e),
                 };
+                if r.is_err() {
+                    if let Some(c) = &state.deps.cluster {
+                        c.release(&id).await;
+                    }
+                }
                 state.deps.live.set(state.live.len());
                 let _ = reply.send(r);
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(state.live.len());
+            }
+            SupervisorMsg::RenewLeases => {
+                if let Some(c) = state.deps.cluster.clone() {
+                    let me = myself.clone();
+                    // Off the supervisor's mailbox: renewals wait on Redis.
+                    tokio::spawn(async move {
+                        let lost = c.renew_all().await;
+                        if !lost.is_empty() {
+                            let _ = me.cast(SupervisorMsg::LeasesLost(lost));
+                        }
+                    });
+                }
+            }
+            SupervisorMsg::LeasesLost(ids) => {
+                for id in ids {
+                    if let Some(entry) = state.live.remove(&id) {
+                        tracing::warn!(interview = %id, "lease lost: another node owns the interview now; session stopped");
+                        moved(&entry, &state.deps, &id);
+                        entry.actor.stop(Some("lease lost".into()));
+                    }
+                }
+                state.deps.live.set(state.live.len());
             }
         }
         Ok(())
@@ -230,8 +317,21 @@ impl Actor for InterviewSupervisor {
         };
         state.deps.live.set(state.live.len());
         let Some(why) = failure else {
-            return Ok(()); // stopped normally (finished, idle)
+            // Stopped normally (finished, idle, shutdown): every step is appended; let another
+            // node take the interview at once.
+            if let Some(c) = state.deps.cluster.clone() {
+                c.release(&id).await;
+            }
+            return Ok(());
         };
+        if let Some(c) = &state.deps.cluster {
+            if !c.holds(&id) {
+                // Its append was refused: another node owns the interview. Never restart here.
+                tracing::warn!(interview = %id, error = %why, "session stopped: another node owns the interview");
+                moved(&entry, &state.deps, &id);
+                return Ok(());
+            }
+        }
         tracing::error!(interview = %id, error = %why, restarts = entry.restarts, "session failed");
         if entry.restarts >= MAX_SESSION_RESTARTS {
             tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");

@@ -60,6 +60,8 @@ pub struct Config {
     pub gpu: GpuConfig,
     /// `[cache]`: lifetimes and size of the reuse cache.
     pub cache: CacheSection,
+    /// `[cluster]`: several nodes sharing windows and interviews through Redis.
+    pub cluster: ClusterSection,
     /// `[limits]`: per-client limits.
     pub limits: LimitsConfig,
     /// `[providers.<name>]`.
@@ -268,6 +270,93 @@ pub struct PoolConfig {
     pub breaker_cooldown_ms: u64,
     /// Cool-down after a 429 without a wait.
     pub default_retry_after_ms: u64,
+}
+
+/// `[cluster]`: horizontal clustering on Redis (empty `redis_url`: one node alone).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `redis://[:password@]host:6379/0` or `rediss://` (TLS); empty: no cluster. A secret.
+    pub redis_url: SecretString,
+    /// This node's id; empty: `<host name>:<port of server.bind>`.
+    pub node_id: String,
+    /// How other nodes reach this node (`http://10.0.0.5:8080`); empty: `http://<server.bind>`;
+    /// `auto`: `http://<the address the host name resolves to>:<port>`.
+    pub advertise_url: String,
+    /// Interview ownership lease, ms (renewed every third; a dead owner's interviews move after it).
+    pub lease_ms: u64,
+    /// Membership heartbeat, ms (a node is gone after three missed beats).
+    pub heartbeat_ms: u64,
+    /// Time one Redis operation may take before Redis counts as unreachable, ms.
+    pub op_timeout_ms: u64,
+    /// Prefix of every key (several deployments may share one Redis).
+    pub key_prefix: String,
+    /// Replicas each log append waits for (`WAIT`); 0: the primary's own durability.
+    pub wait_replicas: u32,
+    /// An interview's log and record stay in Redis this long after its last step, s (0: forever);
+    /// every node that served it keeps its own copy in sled.
+    pub log_ttl_s: u64,
+}
+
+impl ClusterSection {
+    /// Whether clustering is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.0.is_empty()
+    }
+
+    /// The actors' cluster settings, with the node id and advertise URL defaulted from `bind`.
+    pub fn to_cluster_config(&self, bind: &str) -> actors::cluster::ClusterConfig {
+        let port = bind.rsplit(':').next().unwrap_or("8080");
+        let node_id = if self.node_id.trim().is_empty() {
+            format!("{}:{port}", host_name())
+        } else {
+            self.node_id.trim().to_string()
+        };
+        let advertise_url = if self.advertise_url.trim().is_empty() {
+            format!("http://{bind}")
+        } else if self.advertise_url.trim() == "auto" {
+            format!(
+                "http://{}:{port}",
+                own_address().unwrap_or_else(|| "127.0.0.1".into())
+            )
+        } else {
+            self.advertise_url.trim().trim_end_matches('/').to_string()
+        };
+        actors::cluster::ClusterConfig {
+            redis_url: self.redis_url.0.clone(),
+            node_id,
+            advertise_url,
+            lease: Duration::from_millis(self.lease_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            prefix: self.key_prefix.clone(),
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
+        }
+    }
+}
+
+/// This machine's address as its host name resolves (`/etc/hosts` in a container maps the host
+/// name to the replica's address): the first address that is not loopback.
+fn own_address() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    (host_name().as_str(), 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map(|ip| match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        })
+}
+
+/// The machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `node`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "node".into())
 }
 
 /// `[cache]`: how long each kind of reusable result lives, and how many are kept.
@@ -597,6 +686,67 @@ impl Config {
             return Err(invalid(
                 "server.max_ws_frame_bytes",
                 "must be at least 1024",
+            ));
+        }
+        let c = &self.cluster;
+        if c.enabled() {
+            let url = c.redis_url.0.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    "cluster.redis_url",
+                    "must start with redis:// or rediss:// (or be empty for a single node)",
+                ));
+            }
+            if redis_url_is_invalid(url) {
+                return Err(invalid("cluster.redis_url", "is not a valid Redis URL"));
+            }
+            if !c.advertise_url.is_empty()
+                && c.advertise_url != "auto"
+                && !c.advertise_url.starts_with("http://")
+                && !c.advertise_url.starts_with("https://")
+            {
+                return Err(invalid(
+                    "cluster.advertise_url",
+                    "must start with http:// or https://",
+                ));
+            }
+            if c.advertise_url.is_empty()
+                && self
+                    .server
+                    .bind
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_unspecified())
+            {
+                return Err(invalid(
+                    "cluster.advertise_url",
+                    "missing: server.bind listens on every address, so say how other nodes reach this one (http://HOST:PORT)",
+                ));
+            }
+        }
+        if c.lease_ms < 500 {
+            return Err(invalid("cluster.lease_ms", "must be at least 500"));
+        }
+        if c.heartbeat_ms < 100 || c.heartbeat_ms > c.lease_ms {
+            return Err(invalid(
+                "cluster.heartbeat_ms",
+                "must be between 100 and cluster.lease_ms",
+            ));
+        }
+        if c.op_timeout_ms == 0 || c.op_timeout_ms > c.lease_ms {
+            return Err(invalid(
+                "cluster.op_timeout_ms",
+                "must be > 0 and at most cluster.lease_ms",
+            ));
+        }
+        if c.key_prefix.is_empty()
+            || !c
+                .key_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(invalid(
+                "cluster.key_prefix",
+                "letters, digits, '_' and '-' only, not empty",
             ));
         }
         if self.interview.idle_timeout_s == 0 {
@@ -1129,6 +1279,11 @@ fn limit_fields(l: &Limits) -> [(&'static str, Option<u64>); 8] {
 }
 
 /// Figment's error with its path rewritten as `section.field` and without the layer's internals.
+/// Whether the redis crate refuses the URL (without ever printing it: it may hold a password).
+fn redis_url_is_invalid(url: &str) -> bool {
+    !actors::cluster::is_valid_redis_url(url)
+}
+
 fn describe(e: figment::Error) -> String {
     let mut parts = Vec::new();
     for err in e {
@@ -1215,6 +1370,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("providers.gemini.reset_tz"), "{e}");
+    }
+
+    #[test]
+    fn cluster_section_defaults_and_errors_name_the_field() {
+        let c = from_str("").unwrap();
+        assert!(!c.cluster.enabled(), "no redis_url: a single node");
+        let c = from_str(
+            "[server]\nbind = \"127.0.0.1:18600\"\n[cluster]\nredis_url = \"redis://:hunter2@127.0.0.1:6390/0\"",
+        )
+        .unwrap();
+        assert!(c.cluster.enabled());
+        let cc = c.cluster.to_cluster_config(&c.server.bind);
+        assert!(cc.node_id.ends_with(":18600"), "{}", cc.node_id);
+        assert_eq!(cc.advertise_url, "http://127.0.0.1:18600");
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the URL's password is redacted"
+        );
+        for (toml, field) in [
+            ("[cluster]\nredis_url = \"http://x\"", "cluster.redis_url"),
+            (
+                "[cluster]\nredis_url = \"redis://h\"\nadvertise_url = \"h:1\"",
+                "cluster.advertise_url",
+            ),
+            (
+                "[server]\nbind = \"0.0.0.0:8080\"\n[cluster]\nredis_url = \"redis://h\"",
+                "cluster.advertise_url",
+            ),
+            ("[cluster]\nlease_ms = 10", "cluster.lease_ms"),
+            ("[cluster]\nheartbeat_ms = 20000", "cluster.heartbeat_ms"),
+            ("[cluster]\nkey_prefix = \"a b\"", "cluster.key_prefix"),
+            ("[cluster]\nredis_urll = \"x\"", "redis_urll"),
+        ] {
+            let e = from_str(toml).unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+            assert!(!e.contains("hunter2"));
+        }
     }
 
     #[test]

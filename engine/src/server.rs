@@ -23,6 +23,7 @@ use actors::storage::{SledStore, UsageLedger};
 use actors::supervisor::{InterviewSupervisor, LiveSessions, SupervisorMsg};
 use ractor::{Actor, ActorRef};
 
+use crate::cluster::{ClusterCapacity, ClusterRuntime};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
 
@@ -72,12 +73,15 @@ pub struct Engine {
     pub tts: Option<actors::voice::tts_pool::TtsPool>,
     /// Live sessions and their cap.
     pub live: Arc<LiveSessions>,
+    /// Cluster mode: Redis, membership, shared windows and interview leases (`None`: one node).
+    pub cluster: Option<Arc<ClusterRuntime>>,
     router: ActorRef<RouterMsg>,
 }
 
 impl Engine {
-    /// Opens storage and starts the actor tree on a new runtime.
-    pub fn start(config: &Config) -> Result<Engine, StartError> {
+    /// Opens storage and starts the actor tree on a new runtime; `local` is the address the HTTP
+    /// server listens on (the cluster's default node id and advertise URL come from it).
+    pub fn start(config: &Config, local: std::net::SocketAddr) -> Result<Engine, StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("engine")
@@ -92,6 +96,20 @@ impl Engine {
             keys.iter().map(|k| k.spec.provider.clone()).collect();
         active_providers.dedup();
         let key_count = keys.len();
+        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
+        let cluster = if config.cluster.enabled() {
+            let mut cfg = config.clone();
+            cfg.server.bind = local.to_string();
+            let local_log: Arc<dyn actors::storage::SessionLog> = Arc::new(store.clone());
+            Some(Arc::new(runtime.block_on(ClusterRuntime::start(
+                &cfg,
+                &keys,
+                local_log,
+                live.clone(),
+            ))?))
+        } else {
+            None
+        };
         let directory = KeyDirectory::default();
         if key_count == 0 {
             tracing::warn!("no provider keys configured: interviews use templates, the question pool and heuristic scoring only");
@@ -121,6 +139,14 @@ impl Engine {
                 config.cache.to_cache_config(),
             ))
             .map_err(|e| StartError::Actor(format!("cache: {e}")))?;
+        // Cluster mode: the reuse cache's values are shared by every node.
+        let cache = match &cluster {
+            Some(c) => cache.with_shared(actors::cluster::cache::SharedCache::new(
+                c.cluster.clone(),
+                config.cache.to_cache_config(),
+            )),
+            None => cache,
+        };
         let mut pool = Pool::new(router.clone(), directory, http);
         if let Some(g) = &gpu {
             pool = pool.with_gpu(g.clone(), config.gpu.fallback_to_cloud);
@@ -130,11 +156,18 @@ impl Engine {
         let questions = Arc::new(QuestionPool::load_embedded()?);
         tracing::info!(questions = questions.len(), "question pool loaded");
         let stats = Arc::new(actors::stats::OptimizationStats::default());
+        let capacity: Box<dyn actors::budget::CapacitySource> = match &cluster {
+            // Cluster mode: the cluster's usage today, less the other nodes' live holds.
+            Some(c) => Box::new(ClusterCapacity::new(Box::new(pool.clone()), c.clone())),
+            None => Box::new(pool.clone()),
+        };
         let budget = Arc::new(
-            actors::budget::Budget::new(Box::new(pool.clone()))
+            actors::budget::Budget::new(capacity)
                 .with_hold_ttl(Duration::from_secs(config.interview.idle_timeout_s)),
         );
-        let live = Arc::new(LiveSessions::new(config.limits.max_live_sessions as usize));
+        if let Some(c) = &cluster {
+            c.set_budget(budget.clone());
+        }
         let deps = Arc::new(SessionDeps {
             log: Arc::new(store.clone()),
             pool: Some(pool.clone()),
@@ -154,6 +187,7 @@ impl Engine {
             }),
             pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
             live: live.clone(),
+            cluster: cluster.as_ref().map(|c| c.sessions.clone()),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -165,6 +199,7 @@ impl Engine {
         Ok(Engine {
             stt,
             tts,
+            cluster,
             live,
             stats,
             budget,
@@ -184,16 +219,26 @@ impl Engine {
         self.pool.gpu()
     }
 
-    /// Phases 2-4 of shutdown: stop the actors, flush storage, stop the runtime.
+    /// Phases 2-4 of shutdown: stop the actors, flush storage, (cluster mode) release the interview
+    /// leases and leave the member list, stop the runtime.
     pub fn shutdown(self) {
         let router = self.router.clone();
         let supervisor = self.supervisor.clone();
         let store = self.store.clone();
+        let cluster = self.cluster.clone();
         self.runtime.block_on(async move {
             // Sessions first: every step they took is already committed and flushed.
             let _ = supervisor
                 .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
                 .await;
+            if let Err(e) = store.flush().await {
+                tracing::error!(error = %e, "storage flush failed");
+            }
+            // Flushed (and appended to redis): the leases go, so this node's clients reconnect
+            // to another node that takes their interviews at once.
+            if let Some(c) = &cluster {
+                c.leave().await;
+            }
             let _ = router
                 .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
                 .await;
@@ -211,7 +256,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     if config.server.admin_token.0.is_empty() {
         tracing::warn!("server.admin_token is empty: admin routes (/admin, /api/system_status, /metrics, /v1/...) are open to anyone who can reach {}", config.server.bind);
     }
-    let engine = Engine::start(&config)?;
+    // Bound first, so that a port-0 bind is known to the cluster (node id, advertise URL).
+    let listener = std::net::TcpListener::bind(&config.server.bind)?;
+    let local = listener.local_addr()?;
+    let engine = Engine::start(&config, local)?;
     let state = Arc::new(AppState {
         config: config.clone(),
         pool: engine.pool.clone(),
@@ -233,6 +281,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         gateway_calls: actors::coalesce::Coalescer::new(),
         limits: http::limits::ClientLimits::new(&config.limits)?,
         live: engine.live.clone(),
+        cluster: engine.cluster.clone(),
     });
     // Rate-limit buckets of clients not seen lately are forgotten once a minute.
     let sweeper = {
@@ -258,7 +307,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     // the second waits for the client's delayed ACK (about 40 ms).
     .tcp_nodelay(true)
     .shutdown_timeout(config.server.shutdown_grace_s)
-    .bind(&config.server.bind)?;
+    .listen(listener)?;
     let addrs = server.addrs();
     let result = actix_web::rt::System::new().block_on(async move {
         let running = server.run();

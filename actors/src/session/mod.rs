@@ -68,6 +68,8 @@ pub struct SessionDeps {
     pub pending_ttl: Duration,
     /// Live sessions on this node and how many may be.
     pub live: Arc<crate::supervisor::LiveSessions>,
+    /// Cluster mode: the interview leases and the shared log in Redis (`None`: a single node).
+    pub cluster: Option<Arc<crate::cluster::ClusterSessions>>,
 }
 
 /// A client message, as parsed by the connection (`protocol::parse`).
@@ -291,6 +293,11 @@ impl SessionState {
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&mut self.rec, &logged)?;
         self.deps.log.flush().await?;
+        // Cluster mode: in the shared log too, with this node's fencing token, before it is sent
+        // (refused if another node took the interview over: the session stops, nothing is sent).
+        if let Some(c) = &self.deps.cluster {
+            c.append(&self.rec, &logged).await?;
+        }
         if let Some(p) = prompt {
             self.prompt_seq = p;
         }

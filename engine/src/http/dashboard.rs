@@ -16,7 +16,11 @@ const REFRESH_S: u32 = 10;
 
 /// `GET /admin`.
 pub async fn admin(state: State) -> Result<HttpResponse, ApiError> {
-    let status = system_document(&state).await?;
+    let mut status = system_document(&state).await?;
+    // Cluster mode: the nodes and the shared windows (GET /api/cluster) on the same page.
+    if let Some(c) = state.cluster.clone() {
+        status["cluster"] = state.on_engine(async move { c.document().await }).await?;
+    }
     let stats = optimization_document(&state);
     let live = live_sessions(&state).await;
     let html = render(&status, &stats, live).map_err(|e| {
@@ -102,6 +106,30 @@ mod tests {
         assert!(!html.contains("<script>alert(1)</script>"), "escaped");
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("id=\"gpu\""), "no GPU section without nodes");
+    }
+
+    #[test]
+    fn renders_the_cluster_section_in_cluster_mode() {
+        let mut s = status();
+        assert!(!render(&s, &stats(), None)
+            .unwrap()
+            .contains("id=\"cluster\""));
+        s["cluster"] = json!({
+            "node_id": "n<1>", "mode": "fallback", "redis": {"reachable": false},
+            "this_node": {"leases_held": 3, "unsynced_interviews": 2},
+            "nodes": [{"node_id": "n2", "last_beat_ms": 120,
+                       "info": {"advertise_url": "http://10.0.0.2:8080", "live_sessions": 7,
+                                "budget": {"reserved_calls": 12.5}}}],
+            "scopes": [{"scope": "groq#1", "fallback": true, "concurrency": {"limit": 4, "in_flight": 1},
+                        "windows": [{"counts": "requests", "period": "sliding(60)", "used": 9, "limit": 30}]}],
+        });
+        let html = render(&s, &stats(), None).unwrap();
+        assert!(html.contains("id=\"cluster\""));
+        assert!(html.contains("n&lt;1&gt;"), "escaped node id");
+        assert!(html.contains("10.0.0.2:8080") && html.contains("12.5"));
+        assert!(html.contains("requests/sliding(60): 9 / 30"));
+        assert!(html.contains("own share") && html.contains("unreachable"));
+        assert!(html.contains("2 interviews not yet in Redis"));
     }
 
     #[test]

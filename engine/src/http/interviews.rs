@@ -74,10 +74,44 @@ pub enum Access {
 }
 
 /// `?token=` of a request.
+/// The token a WebSocket client presented (bearer header, or `?token=`), to carry to the owner node
+/// when its connection is relayed there (the owner checks it again).
+pub(crate) fn socket_token(req: &HttpRequest) -> Option<String> {
+    super::bearer(req)
+        .map(str::to_string)
+        .or_else(|| query_token(req))
+}
+
 fn query_token(req: &HttpRequest) -> Option<String> {
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("token").cloned())
+}
+
+/// Cluster mode: brings this node's copy of the interview up to date from Redis, so every node answers
+/// reads of every interview (a single node: nothing to do).
+pub async fn refresh_from_cluster(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let Some(c) = state.cluster.clone() else {
+        return Ok(());
+    };
+    if !valid_id(id) {
+        return Ok(());
+    }
+    let owned = id.to_string();
+    let r = state
+        .on_engine(async move { c.sessions.refresh_local(&owned).await })
+        .await?;
+    match r {
+        Ok(()) => Ok(()),
+        // Redis unreachable: this node's own copy is what it can show, if it has one.
+        Err(e) if e.is_unreachable() => match state.store.load(id) {
+            Ok(Some(_)) => Ok(()),
+            _ => Err(ApiError::Unavailable(
+                "the cluster's store is unreachable and this node has no copy of the interview; try again shortly".into(),
+            )),
+        },
+        Err(e) => Err(ApiError::Unavailable(format!("cluster: {e}"))),
+    }
 }
 
 /// Loads an interview and checks the credentials for `access`. Tokens are compared in constant
@@ -354,6 +388,12 @@ pub async fn create(
             if let Err(e) = stored.await {
                 return Err(ApiError::Unavailable(format!("storage: {e}")));
             }
+            // Cluster mode: every node can serve it from now on.
+            if let Some(c) = &st.cluster {
+                if let Err(e) = c.sessions.publish_created(&record).await {
+                    tracing::warn!(interview = %record.id, error = %e, "interview not yet visible to the other nodes (redis unreachable); it is once this node connects it");
+                }
+            }
             Ok::<_, ApiError>((id, token, record.mode, record.level))
         })
         .await??;
@@ -380,6 +420,7 @@ pub async fn get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    refresh_from_cluster(&state, &path).await?;
     let rec = authorized_record(&state, &req, &path, Access::Read)?;
     let events: Vec<Value> = state
         .store
@@ -409,6 +450,7 @@ pub async fn report(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    refresh_from_cluster(&state, &path).await?;
     let rec = authorized_record(&state, &req, &path, Access::Report)?;
     if rec.phase == Phase::Reporting {
         // Its end-of-interview work was cut off by a restart: waking the session runs it again.
@@ -450,10 +492,24 @@ pub async fn report(
 
 /// `GET /api/candidates/{id}/history` (admin): every interview of a candidate, oldest first.
 pub async fn history(state: State, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let ids = state
-        .store
-        .candidate_interviews(&path)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let ids = match state.cluster.clone() {
+        // Cluster mode: the interviews every node created, each brought up to date here.
+        Some(c) => {
+            let cand = path.clone();
+            let ids = state
+                .on_engine(async move { c.sessions.candidate_interviews(&cand).await })
+                .await?
+                .map_err(|e| ApiError::Unavailable(format!("cluster: {e}")))?;
+            for id in &ids {
+                refresh_from_cluster(&state, id).await?;
+            }
+            ids
+        }
+        None => state
+            .store
+            .candidate_interviews(&path)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+    };
     let mut out = Vec::new();
     for id in ids {
         if let Ok(Some(r)) = state.store.load(&id) {

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, the shared application state, admin-token checks and JSON error
 //! handling. One file per group of routes; handlers are thin and call into the engine's actors.
 
+pub mod cluster;
 pub mod dashboard;
 pub mod gateway;
 pub mod health;
@@ -9,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod pages;
+pub mod relay;
 pub mod status;
 pub mod ws;
 pub mod ws_frames;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub limits: limits::ClientLimits,
     /// Live sessions on this node and their cap.
     pub live: Arc<actors::supervisor::LiveSessions>,
+    /// Cluster mode: Redis, membership, leases (`None`: a single node).
+    pub cluster: Option<Arc<crate::cluster::ClusterRuntime>>,
 }
 
 impl AppState {
@@ -138,6 +142,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .service(
+        web::resource("/api/cluster")
+            .wrap(from_fn(admin_guard))
+            .route(web::get().to(cluster::cluster)),
+    )
     .service(
         web::resource("/api/system_status")
             .wrap(from_fn(admin_guard))

@@ -384,6 +384,83 @@ fn session_forward(
     })
 }
 
+/// Why no local session was found for a connection.
+enum Found {
+    /// An error to answer.
+    Api(ApiError),
+    /// Cluster mode: another node holds the interview's lease.
+    Elsewhere {
+        url: Option<String>,
+        expires_in: Duration,
+    },
+}
+
+/// The interview's live session on this node (spawned from the log, the lease taken in cluster
+/// mode) with the `ready` event for `handle`, or where it lives instead.
+async fn find_session(
+    state: &State,
+    id: &str,
+    handle: ConnHandle,
+) -> Result<(ActorRef<SessionMsg>, serde_json::Value), Found> {
+    let sup = state.supervisor.clone();
+    let iid = id.to_string();
+    let retry_after_s = state.config.limits.busy_retry_after_s;
+    state
+        .on_engine(async move {
+            let session = match sup
+                .call(
+                    |r| SupervisorMsg::Get(iid, r),
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+            {
+                Ok(CallResult::Success(Ok(s))) => s,
+                Ok(CallResult::Success(Err(SessionError::Busy))) => {
+                    return Err(Found::Api(ApiError::Busy { retry_after_s }))
+                }
+                Ok(CallResult::Success(Err(SessionError::Elsewhere {
+                    url, expires_in, ..
+                }))) => return Err(Found::Elsewhere { url, expires_in }),
+                Ok(CallResult::Success(Err(e))) => {
+                    return Err(Found::Api(ApiError::Unavailable(e.to_string())))
+                }
+                _ => {
+                    return Err(Found::Api(ApiError::Unavailable(
+                        "interview supervisor not answering".into(),
+                    )))
+                }
+            };
+            match session
+                .call(
+                    |r| SessionMsg::Attach(handle, r),
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+            {
+                Ok(CallResult::Success(ready)) => Ok((session, ready)),
+                _ => Err(Found::Api(ApiError::Unavailable(
+                    "interview session not answering".into(),
+                ))),
+            }
+        })
+        .await
+        .map_err(Found::Api)?
+}
+
+/// The client's address chain for the owner node: what came in, plus the peer.
+fn forwarded_for(req: &HttpRequest) -> String {
+    let mut hops: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    if let Some(p) = req.peer_addr() {
+        hops.push(p.ip().to_string());
+    }
+    hops.join(", ")
+}
+
 /// `GET /ws/interviews/{id}`: 401 before the upgrade without the interview's token.
 pub async fn connect(
     state: State,
@@ -392,6 +469,7 @@ pub async fn connect(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    super::interviews::refresh_from_cluster(&state, &id).await?;
     let _record = authorized_record(&state, &req, &id, Access::Socket)?;
     let client = state.limits.client(&req);
     let slot = state.limits.open_socket(&client)?;
@@ -413,53 +491,58 @@ pub async fn connect(
         .map_err(|e| ApiError::BadRequest(format!("websocket upgrade failed: {e}")))?;
     let frames = frames.max_frame_size(max_message.saturating_mul(FRAME_FACTOR));
 
-    let sup = state.supervisor.clone();
-    let (handle, receiver) = ConnHandle::new();
-    let handle_id = handle.id;
+    // Cluster mode: the session may live on another node (relay there), or on none while a dead
+    // owner's lease runs out (wait, then take the interview over), bounded by one lease term.
+    let relayed = req.headers().contains_key(super::relay::RELAY_HEADER);
+    let deadline = Instant::now()
+        + Duration::from_millis(state.config.cluster.lease_ms)
+        + Duration::from_secs(2);
+    let (handle_id, receiver, session, ready, handle) = loop {
+        let (handle, receiver) = ConnHandle::new();
+        let handle_id = handle.id;
+        let kept = handle.clone();
+        match find_session(&state, &id, handle).await {
+            Ok((session, ready)) => break (handle_id, receiver, session, ready, kept),
+            Err(Found::Api(e)) => return Err(e),
+            Err(Found::Elsewhere { url, expires_in }) => {
+                if let (false, Some(url)) = (relayed, url) {
+                    let token = super::interviews::socket_token(&req).unwrap_or_default();
+                    let xff = forwarded_for(&req);
+                    let me = state
+                        .cluster
+                        .as_ref()
+                        .map(|c| c.cluster.node_id().to_string())
+                        .unwrap_or_default();
+                    match super::relay::connect_owner(&url, &id, &token, &xff, &me).await {
+                        Ok(upstream) => {
+                            actix_web::rt::spawn(async move {
+                                let _slot = slot;
+                                super::relay::pump(ws, frames, upstream, max_message).await;
+                            });
+                            return Ok(response);
+                        }
+                        Err(e) => {
+                            tracing::info!(interview = %id, owner = %url, error = %e, "owner unreachable; waiting for its lease to expire")
+                        }
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(ApiError::Unavailable(
+                        "the interview's node does not answer yet; reconnect in a few seconds"
+                            .into(),
+                    ));
+                }
+                let wait = expires_in.clamp(Duration::from_millis(50), Duration::from_millis(250));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    };
     let voice = state.stt.clone().map(|stt| VoiceLink {
         stt,
         endpoint: state.config.endpoint_config(),
-        handle: handle.clone(),
+        handle,
         input: None,
     });
-    let iid = id.clone();
-    let retry_after_s = state.config.limits.busy_retry_after_s;
-    let (session, ready) = state
-        .on_engine(async move {
-            let session = match sup
-                .call(
-                    |r| SupervisorMsg::Get(iid, r),
-                    Some(Duration::from_secs(10)),
-                )
-                .await
-            {
-                Ok(CallResult::Success(Ok(s))) => s,
-                Ok(CallResult::Success(Err(SessionError::Busy))) => {
-                    return Err(ApiError::Busy { retry_after_s })
-                }
-                Ok(CallResult::Success(Err(e))) => {
-                    return Err(ApiError::Unavailable(e.to_string()))
-                }
-                _ => {
-                    return Err(ApiError::Unavailable(
-                        "interview supervisor not answering".into(),
-                    ))
-                }
-            };
-            match session
-                .call(
-                    |r| SessionMsg::Attach(handle, r),
-                    Some(Duration::from_secs(10)),
-                )
-                .await
-            {
-                Ok(CallResult::Success(ready)) => Ok((session, ready)),
-                _ => Err(ApiError::Unavailable(
-                    "interview session not answering".into(),
-                )),
-            }
-        })
-        .await??;
     let conn = Conn {
         handle_id,
         session,
