@@ -25,6 +25,10 @@ use serde_json::{json, Value};
 
 const NODE_KEY: &str = "llama-node-key-SECRETVALUE";
 
+/// One real model at a time: two `llama-server`s on two shared cores slow each other's generation
+/// (a CPU-only model under a JSON grammar) past any sensible evaluation deadline.
+static ONE_MODEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The installed `llama-server` and model: from `LLAMA_SERVER_BIN`/`LLAMA_MODEL`, else from the file
 /// `.ci/install-llama-server` writes. Missing means the test fails loudly, never skips.
 fn installed() -> (PathBuf, PathBuf) {
@@ -70,17 +74,21 @@ fn free_port() -> u16 {
 struct Llama {
     child: Child,
     url: String,
+    _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Llama {
     async fn start() -> Llama {
+        let one = ONE_MODEL.lock().await;
         let (bin, model) = installed();
         let port = free_port();
         let child = Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("-m")
             .arg(model)
-            .args(["-c", "4096", "-np", "2", "--api-key", NODE_KEY])
+            // One thread: two busy-waiting OpenMP threads on two cores shared with the engine and the
+            // test client slow generation by orders of magnitude whenever anything else runs.
+            .args(["-c", "4096", "-np", "2", "-t", "1", "--api-key", NODE_KEY])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -96,7 +104,11 @@ impl Llama {
             assert!(Instant::now() < deadline, "llama-server did not come up");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Llama { child, url }
+        Llama {
+            child,
+            url,
+            _one: one,
+        }
     }
 }
 
@@ -109,7 +121,7 @@ impl Drop for Llama {
 
 fn config(node_url: &str, extra: &str) -> String {
     format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"balanced\"\neval_deadline_ms = 60000\n[gpu]\nprobe_interval_ms = 1000\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"{node_url}\"\nmax_concurrency = 2\napi_key_env = \"LOCAL_NODE_KEY\"\n{extra}"
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"balanced\"\neval_deadline_ms = 150000\n[gpu]\nprobe_interval_ms = 1000\n\n[[gpu_nodes]]\nname = \"local\"\nurl = \"{node_url}\"\nmax_concurrency = 2\napi_key_env = \"LOCAL_NODE_KEY\"\n{extra}"
     )
 }
 
@@ -196,7 +208,7 @@ async fn balanced_interview_is_graded_on_the_local_node() {
     .await;
     let mut client = Client::connect(&engine.base, &c).await;
     // Evaluations and the coach note run on a CPU-only model that shares 2 cores with other tests.
-    client.wait = Duration::from_secs(120);
+    client.wait = Duration::from_secs(400);
     client.next().await;
     loop {
         let v = client.next_prompt().await;

@@ -746,6 +746,7 @@ impl SessionLog for SledStore {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn usage_survives_reopen() {
@@ -1211,8 +1212,19 @@ mod tests {
             UsageLedger::flush(&s).await.unwrap();
             first
         };
-        // Reopened (a restart), it carries on in the space it has.
-        let s = SledStore::open(dir.path()).unwrap();
+        // Reopened (a restart), it carries on in the space it has. sled's flusher thread may hold
+        // the file lock for a moment after the last handle is dropped: wait for it, with a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let s = loop {
+            match SledStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("reopen: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
         let mut sizes = Vec::new();
         for r in 1..8 {
             round(&s, r);
