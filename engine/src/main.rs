@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use interview_engine::config::Config;
+use interview_engine::config::{Config, LogFormat};
 use interview_engine::{cli, server, telemetry};
 
 #[derive(Parser)]
@@ -70,9 +70,12 @@ enum Command {
         /// Send a short synthetic resume with each interview (skills and years vary per candidate).
         #[arg(long)]
         resume: bool,
-        /// Print JSON.
+        /// Print JSON (progress still goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Seconds between progress lines on stderr when it is not a terminal (a terminal shows a bar).
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        progress_every: u64,
     },
     /// Send one minimal request through every configured key and report per key.
     CheckKeys {
@@ -86,7 +89,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -97,11 +99,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("info", cfg.server.log_format);
             match server::serve(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("interview-engine: {e}");
-                    ExitCode::from(1)
+                    // A configuration the server refuses exits like one that does not parse.
+                    match e {
+                        server::StartError::Config(_) => ExitCode::from(2),
+                        _ => ExitCode::from(1),
+                    }
                 }
             }
         }
@@ -118,6 +125,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("warn", cfg.server.log_format);
             let costs = match cli::plan::costs(&cfg, stats_url.as_deref(), admin_token.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -147,7 +155,9 @@ fn main() -> ExitCode {
             think_ms,
             resume,
             json,
+            progress_every,
         } => {
+            telemetry::init("warn", LogFormat::Text);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -167,6 +177,7 @@ fn main() -> ExitCode {
                 mode,
                 think_ms,
                 resume,
+                progress_every_s: progress_every,
             };
             match rt.block_on(cli::loadtest::run(lt)) {
                 Ok(r) => {
@@ -195,6 +206,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("warn", cfg.server.log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

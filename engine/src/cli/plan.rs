@@ -392,7 +392,23 @@ pub struct Plan {
     pub totals: PerMode,
     /// What the figures rest on.
     pub assumptions: Assumptions,
+    /// The level that needs no provider at all.
+    pub heuristic: Heuristic,
 }
+
+/// The `heuristic` level: templates, the question pool and the rubric scorer, no provider call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heuristic {
+    /// Interviews per day at this level: `null`, unlimited by any quota.
+    pub interviews_per_day: Option<u64>,
+    /// Provider calls one such interview makes: none.
+    pub provider_calls_per_interview: u64,
+    /// What that means.
+    pub note: &'static str,
+}
+
+/// What `plan` says about the heuristic level.
+pub const HEURISTIC_NOTE: &str = "interviews at the heuristic level (templates, question pool, rubric scorer) make no provider calls: they are unlimited by any quota and need no key; when the quota runs out, interviews step down to this level instead of failing. This machine is the only limit (see docs/BENCHMARKS.md)";
 
 const NOTES: [&str; 7] = [
     "daily requests = rpd x keys (quota_scope key) or rpd (shared); without rpd, rpm x 1440; without either, unlimited",
@@ -512,6 +528,11 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput], costs: &Costs) -> 
             gpu_call_seconds: ASSUMED_GPU_CALL_S,
             notes: NOTES.to_vec(),
         },
+        heuristic: Heuristic {
+            interviews_per_day: None,
+            provider_calls_per_interview: 0,
+            note: HEURISTIC_NOTE,
+        },
     }
 }
 
@@ -627,6 +648,10 @@ pub fn print(plan: &Plan) {
         show(b),
         show(a)
     );
+    if plan.totals.values().iter().all(|v| *v == Some(0)) {
+        println!("no provider keys and no GPU nodes: every interview runs at the heuristic level");
+    }
+    println!("heuristic interviews/day: unlimited ({HEURISTIC_NOTE})");
     let a = &plan.assumptions;
     println!(
         "\nAssumptions (per interview; defaults for {} questions):",

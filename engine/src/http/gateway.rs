@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use actors::cache::{self, CacheKind};
 use actors::pool::{CallOptions, PoolError};
 use actors::providers::{ChatRequest, Message, Role, StreamChunk};
@@ -16,6 +16,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::json::{FieldHints, JsonBody};
 use super::State;
 use crate::error::ApiError;
 
@@ -34,6 +35,8 @@ pub struct ChatCompletionsRequest {
     stream: bool,
     response_format: Option<Value>,
 }
+
+impl FieldHints for ChatCompletionsRequest {}
 
 #[derive(Debug, Deserialize)]
 struct InMessage {
@@ -135,7 +138,7 @@ fn options(state: &State, provider: Option<String>) -> CallOptions {
 pub async fn chat_completions(
     state: State,
     req: HttpRequest,
-    body: web::Json<ChatCompletionsRequest>,
+    body: JsonBody<ChatCompletionsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (chat, provider) = to_chat_request(&body, &state.active_providers)?;
     let opts = options(&state, provider);

@@ -21,6 +21,7 @@ use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::json::{FieldHints, JsonBody};
 use super::{bearer, AppState, State};
 use crate::error::ApiError;
 
@@ -35,6 +36,21 @@ pub struct CreateInterview {
     questions: Option<u32>,
     mode: Option<String>,
     resume_text: Option<String>,
+}
+
+impl FieldHints for CreateInterview {
+    fn expected(path: &str) -> Option<&'static str> {
+        match path {
+            "candidate" => Some("an object such as {\"id\": \"c-42\", \"name\": \"Ada\"}"),
+            "candidate.name" => Some("the candidate's name, a string"),
+            "candidate.id" => Some("a string of 1-64 letters, digits, '-' or '_'"),
+            "questions" => Some("a whole number from 1 to 50"),
+            "mode" => Some("one of economy, balanced, adaptive, auto"),
+            "role" => Some("a string such as \"Backend Engineer\""),
+            "resume_text" => Some("the resume as plain text"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,8 +92,7 @@ pub fn authorized_record(
         .load(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no interview {id}")))?;
-    let admin = state.config.server.admin_token.0.expose();
-    if token_matches(&record, &token) || (!admin.is_empty() && admin == token) {
+    if token_matches(&record, &token) || state.admin.token_matches(&token) {
         Ok(record)
     } else {
         Err(ApiError::Unauthorized)
@@ -171,7 +186,7 @@ pub async fn analyze_resume(
 /// `POST /api/interviews`.
 pub async fn create(
     state: State,
-    body: web::Json<CreateInterview>,
+    body: JsonBody<CreateInterview>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let name = b.candidate.name.trim().to_string();
@@ -309,14 +324,23 @@ pub async fn create(
                 st.budget.release(&id);
                 return Err(ApiError::Unavailable(format!("storage: {e}")));
             }
-            Ok::<_, ApiError>((id, token, record.mode, record.level))
+            let total = record.questions.len();
+            Ok::<_, ApiError>((id, token, record.mode, record.level, total))
         })
         .await??;
-    let (id, token, mode, level) = record;
-    Ok(HttpResponse::Created().json(json!({
+    let (id, token, mode, level, total) = record;
+    let mut answer = json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
-        "mode": mode, "level": level,
-    })))
+        "mode": mode, "level": level, "questions_total": total, "questions_requested": count,
+    });
+    if total < count as usize {
+        answer["note"] = json!(format!(
+            "{count} questions were asked for; the question pool has {total} for this role, track and \
+             difficulty (questions from the candidate's last 5 interviews are left out), so the interview \
+             has {total}"
+        ));
+    }
+    Ok(HttpResponse::Created().json(answer))
 }
 
 /// `GET /api/interviews/{id}`: state and the transcript (the logged events).
@@ -414,10 +438,16 @@ pub struct AnalyzeResume {
     resume_text: String,
 }
 
+impl FieldHints for AnalyzeResume {
+    fn expected(path: &str) -> Option<&'static str> {
+        (path == "resume_text").then_some("the resume as plain text, a string")
+    }
+}
+
 /// `POST /api/resume/analyze`.
 pub async fn analyze(
     state: State,
-    body: web::Json<AnalyzeResume>,
+    body: JsonBody<AnalyzeResume>,
 ) -> Result<HttpResponse, ApiError> {
     let text = body.into_inner().resume_text;
     if text.trim().is_empty() || text.chars().count() > MAX_RESUME_CHARS {
