@@ -46,6 +46,8 @@ impl FieldHints for CreateInterview {
             "candidate.id" => Some("a string of 1-64 letters, digits, '-' or '_'"),
             "questions" => Some("a whole number from 1 to 50"),
             "mode" => Some("one of economy, balanced, adaptive, auto"),
+            "track" => Some("one of technical, behavioral, mixed"),
+            "difficulty" => Some("one of easy, medium, hard"),
             "role" => Some("a string such as \"Backend Engineer\""),
             "resume_text" => Some("the resume as plain text"),
             _ => None,

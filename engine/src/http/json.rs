@@ -153,7 +153,7 @@ pub fn describe(
     if let Some(name) = between(msg, "unknown field `", "`") {
         let known = msg
             .split_once(", expected ")
-            .map(|(_, e)| e.replace('`', ""))
+            .map(|(_, e)| e.trim_start_matches("one of ").replace('`', ""))
             .unwrap_or_default();
         field = at(&join(path, name));
         let message = if known.is_empty() || known == "nothing" {
