@@ -44,7 +44,9 @@ struct Group(Child);
 impl Drop for Group {
     fn drop(&mut self) {
         let pgid = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-s", "TERM", "--", &pgid]).status();
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &pgid])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -52,7 +54,9 @@ impl Drop for Group {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-s", "KILL", "--", &pgid]).status();
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &pgid])
+            .status();
         let _ = self.0.wait();
     }
 }

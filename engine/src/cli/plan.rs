@@ -408,7 +408,7 @@ pub struct Heuristic {
 }
 
 /// What `plan` says about the heuristic level.
-pub const HEURISTIC_NOTE: &str = "interviews at the heuristic level (templates, question pool, rubric scorer) make no provider calls: they are unlimited by any quota and need no key; when the quota runs out, interviews step down to this level instead of failing. This machine is the only limit (see docs/BENCHMARKS.md)";
+pub const HEURISTIC_NOTE: &str = "heuristic interviews (templates, question pool, rubric scorer) make no provider calls: they need no key, no quota limits them, and interviews step down to this level instead of failing when the quota runs out; this machine is the only limit (docs/BENCHMARKS.md)";
 
 const NOTES: [&str; 7] = [
     "daily requests = rpd x keys (quota_scope key) or rpd (shared); without rpd, rpm x 1440; without either, unlimited",
@@ -651,7 +651,7 @@ pub fn print(plan: &Plan) {
     if plan.totals.values().iter().all(|v| *v == Some(0)) {
         println!("no provider keys and no GPU nodes: every interview runs at the heuristic level");
     }
-    println!("heuristic interviews/day: unlimited ({HEURISTIC_NOTE})");
+    println!("heuristic interviews/day: unlimited\n  {HEURISTIC_NOTE}");
     let a = &plan.assumptions;
     println!(
         "\nAssumptions (per interview; defaults for {} questions):",
