@@ -94,7 +94,8 @@ pub fn authorized_record(
         .load(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no interview {id}")))?;
-    if token_matches(&record, &token) || state.admin.token_matches(&token) {
+    let admin = state.config.server.admin_token.0.expose();
+    if token_matches(&record, &token) || (!admin.is_empty() && admin == token) {
         Ok(record)
     } else {
         Err(ApiError::Unauthorized)
