@@ -300,7 +300,7 @@ fn people_filter(v: minijinja::Value) -> String {
 /// The chart: provider requests per hour (top) and interviews started and completed per hour
 /// (bottom), each panel with its own scale, hours along the bottom; every bar has a `<title>`.
 pub fn chart_svg(hours: &[Hour]) -> String {
-    const W: f64 = 720.0;
+    const W: f64 = 1100.0;
     const LEFT: f64 = 48.0;
     const PANEL: f64 = 80.0;
     const GAP: f64 = 34.0;
@@ -421,7 +421,11 @@ pub fn render(page: &Page<'_>) -> Result<String, minijinja::Error> {
         chart => minijinja::Value::from_safe_string(chart_svg(page.hours)),
         requests_24h, started_24h, completed_24h,
         expected,
-        pace_hours => pace_hours.map(|h| people_f((h * 10.0).round() / 10.0)),
+        pace => pace_hours.map(|h| if h < 1.0 {
+            format!("{} min", ((h * 60.0).floor() as u64).max(1))
+        } else {
+            format!("{} h", people_f((h * 10.0).round() / 10.0))
+        }),
         pace_short => pace_hours.is_some_and(|h| h < 1.0),
         warn_percent => WARN_PERCENT,
         alert_percent => ALERT_PERCENT,
