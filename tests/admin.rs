@@ -408,7 +408,7 @@ async fn dashboard_login_in_chromium_reads_the_key_bars_and_logs_out() {
         "{totals}"
     );
     assert!(
-        totals.contains("from the first connection") && totals.contains("from creation"),
+        totals.contains("from the first connection") && totals.contains("from their admission"),
         "{totals}"
     );
     assert!(

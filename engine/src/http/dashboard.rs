@@ -10,8 +10,8 @@
 //! "Live" has two meanings in the engine, so the page names them apart and says what each counts:
 //! **open sessions** are interviews whose session actor is running (from the first connection to
 //! the report, or until `idle_timeout_s` passes without activity); **reserving quota** are
-//! interviews not yet finished that hold a share of today's provider quota (from creation, even
-//! before anyone connects, until the report or the same idle timeout).
+//! unfinished interviews that hold a share of today's provider quota (the call budget's holds: from
+//! admission until the report, or the same idle timeout without a turn).
 
 use std::fmt::Write as _;
 
