@@ -578,6 +578,7 @@ mod tests {
         let mut s = status();
         s["providers"] = json!([]);
         s["alerts"] = json!([]);
+        s["totals"]["keys"] = json!(0);
         let html = render(&Page {
             status: &s,
             stats: &stats(),
@@ -587,6 +588,10 @@ mod tests {
         })
         .unwrap();
         assert!(html.contains("No provider keys configured"));
+        assert!(
+            html.contains("id=\"keyless\""),
+            "keyless interviews are unlimited, not 0"
+        );
         assert!(html.contains("No alerts."));
         assert!(!html.contains("id=\"logout\""));
     }
