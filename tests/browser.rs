@@ -335,7 +335,7 @@ async fn operator_dashboard_shows_keys_budget_and_modes() {
         mode_text.starts_with(&format!("balanced 1 {calls}")),
         "one completed interview and its {calls} calls: {mode_text}"
     );
-    let live = b.find("#live b").await.unwrap();
+    let live = b.find("#open-sessions b").await.unwrap();
     assert!(b.text(&live).await.parse::<u64>().is_ok());
     let alerts = b.find("#alerts").await.unwrap();
     assert!(b.text(&alerts).await.contains("No alerts."));

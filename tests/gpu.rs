@@ -46,7 +46,8 @@ fn installed() -> (PathBuf, PathBuf) {
         });
     let env = std::fs::read_to_string(home.join("env")).unwrap_or_else(|e| {
         panic!(
-            "llama-server is not installed ({}: {e}): run .ci/install-llama-server",
+            "llama-server is not installed ({}: {e}): run `scripts/install-test-deps` (it builds it \
+             with .ci/install-llama-server, ~12 min once), or skip these tests with `-- --skip gpu`",
             home.join("env").display()
         )
     });
@@ -57,8 +58,16 @@ fn installed() -> (PathBuf, PathBuf) {
             .unwrap_or_else(|| panic!("{k} missing in {}", home.join("env").display()))
     };
     let (bin, model) = (get("LLAMA_SERVER_BIN"), get("LLAMA_MODEL"));
-    assert!(bin.exists(), "llama-server not found at {}", bin.display());
-    assert!(model.exists(), "model not found at {}", model.display());
+    assert!(
+        bin.exists(),
+        "llama-server not found at {}: run `scripts/install-test-deps`",
+        bin.display()
+    );
+    assert!(
+        model.exists(),
+        "model not found at {}: run `scripts/install-test-deps`",
+        model.display()
+    );
     (bin, model)
 }
 

@@ -234,6 +234,9 @@ pub struct BudgetSnapshot {
     pub created_today: u64,
     /// Interviews expected for the rest of today at today's pace.
     pub expected_rest_of_day: f64,
+    /// Since when today's pace is counted (RFC 3339): midnight UTC, or this process's first decision
+    /// of the day when it started later. The pace divides by at least one hour.
+    pub pace_since: Option<String>,
 }
 
 impl Hold {
@@ -631,6 +634,7 @@ impl Budget {
             reserved_tokens: g.reserved_tokens,
             created_today: g.created_today,
             expected_rest_of_day: rest,
+            pace_since: g.day_started.map(|d| d.to_rfc3339()),
         }
     }
 }

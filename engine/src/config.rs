@@ -82,6 +82,10 @@ pub struct Config {
     /// `[[tts_nodes]]`: local text-to-speech servers (`POST /v1/audio/speech`).
     #[serde(default)]
     pub tts_nodes: Vec<GpuNodeConfig>,
+    /// Where this configuration came from, for the start line: the built-in defaults, the file, and
+    /// the names (never the values) of the `IE_` variables that were set.
+    #[serde(skip)]
+    pub sources: Vec<String>,
 }
 
 /// `[models.<alias>]`: a model group (LiteLLM's `model_list` entries sharing a `model_name`).
@@ -165,6 +169,23 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Largest WebSocket text frame accepted from a client.
     pub max_ws_frame_bytes: usize,
+    /// With no `admin_token`, serve admin routes on a non-loopback bind anyway (else: refuse to start).
+    pub allow_open_admin: bool,
+    /// Lifetime of the dashboard's login cookie, hours.
+    pub admin_session_hours: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, coloured only on a terminal.
+    #[default]
+    Text,
+    /// For log shippers: one JSON object per line.
+    Json,
 }
 
 /// A string that is a secret (admin token): redacted in Debug.
@@ -659,9 +680,16 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("IE_").split("__"));
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        // Only `IE_<SECTION>__<FIELD>`: other `IE_` variables (`IE_TEST_PYTHON`, `IE_LLAMA_HOME`) belong
+        // to the test tools and are not configuration.
+        fig = fig.merge(
+            Env::prefixed("IE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         cfg.validate()?;
+        cfg.sources = sources(file, std::env::vars().map(|(k, _)| k));
         Ok(cfg)
     }
 
@@ -681,6 +709,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.admin_session_hours == 0 {
+            return Err(invalid("server.admin_session_hours", "must be > 0"));
         }
         if self.server.max_ws_frame_bytes < 1024 {
             return Err(invalid(
@@ -1276,6 +1307,24 @@ fn limit_fields(l: &Limits) -> [(&'static str, Option<u64>); 8] {
         ("tokens_per_month", l.tokens_per_month),
         ("daily_units", l.daily_units),
     ]
+}
+
+/// The layers a configuration was built from, in order: the defaults, the file (absolute path), and the
+/// `IE_` variables among `env_names` (sorted names only: values such as the admin token are secret).
+pub fn sources(file: Option<&Path>, env_names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = vec!["built-in defaults".to_string()];
+    if let Some(path) = file {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        out.push(format!("file {}", shown.display()));
+    }
+    let mut vars: Vec<String> = env_names
+        .filter(|k| k.starts_with("IE_") && k.contains("__"))
+        .collect();
+    vars.sort();
+    if !vars.is_empty() {
+        out.push(format!("environment {}", vars.join(", ")));
+    }
+    out
 }
 
 /// Figment's error with its path rewritten as `section.field` and without the layer's internals.

@@ -17,9 +17,23 @@ pub enum ApiError {
     /// The body is not the JSON the route expects.
     #[error("invalid JSON body: {0}")]
     InvalidJson(String),
-    /// Missing or wrong bearer token.
-    #[error("missing or invalid bearer token")]
+    /// A field of a JSON body has the wrong type or value (`field` is its path, e.g. `candidate.name`).
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field's path in the body (`body` for the whole body).
+        field: String,
+        /// What was expected and what came.
+        message: String,
+    },
+    /// Missing or wrong admin token (Bearer header or the `ie_admin` login cookie).
+    #[error("this route needs the admin token: send Authorization: Bearer <server.admin_token>, or log in at /admin/login")]
     Unauthorized,
+    /// Not allowed from here (admin routes without a token, from a non-loopback peer).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed logins this minute.
+    #[error("too many failed logins; try again in {0} s")]
+    TooManyLogins(i64),
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -83,7 +97,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooManyLogins(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "not_ready"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -149,12 +166,20 @@ impl ResponseError for ApiError {
             ApiError::Busy { retry_after_s } => {
                 resp.insert_header(("Retry-After", (*retry_after_s).max(1).to_string()));
             }
+            ApiError::TooManyLogins(s) => {
+                resp.insert_header(("Retry-After", s.to_string()));
+            }
             _ => {}
         }
-        resp.json(json!({"error": {
+        let mut body = json!({"error": {
             "message": self.to_string(), "type": self.openai_type(),
             "param": self.param(), "code": code,
-        }}))
+        }});
+        if let ApiError::InvalidField { field, .. } = self {
+            body["error"]["field"] = json!(field);
+            body["error"]["param"] = json!(field);
+        }
+        resp.json(body)
     }
 }
 

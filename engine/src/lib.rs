@@ -17,3 +17,4 @@ pub mod http;
 pub mod report_html;
 pub mod server;
 pub mod telemetry;
+pub mod timeline;

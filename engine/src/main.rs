@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use interview_engine::config::Config;
+use interview_engine::config::{Config, LogFormat};
 use interview_engine::{cli, server, telemetry};
 
 #[derive(Parser)]
@@ -77,9 +77,12 @@ enum Command {
         /// With --audio: send the frames as fast as the socket takes them instead of in real time.
         #[arg(long)]
         audio_fast: bool,
-        /// Print JSON.
+        /// Print JSON (progress still goes to stderr).
         #[arg(long)]
         json: bool,
+        /// Seconds between progress lines on stderr when it is not a terminal (a terminal shows a bar).
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        progress_every: u64,
     },
     /// Send one minimal request through every configured key and report per key.
     CheckKeys {
@@ -93,7 +96,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -104,11 +106,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("info", cfg.server.log_format);
             match server::serve(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("interview-engine: {e}");
-                    ExitCode::from(1)
+                    // A configuration the server refuses exits like one that does not parse.
+                    match e {
+                        server::StartError::Config(_) => ExitCode::from(2),
+                        _ => ExitCode::from(1),
+                    }
                 }
             }
         }
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("warn", cfg.server.log_format);
             let costs = match cli::plan::costs(&cfg, stats_url.as_deref(), admin_token.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
             audio,
             audio_fast,
             json,
+            progress_every,
         } => {
             let audio = match audio
                 .map(|p| cli::voice_load::AudioAnswer::load(&p, !audio_fast))
@@ -167,6 +176,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("warn", LogFormat::Text);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -187,6 +197,7 @@ fn main() -> ExitCode {
                 think_ms,
                 resume,
                 audio,
+                progress_every_s: progress_every,
             };
             match rt.block_on(cli::loadtest::run(lt)) {
                 Ok(r) => {
@@ -215,6 +226,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            telemetry::init("warn", cfg.server.log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -36,7 +36,27 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("storage: {0}")]
     Storage(#[from] actors::storage::StorageError),
-    /// The address could not be bound, or the runtime failed.
+    /// The database directory could not be opened (another process may hold it).
+    #[error("cannot open the database at {path}: {source}{hint}")]
+    OpenStorage {
+        /// The directory, absolute.
+        path: String,
+        /// Why.
+        source: actors::storage::StorageError,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// `server.bind`.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The runtime or the HTTP server failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// An actor failed to start.
@@ -87,8 +107,19 @@ impl Engine {
             .thread_name("engine")
             .enable_all()
             .build()?;
-        let store =
-            SledStore::open_with_cache(&config.storage.path, config.storage.cache_mb << 20)?;
+        let store = SledStore::open_with_cache(&config.storage.path, config.storage.cache_mb << 20)
+            .map_err(|source| {
+                let text = source.to_string();
+                StartError::OpenStorage {
+                    path: data_path(config),
+                    hint: if text.contains("lock") || text.contains("Resource temporarily unavailable") {
+                        " (is another interview-engine using this directory? stop it, or set storage.path / IE_STORAGE__PATH)"
+                    } else {
+                        " (set storage.path / IE_STORAGE__PATH to a writable directory)"
+                    },
+                    source,
+                }
+            })?;
         let ledger: Arc<dyn UsageLedger> = Arc::new(store.clone());
         let env = |k: &str| std::env::var(k).ok();
         let keys = config.key_configs(&env, ledger.as_ref())?;
@@ -251,15 +282,75 @@ impl Engine {
     }
 }
 
+/// `storage.path`, absolute when it can be made so.
+pub fn data_path(config: &Config) -> String {
+    std::path::absolute(&config.storage.path)
+        .unwrap_or_else(|_| config.storage.path.clone())
+        .display()
+        .to_string()
+}
+
+/// Binds `server.bind` the way actix-web does (address reuse, a deep backlog), naming the address and
+/// the likely fix when it fails.
+pub fn bind(addr: &str) -> Result<std::net::TcpListener, StartError> {
+    let fail = |source: std::io::Error| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => " (another process, perhaps another interview-engine, is listening there: stop it, or choose another address with server.bind / IE_SERVER__BIND)",
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: choose a port such as 8080)",
+            std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address: use 127.0.0.1 or 0.0.0.0)",
+            _ => "",
+        };
+        StartError::Bind {
+            addr: addr.to_string(),
+            source,
+            hint,
+        }
+    };
+    let parsed: std::net::SocketAddr = addr.parse().map_err(|_| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not an address like 127.0.0.1:8080",
+        ))
+    })?;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(parsed),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&parsed.into()).map_err(fail)?;
+    socket.listen(2048).map_err(fail)?;
+    Ok(socket.into())
+}
+
 /// Runs the server until SIGTERM / Ctrl-C.
 pub fn serve(config: Config) -> Result<(), StartError> {
+    crate::http::auth::check_bind(&config.server)?;
     if config.server.admin_token.0.is_empty() {
-        tracing::warn!("server.admin_token is empty: admin routes (/admin, /api/system_status, /metrics, /v1/...) are open to anyone who can reach {}", config.server.bind);
+        if config.server.allow_open_admin {
+            tracing::warn!("server.admin_token is empty and server.allow_open_admin = true: admin routes (/admin, /api/system_status, /metrics, /v1/...) are open to anyone who can reach {}", config.server.bind);
+        } else {
+            tracing::info!("server.admin_token is empty: admin routes (/admin, /api/system_status, /metrics, /v1/...) answer loopback clients only");
+        }
     }
-    // Bound first, so that a port-0 bind is known to the cluster (node id, advertise URL).
-    let listener = std::net::TcpListener::bind(&config.server.bind)?;
+    // The address first: a taken port fails before the database is opened, and a port-0 bind is
+    // known to the cluster (node id, advertise URL).
+    let listener = bind(&config.server.bind)?;
     let local = listener.local_addr()?;
     let engine = Engine::start(&config, local)?;
+    let timeline = Arc::new(
+        crate::timeline::Timeline::open(engine.store.db())
+            .map_err(|e| StartError::Actor(format!("timeline: {e}")))?,
+    );
+    let sampler = crate::timeline::spawn_sampler(
+        engine.runtime.handle(),
+        timeline.clone(),
+        engine.pool.clone(),
+        engine.budget.clone(),
+        engine.stats.clone(),
+    );
     let state = Arc::new(AppState {
         config: config.clone(),
         pool: engine.pool.clone(),
@@ -282,6 +373,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         limits: http::limits::ClientLimits::new(&config.limits)?,
         live: engine.live.clone(),
         cluster: engine.cluster.clone(),
+        admin: crate::http::auth::AdminAuth::new(&config.server),
+        timeline,
     });
     // Rate-limit buckets of clients not seen lately are forgotten once a minute.
     let sweeper = {
@@ -309,6 +402,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     .shutdown_timeout(config.server.shutdown_grace_s)
     .listen(listener)?;
     let addrs = server.addrs();
+    let data = data_path(&config);
+    let sources = config.sources.join(" + ");
     let result = actix_web::rt::System::new().block_on(async move {
         let running = server.run();
         for a in &addrs {
@@ -317,12 +412,18 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        tracing::info!(addrs = ?addrs, "serving");
+        let shown: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+        tracing::info!(
+            "interview-engine {} serving on {} (data in {data}; config: {sources})",
+            env!("CARGO_PKG_VERSION"),
+            shown.join(", ")
+        );
         running.await
     });
     tracing::info!("http server stopped; stopping the engine");
     sweeper.abort();
     retention.abort();
+    sampler.abort();
     engine.shutdown();
     result.map_err(StartError::Io)
 }

@@ -2,9 +2,9 @@
 //! headless Chromium session and speaks the WebDriver HTTP protocol over reqwest. Dropping the
 //! `Browser` deletes the session (Chromium quits) and kills chromedriver.
 //!
-//! Needs `/usr/bin/chromium` and `chromedriver` on PATH (Debian: `apt-get install -y chromium
-//! chromium-driver`); `CHROMIUM_BIN` and `CHROMEDRIVER` override the two paths. Missing either one
-//! panics with a message saying so.
+//! Needs `/usr/bin/chromium` and `chromedriver` on PATH (`scripts/install-test-deps` installs them, as
+//! Debian's `chromium` and `chromium-driver`); `CHROMIUM_BIN` and `CHROMEDRIVER` override the two
+//! paths. Missing either one panics with the command that installs it.
 
 // Test support: failing loudly is the point, whichever test crate includes this module.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -72,8 +72,8 @@ impl Browser {
             std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
         if !Path::new(&chromium).exists() {
             panic!(
-                "browser tests need Chromium at {chromium}, which does not exist: install it \
-                 (apt-get install -y chromium chromium-driver) or set CHROMIUM_BIN"
+                "browser tests need Chromium at {chromium}, which does not exist: run \
+                 `scripts/install-test-deps` (or `apt-get install -y chromium chromium-driver`), or set CHROMIUM_BIN"
             );
         }
         let driver_bin =
@@ -102,8 +102,8 @@ impl Browser {
             let mut driver = match spawned {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "browser tests need chromedriver ({driver_bin}), which was not found: install it \
-                     (apt-get install -y chromium-driver) or set CHROMEDRIVER"
+                    "browser tests need chromedriver ({driver_bin}), which was not found: run \
+                     `scripts/install-test-deps` (or `apt-get install -y chromium chromium-driver`), or set CHROMEDRIVER"
                 ),
                 Err(e) => panic!("could not start chromedriver ({driver_bin}): {e}"),
             };

@@ -2,6 +2,7 @@
 pub mod attack;
 pub mod browser;
 pub mod fake;
+pub mod python;
 pub mod redis;
 pub mod server;
 pub mod voice;

@@ -40,6 +40,8 @@ pub struct LoadTest {
     pub resume: bool,
     /// Answer by speaking this audio instead of typing (`--audio FILE.wav`).
     pub audio: Option<Arc<super::voice_load::AudioAnswer>>,
+    /// Seconds between progress lines when stderr is not a terminal (a bar is drawn on a terminal).
+    pub progress_every_s: u64,
 }
 
 impl LoadTest {
@@ -509,6 +511,78 @@ async fn optimization_stats(http: &reqwest::Client, lt: &LoadTest) -> Option<Opt
     v.is_object().then(|| OptSnapshot::from_json(&v))
 }
 
+/// Progress on stderr: an `indicatif` bar on a terminal, else one line every `progress_every_s`.
+struct Progress {
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicUsize,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn start(lt: &LoadTest) -> Arc<Progress> {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(lt.interviews as u64);
+            let style = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:32}] {pos}/{len} interviews, {per_sec}, eta {eta} {msg}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        if bar.is_none() {
+            eprintln!(
+                "loadtest: {} interviews against {}, {} at a time; a progress line every {} s",
+                lt.interviews,
+                lt.url,
+                lt.concurrency.max(1),
+                lt.progress_every_s.max(1)
+            );
+        }
+        Arc::new(Progress {
+            total: lt.interviews,
+            done: Default::default(),
+            failed: Default::default(),
+            bar,
+        })
+    }
+
+    fn finished(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.done.fetch_add(1, Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Relaxed);
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            let failed = self.failed.load(Relaxed);
+            if failed > 0 {
+                bar.set_message(format!("({failed} failed)"));
+            }
+        }
+    }
+
+    fn line(&self, elapsed: Duration, turns: u64) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.done.load(Relaxed);
+        format!(
+            "loadtest: {done}/{} interviews finished ({} failed), {turns} turns, {:.0} s",
+            self.total,
+            self.failed.load(Relaxed),
+            elapsed.as_secs_f64()
+        )
+    }
+
+    fn end(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// Runs the load test.
 pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     let http = reqwest::Client::builder()
@@ -534,9 +608,22 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     };
     let results = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
     let t0 = Instant::now();
+    let progress = Progress::start(&lt);
+    let ticker = progress.bar.is_none().then(|| {
+        let (progress, hist) = (progress.clone(), hist.clone());
+        let every = Duration::from_secs(lt.progress_every_s.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                let turns = hist.lock().await.len();
+                eprintln!("{}", progress.line(t0.elapsed(), turns));
+            }
+        })
+    });
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
-        let (http, lt, hist, next, results, run, voice) = (
+        let (http, lt, hist, next, results, run, voice, progress) = (
             http.clone(),
             lt.clone(),
             hist.clone(),
@@ -544,6 +631,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
             results.clone(),
             run.clone(),
             voice.clone(),
+            progress.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -552,6 +640,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                     break;
                 }
                 let r = one_interview(&http, &lt, &run, n, &hist, voice.as_deref()).await;
+                progress.finished(r.is_ok());
                 let mut res = results.lock().await;
                 match r {
                     Ok(_) => res.0 += 1,
@@ -568,6 +657,10 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     for w in workers {
         let _ = w.await;
     }
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    progress.end();
     let elapsed = t0.elapsed().as_secs_f64();
     let stats_after = optimization_stats(&http, &lt).await;
     let voice_figures = match (&voice, &lt.audio) {

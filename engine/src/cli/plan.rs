@@ -422,7 +422,23 @@ pub struct Plan {
     pub totals: PerMode,
     /// What the figures rest on.
     pub assumptions: Assumptions,
+    /// The level that needs no provider at all.
+    pub heuristic: Heuristic,
 }
+
+/// The `heuristic` level: templates, the question pool and the rubric scorer, no provider call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heuristic {
+    /// Interviews per day at this level: `null`, unlimited by any quota.
+    pub interviews_per_day: Option<u64>,
+    /// Provider calls one such interview makes: none.
+    pub provider_calls_per_interview: u64,
+    /// What that means.
+    pub note: &'static str,
+}
+
+/// What `plan` says about the heuristic level.
+pub const HEURISTIC_NOTE: &str = "heuristic interviews (templates, question pool, rubric scorer) make no provider calls: they need no key, no quota limits them, and interviews step down to this level instead of failing when the quota runs out; this machine is the only limit (docs/BENCHMARKS.md)";
 
 const NOTES: [&str; 9] = [
     "daily requests = rpd x keys (quota_scope key) or rpd (shared); without rpd, rpm x 1440; without either, unlimited",
@@ -608,6 +624,11 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput], costs: &Costs) -> 
             gpu_call_seconds: ASSUMED_GPU_CALL_S,
             notes: NOTES.to_vec(),
         },
+        heuristic: Heuristic {
+            interviews_per_day: None,
+            provider_calls_per_interview: 0,
+            note: HEURISTIC_NOTE,
+        },
     }
 }
 
@@ -737,6 +758,10 @@ pub fn print(plan: &Plan) {
         show(b),
         show(a)
     );
+    if plan.totals.values().iter().all(|v| *v == Some(0)) {
+        println!("no provider keys and no GPU nodes: every interview runs at the heuristic level");
+    }
+    println!("heuristic interviews/day: unlimited\n  {HEURISTIC_NOTE}");
     let a = &plan.assumptions;
     println!(
         "\nAssumptions (per interview; defaults for {} questions):",

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use actors::cache::{self, CacheKind};
 use actors::pool::{CallOptions, PoolError};
 use actors::providers::{ChatRequest, Message, Role, StreamChunk};
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::json::{FieldHints, JsonBody};
 use super::models::Resolved;
 use super::State;
 use crate::config::GatewayCache;
@@ -51,6 +52,8 @@ impl ChatCompletionsRequest {
         }
     }
 }
+
+impl FieldHints for ChatCompletionsRequest {}
 
 #[derive(Debug, Deserialize)]
 struct InMessage {
@@ -197,7 +200,7 @@ fn now_ms() -> u64 {
 pub async fn chat_completions(
     state: State,
     req: HttpRequest,
-    body: web::Json<ChatCompletionsRequest>,
+    body: JsonBody<ChatCompletionsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let route = state.models.resolve(body.model.as_deref())?;
     let chat = to_chat_request(&body)?;

@@ -25,6 +25,7 @@ use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::json::{FieldHints, JsonBody};
 use super::{bearer, AppState, State};
 use crate::error::ApiError;
 
@@ -41,6 +42,24 @@ pub struct CreateInterview {
     resume_text: Option<String>,
     /// The interviewer speaks (text-to-speech), for a candidate answering by voice.
     voice: Option<bool>,
+}
+
+impl FieldHints for CreateInterview {
+    fn expected(path: &str) -> Option<&'static str> {
+        match path {
+            "candidate" => Some("an object such as {\"id\": \"c-42\", \"name\": \"Ada\"}"),
+            "candidate.name" => Some("the candidate's name, a string"),
+            "candidate.id" => Some("a string of 1-64 letters, digits, '-' or '_'"),
+            "questions" => Some("a whole number from 1 to 50"),
+            "mode" => Some("one of economy, balanced, adaptive, auto"),
+            "track" => Some("one of technical, behavioral, mixed"),
+            "difficulty" => Some("one of easy, medium, hard"),
+            "role" => Some("a string such as \"Backend Engineer\""),
+            "resume_text" => Some("the resume as plain text"),
+            "voice" => Some("true or false"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +262,7 @@ pub async fn analyze_resume(
 pub async fn create(
     state: State,
     req: HttpRequest,
-    body: web::Json<CreateInterview>,
+    body: JsonBody<CreateInterview>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let client = state.limits.client(&req);
@@ -394,16 +413,25 @@ pub async fn create(
                     tracing::warn!(interview = %record.id, error = %e, "interview not yet visible to the other nodes (redis unreachable); it is once this node connects it");
                 }
             }
-            Ok::<_, ApiError>((id, token, record.mode, record.level))
+            let total = record.questions.len();
+            Ok::<_, ApiError>((id, token, record.mode, record.level, total))
         })
         .await??;
-    let (id, token, mode, level) = record;
+    let (id, token, mode, level, total) = record;
     let report = report_token(&token);
     let mut created = json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
         "mode": mode, "level": level, "report_token": report,
         "report_url": format!("/api/interviews/{id}/report?format=html&token={report}"),
+        "questions_total": total, "questions_requested": count,
     });
+    if total < count as usize {
+        created["note"] = json!(format!(
+            "{count} questions were asked for; the question pool has {total} for this role, track and \
+             difficulty (questions from the candidate's last 5 interviews are left out), so the interview \
+             has {total}"
+        ));
+    }
     if voice {
         // What the server can do for a voice interview: the client falls back to text where not.
         created["voice"] = json!({
@@ -531,11 +559,17 @@ pub struct AnalyzeResume {
     resume_text: String,
 }
 
+impl FieldHints for AnalyzeResume {
+    fn expected(path: &str) -> Option<&'static str> {
+        (path == "resume_text").then_some("the resume as plain text, a string")
+    }
+}
+
 /// `POST /api/resume/analyze`.
 pub async fn analyze(
     state: State,
     req: HttpRequest,
-    body: web::Json<AnalyzeResume>,
+    body: JsonBody<AnalyzeResume>,
 ) -> Result<HttpResponse, ApiError> {
     let text = body.into_inner().resume_text;
     if text.trim().is_empty() || text.chars().count() > MAX_RESUME_CHARS {

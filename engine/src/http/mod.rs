@@ -1,11 +1,13 @@
 //! The HTTP surface: routes, the shared application state, admin-token checks and JSON error
 //! handling. One file per group of routes; handlers are thin and call into the engine's actors.
 
+pub mod auth;
 pub mod cluster;
 pub mod dashboard;
 pub mod gateway;
 pub mod health;
 pub mod interviews;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod models;
@@ -68,6 +70,10 @@ pub struct AppState {
     pub live: Arc<actors::supervisor::LiveSessions>,
     /// Cluster mode: Redis, membership, leases (`None`: a single node).
     pub cluster: Option<Arc<crate::cluster::ClusterRuntime>>,
+    /// Admin access: the token, login sessions, the loopback rule.
+    pub admin: auth::AdminAuth,
+    /// Provider requests and interviews per hour, for the dashboard's chart.
+    pub timeline: Arc<crate::timeline::Timeline>,
 }
 
 impl AppState {
@@ -81,16 +87,10 @@ impl AppState {
         Ok(())
     }
 
-    /// Checks the admin bearer token when one is configured.
+    /// Admits a request to an admin route (Bearer token, login cookie, or loopback without a
+    /// token; see [`auth`]).
     pub fn require_admin(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let token = &self.config.server.admin_token.0;
-        if token.is_empty() {
-            return Ok(());
-        }
-        match bearer(req) {
-            Some(given) if actors::interview::same_secret(given, token.expose()) => Ok(()),
-            _ => Err(ApiError::Unauthorized),
-        }
+        self.admin.check(req).map(|_| ())
     }
 
     /// Runs `fut` on the engine runtime and waits for it.
@@ -158,6 +158,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route(web::get().to(dashboard::admin)),
     )
     .service(
+        web::resource("/admin/login")
+            .app_data(auth::form_config())
+            .route(web::get().to(auth::login_form))
+            .route(web::post().to(auth::login)),
+    )
+    .route("/admin/logout", web::post().to(auth::logout))
+    .service(
         web::resource("/metrics")
             .wrap(from_fn(admin_guard))
             .route(web::get().to(metrics::metrics)),
@@ -179,8 +186,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     .default_service(web::to(not_found));
 }
 
-/// Middleware for admin routes: checks the bearer token before any extractor reads the body, so an
-/// unauthenticated client learns nothing about the route but 401.
+/// Middleware for admin routes: checks the token or login cookie before any extractor reads the body,
+/// so an unauthenticated client learns nothing about the route but 401. A browser asking for the
+/// dashboard page without a session is sent to the login form instead.
 async fn admin_guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -194,6 +202,15 @@ async fn admin_guard(
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body),
+        Err(ApiError::Unauthorized)
+            if req.method() == actix_web::http::Method::GET && req.path() == "/admin" =>
+        {
+            let resp = actix_web::HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, "/admin/login"))
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .finish();
+            Ok(req.into_response(resp).map_into_right_body())
+        }
         Err(e) => {
             let resp = actix_web::ResponseError::error_response(&e);
             Ok(req.into_response(resp).map_into_right_body())
