@@ -58,7 +58,13 @@ MIN_PER_CATEGORY_BEHAVIORAL_DOMAIN = {
     "behavioral": 25,
     "project": 5,
 }
-QUESTION_KEYS = {"id", "category", "difficulty", "tags", "text", "rubric", "follow_ups"}
+QUESTION_KEYS = {"id", "category", "difficulty", "tags", "text", "rubric", "follow_ups",
+                 "say", "concepts", "follow_up_points"}
+# The rubric scorer's guide: a feedback phrase and concept groups per rubric point, and the
+# expected points of the first follow-up (parsed and checked in full by the engine at start).
+GUIDE_KEYS = {"say", "concepts", "follow_up_points"}
+# Third-person words about the candidate that feedback phrases must not use.
+THIRD_PERSON = {"they", "their", "them", "themselves", "he", "she", "his", "her", "candidate"}
 QUESTION_PLACEHOLDERS = {"role", "technology", "project_name"}
 RESUME_PLACEHOLDERS = {"technology", "project_name"}
 # Share of questions per domain that reference the resume ({technology}/{project_name}).
@@ -153,7 +159,7 @@ def validate_pool(rep: Report, pool_dir: Path) -> dict[str, Counter]:
     seen_texts: dict[str, tuple[Path, str]] = {}
     resume_counts: dict[str, int] = {}
 
-    present = {p.stem for p in pool_dir.glob("*.toml")}
+    present = {p.stem for p in pool_dir.glob("*.toml")} - {"concepts"}
     for d in DOMAINS:
         if d not in present:
             rep.err(pool_dir / f"{d}.toml", "missing domain file")
@@ -264,6 +270,35 @@ def validate_pool(rep: Report, pool_dir: Path) -> dict[str, Counter]:
                     used |= check_text(rep, path, f"{where} follow_ups[{j}]", f, QUESTION_PLACEHOLDERS)
                     if not f.rstrip().endswith("?") and not f.rstrip().endswith("."):
                         rep.err(path, f"{where} follow_ups[{j}]: should end with '?' or '.'")
+
+            # scoring guide
+            n_rubric = len(rubric) if isinstance(rubric, list) else 0
+            for key in ("say", "concepts"):
+                vals = q.get(key)
+                if vals is None:
+                    rep.err(path, f"{where}: missing {key!r} (one per rubric point)")
+                    continue
+                if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+                    rep.err(path, f"{where}: {key} must be a list of strings")
+                    continue
+                if len(vals) != n_rubric:
+                    rep.err(path, f"{where}: {key} has {len(vals)} entries, the rubric {n_rubric}")
+                for j, v in enumerate(vals):
+                    check_text(rep, path, f"{where} {key}[{j}]", v, set())
+                    if key == "say":
+                        words = set(re.findall(r"[a-z']+", v.lower()))
+                        if words & THIRD_PERSON:
+                            rep.err(path, f"{where} say[{j}]: third person about the candidate ({sorted(words & THIRD_PERSON)})")
+            fups = q.get("follow_up_points")
+            if not isinstance(fups, list) or not fups:
+                rep.err(path, f"{where}: missing follow_up_points (expected points of the first follow-up)")
+            else:
+                for j, fp in enumerate(fups):
+                    if not isinstance(fp, dict) or set(fp) != {"say", "concepts"}:
+                        rep.err(path, f"{where} follow_up_points[{j}]: needs exactly say and concepts")
+                        continue
+                    check_text(rep, path, f"{where} follow_up_points[{j}].say", fp["say"], set())
+                    check_text(rep, path, f"{where} follow_up_points[{j}].concepts", fp["concepts"], set())
 
             if used & RESUME_PLACEHOLDERS:
                 resume_q += 1

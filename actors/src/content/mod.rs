@@ -78,6 +78,47 @@ impl Band {
     }
 }
 
+/// The grade a candidate is shown for an answer: a band, not a confident number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// 0-3: the key points are not there yet.
+    NotYet,
+    /// 4-6: some key points, not all.
+    Partial,
+    /// 7-10: the key points, stated.
+    Solid,
+}
+
+impl Verdict {
+    /// The band of a 0-10 score.
+    pub fn of(score: u8) -> Verdict {
+        match score {
+            0..=3 => Verdict::NotYet,
+            4..=6 => Verdict::Partial,
+            _ => Verdict::Solid,
+        }
+    }
+
+    /// The name in JSON (`not_yet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NotYet => "not_yet",
+            Verdict::Partial => "partial",
+            Verdict::Solid => "solid",
+        }
+    }
+
+    /// The words a candidate reads ("Not yet").
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::NotYet => "Not yet",
+            Verdict::Partial => "Partial",
+            Verdict::Solid => "Solid",
+        }
+    }
+}
+
 /// A stable 64-bit hash (FNV-1a) for deterministic choices and cache keys; never changes between builds.
 pub fn stable_hash(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
