@@ -72,23 +72,29 @@ RESUME_SHARE_RANGE = (0.15, 0.32)
 RESUME_SHARE_TOTAL_RANGE = (0.18, 0.28)
 
 MIN_VARIANTS = 10
+MIN_NOTE_VARIANTS = 4
 # file -> key -> (required placeholders, allowed placeholders)
 TEMPLATE_SPEC: dict[str, dict[str, tuple[set[str], set[str]]]] = {
     "greetings.toml": {
         k: ({"name", "role"}, {"name", "role"}) for k in ("technical", "behavioral", "mixed")
     },
     "acknowledgements.toml": {
-        k: (set(), {"name"}) for k in ("strong", "solid", "weak", "empty")
+        k: (set(), {"name"}) for k in ("solid", "partial", "not_yet", "empty", "skipped")
     },
     "transitions.toml": {k: (set(), set()) for k in ("next", "follow_up", "last")},
     "closings.toml": {
         k: ({"name"}, {"name"}) for k in ("closing", "early_end", "expired")
     },
     "feedback.toml": {
-        "strong": ({"covered"}, {"covered", "missing"}),
-        "solid": ({"covered", "missing"}, {"covered", "missing"}),
-        "weak": ({"covered", "missing"}, {"covered", "missing"}),
-        "empty": ({"missing"}, {"covered", "missing"}),
+        "solid": ({"covered"}, {"covered", "missing"}),
+        "partial": ({"covered", "missing"}, {"covered", "missing"}),
+        "not_yet": ({"missing"}, {"covered", "missing"}),
+        "off_topic": ({"missing"}, {"missing"}),
+        **{
+            f"note_{n}": (set(), set())
+            for n in ("term_list", "off_topic", "too_short", "no_reasons", "no_example",
+                      "no_context", "no_own_actions", "no_result", "instructions")
+        },
     },
 }
 MAX_TRANSITION_LEN = 90
@@ -349,8 +355,9 @@ def validate_templates(rep: Report, tpl_dir: Path) -> dict[str, dict[str, int]]:
                 rep.err(path, f"key {key!r} missing or not an array of strings")
                 continue
             summary[fname][key] = len(variants)
-            if len(variants) < MIN_VARIANTS:
-                rep.err(path, f"key {key!r}: {len(variants)} variants, need at least {MIN_VARIANTS}")
+            need = MIN_NOTE_VARIANTS if key.startswith("note_") else MIN_VARIANTS
+            if len(variants) < need:
+                rep.err(path, f"key {key!r}: {len(variants)} variants, need at least {need}")
             if len({norm(v) for v in variants}) != len(variants):
                 rep.err(path, f"key {key!r}: duplicate variants")
             for j, v in enumerate(variants):
@@ -362,11 +369,15 @@ def validate_templates(rep: Report, tpl_dir: Path) -> dict[str, dict[str, int]]:
                     rep.err(path, f"{where}: greeting must not contain a question")
                 if fname == "closings.toml" and key == "closing":
                     low = v.lower()
-                    if "report" not in low or "score" not in low or "feedback" not in low:
-                        rep.err(path, f"{where}: closing must say a report with scores and feedback is ready")
+                    if "report" not in low or "feedback" not in low:
+                        rep.err(path, f"{where}: closing must say a report with feedback is ready")
                 if fname == "transitions.toml" and len(v) > MAX_TRANSITION_LEN:
                     rep.err(path, f"{where}: transition longer than {MAX_TRANSITION_LEN} chars")
                 if fname == "acknowledgements.toml":
+                    # A reaction may come right before the closing: it never announces what follows.
+                    for phrase in ("move on", "moving on", "keep going", "next question", "on to the next"):
+                        if phrase in v.lower():
+                            rep.err(path, f"{where}: a reaction must not announce what comes next ({phrase!r})")
                     if len(v) > MAX_ACK_LEN:
                         rep.err(path, f"{where}: acknowledgement longer than {MAX_ACK_LEN} chars")
                     if re.search(r"\d", v) or re.search(r"\bscore", v, re.I):

@@ -5,6 +5,7 @@
 //! Everything here is deterministic and pure: the same inputs (interview id as seed) give the same
 //! text, so a session rebuilt from its log says exactly what it said before.
 
+pub mod grading;
 pub mod prompts;
 pub mod question_pool;
 pub mod report;

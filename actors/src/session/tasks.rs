@@ -13,9 +13,9 @@ use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
 use crate::budget::Level;
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, Outbound};
+use crate::content::grading::Target;
 use crate::content::prompts;
 use crate::content::report;
-use crate::content::scoring;
 use crate::interview::Phase;
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
@@ -139,35 +139,19 @@ impl SessionState {
     /// Evaluates in a task (provider) or inline (heuristic); the outcome arrives as `Evaluated`.
     /// A main answer is graded by a provider from the balanced level up, a follow-up's answer only at
     /// the adaptive level (balanced keeps to one call per question).
-    pub(super) fn evaluate(
-        &self,
-        myself: &ActorRef<SessionMsg>,
-        question: String,
-        rubric: Vec<String>,
-        answer: String,
-    ) {
+    pub(super) fn evaluate(&self, myself: &ActorRef<SessionMsg>, target: Target, answer: String) {
         let min = if self.rec.in_follow_up {
             Level::Adaptive
         } else {
             Level::Balanced
         };
-        let heuristic = move |question: &str, rubric: &[String], answer: &str| {
-            let s = scoring::heuristic(rubric, question, answer);
-            EvalOutcome {
-                score: s.score,
-                feedback: String::new(),
-                reaction: None,
-                covered: s.covered,
-                missed: s.missed,
-                source: "heuristic".into(),
-            }
-        };
         let Some(pool) = self.llm_at(min) else {
-            let _ = myself.cast(SessionMsg::Evaluated(heuristic(
-                &question, &rubric, &answer,
+            let _ = myself.cast(SessionMsg::Evaluated(EvalOutcome::from_rubric(
+                &target, &answer,
             )));
             return;
         };
+        let (question, rubric) = (target.question.clone(), target.rubric());
         let role = self.rec.role.clone();
         // Keyed by the question's id and its text (pool questions with placeholders share an id
         // across technologies), and the normalized answer.
@@ -190,8 +174,8 @@ impl SessionState {
             let parse = |t: &str| prompts::parse_evaluation(t, &rubric);
             let graded = ctx.cached_call(CacheKind::Evaluation, &key, &req, 2, parse);
             let outcome = match bounded(task_limit(ctx.deadline, 2), graded, "evaluation").await {
-                Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &rubric, source),
-                _ => heuristic(&question, &rubric, &answer),
+                Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &target, source),
+                _ => EvalOutcome::from_rubric(&target, &answer),
             };
             let _ = me.cast(SessionMsg::Evaluated(outcome));
         });

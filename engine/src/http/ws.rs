@@ -76,6 +76,16 @@ pub fn parse_client(text: &str) -> Result<ClientMsg, (&'static str, String)> {
             ))?;
             Ok(ClientMsg::Resume { last_seq: last })
         }
+        "skip" => {
+            let turn = match &v["turn"] {
+                Value::Null => None,
+                t => Some(t.as_u64().ok_or((
+                    "invalid_message",
+                    "skip: \"turn\" must be a non-negative integer".to_string(),
+                ))?),
+            };
+            Ok(ClientMsg::Skip { turn })
+        }
         "end" => Ok(ClientMsg::End),
         "interrupt" => Ok(ClientMsg::Interrupt),
         "ping" => Ok(ClientMsg::Ping),

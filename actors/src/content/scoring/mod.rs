@@ -663,7 +663,8 @@ fn grade_points(
 /// points stated (touched points count 0.4), up to 2 for reasons, examples, figures and development,
 /// and 1 for a length of 40-400 words of prose; behavioral answers up to 5.5 for the points, 2.5 for
 /// the STAR parts, 1 for figures and reasons and 1 for length. Everything but the points is weighted
-/// by how much of the rubric the answer touches. Caps: under 8 words 2; under half of it in prose 3;
+/// by how much of the rubric the answer touches. Caps: a story question answered with at most one
+/// STAR part 3, without the candidate's own actions 4; under 8 words 2; under half of it in prose 3;
 /// nothing about the question 1; sentences that instruct the grader are ignored, and an answer with
 /// them is capped at 3 unless the rest states half of the rubric. Deterministic.
 pub fn score(rubric: Rubric<'_>, answer: &str, semantic: Option<&Semantic>) -> RubricScore {
@@ -726,8 +727,15 @@ pub fn score(rubric: Rubric<'_>, answer: &str, semantic: Option<&Semantic>) -> R
     } * relevance;
 
     let mut notes = Vec::new();
+    // A story question answered without a story ("I always communicate well") is capped.
+    let mut story_cap = 10;
     let raw = if rubric.behavioral {
         let star = structure::star(&prose);
+        if star.count() <= 1 {
+            story_cap = 3;
+        } else if !star.action {
+            story_cap = 4;
+        }
         let star_weight = (0.25 + 2.0 * c).min(1.0);
         let extra = (f64::from(u8::from(depth.figures)) * 0.5
             + f64::from(u8::from(depth.reasons)) * 0.5)
@@ -757,7 +765,7 @@ pub fn score(rubric: Rubric<'_>, answer: &str, semantic: Option<&Semantic>) -> R
         }
         7.0 * c + extra + length
     };
-    let mut score = raw.round().clamp(0.0, 10.0) as u8;
+    let mut score = (raw.round().clamp(0.0, 10.0) as u8).min(story_cap);
     if total_words < 8 {
         score = score.min(2);
     }
