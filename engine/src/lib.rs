@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod progress_page;
 pub mod report_html;
 pub mod server;
 pub mod telemetry;

@@ -7,6 +7,7 @@ pub mod health;
 pub mod interviews;
 pub mod metrics;
 pub mod pages;
+pub mod progress;
 pub mod status;
 pub mod ws;
 
@@ -107,6 +108,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     )
     .app_data(web::PayloadConfig::default().limit(max_body))
     .route("/", web::get().to(pages::index))
+    .route("/candidates/{id}", web::get().to(progress::candidate))
     .route("/api/interviews", web::post().to(interviews::create))
     .route("/api/interviews/{id}", web::get().to(interviews::get))
     .route(
