@@ -10,10 +10,15 @@ use actors::content::scoring::agreement::{self, Figures, Labelled};
 use actors::content::scoring::{self, Rubric};
 
 const LABELLED: &str = include_str!("data/labelled_answers.toml");
+const FRESH: &str = include_str!("data/fresh_answers.toml");
 
 fn grade_all() -> Vec<(Labelled, u8)> {
+    grade(LABELLED)
+}
+
+fn grade(file: &str) -> Vec<(Labelled, u8)> {
     let pool = QuestionPool::load_embedded().unwrap();
-    let answers = agreement::load(LABELLED).unwrap();
+    let answers = agreement::load(file).unwrap();
     let verbose = std::env::var("IE_SCORING_VERBOSE").is_ok();
     answers
         .into_iter()
@@ -89,5 +94,21 @@ fn rubric_scorer_agrees_with_the_labels() {
         all.paraphrase_min >= 6,
         "a strong paraphrase scored {}/10",
         all.paraphrase_min
+    );
+}
+
+/// Answers written after the scorer and the concept groups were frozen, to questions outside the
+/// labelled set: how the scorer generalizes. Reported; only the structural promise (keyword lists
+/// earn at most 3) is asserted, since these answers were never used to tune anything.
+#[test]
+fn fresh_answers_written_after_freezing() {
+    let graded = grade(FRESH);
+    let fresh = figures_of(&graded, |_| true);
+    println!("fresh:    {fresh}");
+    assert!(fresh.n >= 40, "{}", fresh.n);
+    assert!(
+        fresh.keywords_max <= 3,
+        "a keyword list scored {}/10",
+        fresh.keywords_max
     );
 }

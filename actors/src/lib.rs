@@ -26,6 +26,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod conn;
 pub mod content;
+pub mod embedder;
 pub mod gpu_node;
 pub mod gpu_pool;
 pub mod interview;

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::question_pool::{self, Question};
-use super::scoring::{self, Coverage, Point, PointGrade, Rubric, RubricScore};
+use super::scoring::{self, Coverage, Point, PointGrade, Rubric, RubricScore, Semantic};
 
 /// Who graded an answer, as a candidate sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,13 +50,18 @@ impl Target {
 
     /// Grades `answer` with the rubric scorer.
     pub fn grade(&self, answer: &str) -> RubricScore {
+        self.grade_with(answer, None)
+    }
+
+    /// Grades `answer` with the rubric scorer and, when given, the semantic signal.
+    pub fn grade_with(&self, answer: &str, semantic: Option<&Semantic>) -> RubricScore {
         scoring::score(
             Rubric {
                 points: &self.points,
                 behavioral: self.behavioral,
             },
             answer,
-            None,
+            semantic,
         )
     }
 }

@@ -24,7 +24,7 @@ use crate::content::grading::{self, Grader, Target};
 use crate::content::prompts::{self, LlmEvaluation};
 use crate::content::question_pool::{Category, Question};
 use crate::content::report::{self, FollowUpItem, ReportInput, ReportItem};
-use crate::content::scoring::{Note, PointGrade};
+use crate::content::scoring::{Note, PointGrade, Semantic};
 use crate::content::templates::{Ack, Closing, Feedback, Templates, Transition};
 use crate::content::Verdict;
 use crate::interview::{InterviewRecord, Phase};
@@ -59,6 +59,8 @@ pub struct SessionDeps {
     pub budget: Arc<Budget>,
     /// One in-memory copy of each question, shared by the live sessions that ask it.
     pub questions: Arc<crate::content::question_pool::QuestionInterner>,
+    /// The rubric scorer's optional semantic signal (an embeddings server), when configured.
+    pub embedder: Option<Arc<crate::embedder::Embedder>>,
 }
 
 /// A client message, as parsed by the connection.
@@ -127,9 +129,10 @@ impl EvalOutcome {
         }
     }
 
-    /// The rubric scorer's grade of `answer` against the target.
-    fn from_rubric(target: &Target, answer: &str) -> Self {
-        let g = target.grade(answer);
+    /// The rubric scorer's grade of `answer` against the target (with the semantic signal when
+    /// there is one).
+    fn from_rubric(target: &Target, answer: &str, semantic: Option<&Semantic>) -> Self {
+        let g = target.grade_with(answer, semantic);
         EvalOutcome {
             score: g.score,
             feedback: String::new(),
@@ -872,7 +875,7 @@ impl SessionState {
             };
             let item = &self.rec.items[n];
             if let (Some(answer), None) = (item.answer.clone(), item.score) {
-                let out = EvalOutcome::from_rubric(&grading::main_target(&q), &answer);
+                let out = EvalOutcome::from_rubric(&grading::main_target(&q), &answer, None);
                 let feedback = self.feedback_for(&out, n as u32 * 2 + 2);
                 let item = &mut self.rec.items[n];
                 item.score = Some(out.score);

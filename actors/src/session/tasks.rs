@@ -16,6 +16,8 @@ use crate::conn::{ConnHandle, Outbound};
 use crate::content::grading::Target;
 use crate::content::prompts;
 use crate::content::report;
+use crate::content::scoring::{self, Semantic};
+use crate::embedder::Embedder;
 use crate::interview::Phase;
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
@@ -124,6 +126,22 @@ impl TaskCtx {
     }
 }
 
+/// The embeddings server's similarity between the answer's sentences and the target's points;
+/// `None` (logged) when it fails or takes longer than its timeout: the lexical scorer then stands alone.
+async fn semantic_signal(embedder: &Embedder, target: &Target, answer: &str) -> Option<Semantic> {
+    let sentences = scoring::prose_sentences(answer);
+    if sentences.is_empty() {
+        return None;
+    }
+    match embedder.semantic(&target.points, &sentences).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::info!(error = %e, "no semantic signal; the rubric scorer grades lexically");
+            None
+        }
+    }
+}
+
 impl SessionState {
     pub(super) fn task_ctx(&self, pool: Pool, deadline: Duration) -> TaskCtx {
         TaskCtx {
@@ -145,10 +163,20 @@ impl SessionState {
         } else {
             Level::Balanced
         };
+        let embedder = self.deps.embedder.clone();
         let Some(pool) = self.llm_at(min) else {
-            let _ = myself.cast(SessionMsg::Evaluated(EvalOutcome::from_rubric(
-                &target, &answer,
-            )));
+            let Some(embedder) = embedder else {
+                let _ = myself.cast(SessionMsg::Evaluated(EvalOutcome::from_rubric(
+                    &target, &answer, None,
+                )));
+                return;
+            };
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let semantic = semantic_signal(&embedder, &target, &answer).await;
+                let outcome = EvalOutcome::from_rubric(&target, &answer, semantic.as_ref());
+                let _ = me.cast(SessionMsg::Evaluated(outcome));
+            });
             return;
         };
         let (question, rubric) = (target.question.clone(), target.rubric());
@@ -175,7 +203,13 @@ impl SessionState {
             let graded = ctx.cached_call(CacheKind::Evaluation, &key, &req, 2, parse);
             let outcome = match bounded(task_limit(ctx.deadline, 2), graded, "evaluation").await {
                 Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &target, source),
-                _ => EvalOutcome::from_rubric(&target, &answer),
+                _ => {
+                    let semantic = match &embedder {
+                        Some(e) => semantic_signal(e, &target, &answer).await,
+                        None => None,
+                    };
+                    EvalOutcome::from_rubric(&target, &answer, semantic.as_ref())
+                }
             };
             let _ = me.cast(SessionMsg::Evaluated(outcome));
         });
