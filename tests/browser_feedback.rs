@@ -123,6 +123,8 @@ async fn a_300kb_paste_a_skip_an_early_end_and_the_progress_page() {
     let len = b.exec(PASTE_300K, vec![]).await.as_u64().unwrap();
     assert!(len >= 300 * 1024, "{len}");
     let s = state(&b).await;
+    b.screenshot(std::env::temp_dir().join("ie-candidate-300kb-paste.png"))
+        .await;
     assert_eq!(s["send"], false, "send disabled over the limit: {s}");
     assert_eq!(s["open"], true);
     assert_eq!(s["value_len"].as_u64(), Some(len), "text kept");
@@ -166,6 +168,8 @@ async fn a_300kb_paste_a_skip_an_early_end_and_the_progress_page() {
                     "the skip bubble",
                 )
                 .await;
+                b.screenshot(std::env::temp_dir().join("ie-candidate-evaluation-and-skip.png"))
+                    .await;
             }
             (Some("question"), Some(3)) => break,
             other => panic!("unexpected state {other:?}: {s}"),

@@ -414,6 +414,30 @@ impl Templates {
         text
     }
 
+    /// Feedback for points that are not noun phrases (a generated question's rubric): labelled
+    /// lists, which read correctly whatever the points' grammar.
+    pub fn feedback_as_lists(&self, fb: &Feedback<'_>) -> String {
+        let mut out = match fb.verdict {
+            Verdict::Solid => "Solid answer.",
+            Verdict::Partial => "A partial answer.",
+            Verdict::NotYet => "Not there yet.",
+        }
+        .to_string();
+        let list = |xs: &[String]| {
+            xs.iter()
+                .map(|x| x.trim().trim_end_matches('.'))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !fb.covered.is_empty() {
+            out.push_str(&format!(" Covered: {}.", list(fb.covered)));
+        }
+        if !fb.missing.is_empty() {
+            out.push_str(&format!(" Still to cover: {}.", list(fb.missing)));
+        }
+        out
+    }
+
     /// All variants of a list (`"greetings.technical"`, `"feedback.weak"`, ...); empty if unknown.
     pub fn list(&self, key: &str) -> &[String] {
         self.lists.get(key).map(Vec::as_slice).unwrap_or(&[])

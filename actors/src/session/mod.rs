@@ -105,6 +105,8 @@ pub struct EvalOutcome {
     /// What the rubric scorer noticed about the answer's shape (empty for a model's grade).
     notes: Vec<Note>,
     grader: Grader,
+    /// Whether every point has an authored noun phrase (else feedback lists the points).
+    nouns: bool,
 }
 
 impl EvalOutcome {
@@ -126,6 +128,7 @@ impl EvalOutcome {
             source,
             notes: Vec::new(),
             grader: Grader::Model,
+            nouns: target.points.iter().all(|p| p.noun),
         }
     }
 
@@ -143,6 +146,7 @@ impl EvalOutcome {
             points: g.points,
             notes: g.notes,
             grader: Grader::Rubric,
+            nouns: target.points.iter().all(|p| p.noun),
         }
     }
 
@@ -336,16 +340,17 @@ impl SessionState {
             return ev.feedback.clone();
         }
         let (covered, missing) = grading::phrases(&ev.points);
-        self.deps.templates.feedback(
-            &Feedback {
-                verdict: Verdict::of(ev.score),
-                covered: &covered,
-                missing: &missing,
-                notes: &ev.notes,
-            },
-            &self.seed(),
-            slot,
-        )
+        let fb = Feedback {
+            verdict: Verdict::of(ev.score),
+            covered: &covered,
+            missing: &missing,
+            notes: &ev.notes,
+        };
+        if ev.nouns {
+            self.deps.templates.feedback(&fb, &self.seed(), slot)
+        } else {
+            self.deps.templates.feedback_as_lists(&fb)
+        }
     }
 
     /// What the open answer of question `idx` is graded against (its follow-up's when one is open).

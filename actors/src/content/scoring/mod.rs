@@ -35,6 +35,9 @@ pub struct Point {
     pub groups: Vec<Group>,
     /// How many groups must match in one place for the point to count.
     pub need: usize,
+    /// Whether `say` is an authored noun phrase (pool points), so it can sit inside a sentence;
+    /// a derived point's phrase is its rubric text, shown as a list item only.
+    pub noun: bool,
 }
 
 impl Point {
@@ -45,6 +48,7 @@ impl Point {
             say: say.to_string(),
             need: groups.len(),
             groups,
+            noun: true,
         }
     }
 
@@ -59,6 +63,7 @@ impl Point {
             say: text.trim().trim_end_matches('.').trim().to_string(),
             groups: terms.into_iter().map(Group::of_stem).collect(),
             need,
+            noun: false,
         }
     }
 }
