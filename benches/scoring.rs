@@ -209,6 +209,19 @@ fn main() {
         .unwrap();
     // The provider-graded path on the fake interviewer persona.
     let (fake, base) = spawn_fake();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/_fake/keys"))
+            .json(&json!({"key": "bench-key", "limits": {}, "latency_ms": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "register the bench key: {}",
+            r.status()
+        );
+    });
     let (persona_graded, unusable) = rt.block_on(provider_path(
         &pool,
         &answers,
@@ -224,7 +237,7 @@ fn main() {
 
     let mut llama_json = Value::Null;
     if std::env::var("SCORING_BENCH_LLAMA").is_ok_and(|v| v == "1") {
-        match llama() {
+        match llama().filter(|(bin, model)| bin.exists() && model.exists()) {
             Some((bin, model)) => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
                 let child = Command::new(bin)

@@ -231,8 +231,8 @@ impl Default for ScoringConfig {
             embeddings_url: String::new(),
             embeddings_model: "default".into(),
             embeddings_key_env: String::new(),
-            stated_at: 0.85,
-            touched_at: 0.78,
+            stated_at: 0.91,
+            touched_at: 0.85,
             timeout_ms: 1500,
         }
     }
