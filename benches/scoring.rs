@@ -9,6 +9,8 @@
 // Run: `cargo bench --bench scoring`. Knobs (environment):
 // SCORING_BENCH_LLAMA=1 also grades through llama.cpp's llama-server with the GGUF that
 //   `.ci/install-llama-server` installs (SmolLM2-135M-Instruct), one answer at a time; slow.
+//   SCORING_BENCH_LLAMA_BIN and SCORING_BENCH_LLAMA_MODEL name another binary and GGUF;
+//   SCORING_BENCH_LLAMA_HELD_OUT=1 grades the held-out answers only.
 // SCORING_BENCH_ROUNDS (default 20): passes over the set for the rubric scorer's timing.
 // SCORING_BENCH_EMBEDDINGS_URL (e.g. http://127.0.0.1:18310/v1): also grade with the semantic signal
 //   of that OpenAI-compatible embeddings server; its two thresholds are chosen on the tuned part
@@ -102,7 +104,10 @@ async fn provider_path(
         .unwrap();
     let mut out = Vec::new();
     let mut unusable = 0;
-    for a in answers {
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 && i % 20 == 0 {
+            eprintln!("  graded {i} of {}", answers.len());
+        }
         let q = pool.get(&a.question).unwrap();
         let t = grading::main_target(q);
         let rubric = t.rubric();
@@ -141,6 +146,12 @@ async fn provider_path(
 }
 
 fn llama() -> Option<(PathBuf, PathBuf)> {
+    if let (Ok(bin), Ok(model)) = (
+        std::env::var("SCORING_BENCH_LLAMA_BIN"),
+        std::env::var("SCORING_BENCH_LLAMA_MODEL"),
+    ) {
+        return Some((PathBuf::from(bin), PathBuf::from(model)));
+    }
     let home = PathBuf::from(std::env::var("HOME").ok()?).join(".cache/interview-engine/llama/env");
     let env = std::fs::read_to_string(home).ok()?;
     let get = |k: &str| {
@@ -255,7 +266,13 @@ fn main() {
                     }
                 });
                 let t = Instant::now();
-                let (g, unusable) = rt.block_on(provider_path(&pool, &answers, &format!("{url}/v1/chat/completions"), "none", true));
+                // SCORING_BENCH_LLAMA_HELD_OUT=1: the held-out answers only (60 instead of 252).
+                let subset: Vec<Labelled> = if std::env::var("SCORING_BENCH_LLAMA_HELD_OUT").is_ok_and(|v| v == "1") {
+                    answers.iter().filter(|a| a.held_out).cloned().collect()
+                } else {
+                    answers.clone()
+                };
+                let (g, unusable) = rt.block_on(provider_path(&pool, &subset, &format!("{url}/v1/chat/completions"), "none", true));
                 llama_json = report(&format!("provider path, llama-server SmolLM2-135M ({unusable} unusable, {:.0} s)", t.elapsed().as_secs_f64()), &g);
             }
             None => println!("SCORING_BENCH_LLAMA=1 but llama-server is not installed (.ci/install-llama-server)"),
