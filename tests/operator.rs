@@ -78,7 +78,7 @@ async fn rest_errors_name_the_field_and_the_expected_value() {
         (
             r#"{"candidate": {"id": "op-1", "name": "Ada"}, "questons": 5}"#,
             "questons",
-            "questons: unknown field; the fields here are candidate, role, track, difficulty, questions, mode, resume_text",
+            "questons: unknown field; the fields here are candidate, role, track, difficulty, questions, mode, resume_text, voice",
         ),
         (
             r#"{"candidate": {"id": "op-1", "name": "Ada"}, "difficulty": 3}"#,
