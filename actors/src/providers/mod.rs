@@ -1,9 +1,12 @@
 //! Provider wire formats: one file per format, all behind the [`WireFormat`] trait.
-//! A format turns a [`ChatRequest`] into the provider's HTTP request and its answer (or SSE stream) back, and classifies failures.
+//! A format supplies only what differs between providers: it builds the HTTP request for a
+//! [`ChatRequest`], classifies a failed status, parses a whole answer and maps a stream's events;
+//! sending, reading and streaming are written once (`impl dyn WireFormat`), and one shared test table
+//! (`suite.rs`) runs the same named cases against every format's recorded answers.
 //!
 //! | format         | file              | used by |
 //! |----------------|-------------------|---------|
-//! | `openai`       | `openai.rs`       | Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging Face, vLLM/TGI/llama.cpp |
+//! | `openai`       | `openai.rs`       | Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging Face; local nodes (vLLM/TGI/llama.cpp) as `openai::LOCAL` |
 //! | `azure_openai` | `azure_openai.rs` | Azure OpenAI (deployment URL, `api-key` header, `api-version`) |
 //! | `gemini`       | `gemini.rs`       | Google Gemini `generateContent` / `streamGenerateContent` |
 //! | `cloudflare`   | `cloudflare.rs`   | Cloudflare Workers AI `ai/run` |
@@ -17,11 +20,12 @@ pub mod cohere;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +65,7 @@ impl FormatKind {
     /// The implementation of this format.
     pub fn wire(self) -> &'static dyn WireFormat {
         match self {
-            FormatKind::Openai => &openai::OpenAi,
+            FormatKind::Openai => &openai::CLOUD,
             FormatKind::AzureOpenai => &azure_openai::AzureOpenAi,
             FormatKind::Gemini => &gemini::Gemini,
             FormatKind::Cloudflare => &cloudflare::Cloudflare,
@@ -275,27 +279,87 @@ impl ProviderError {
     }
 }
 
-/// A provider wire format. Implementations are stateless; the shared `reqwest::Client` pools connections.
-#[async_trait]
+/// A fresh mapper from a stream's SSE events to chunks: it may keep state across events (usage seen
+/// early, a stop reason) and returns the chunks one event yields (possibly none).
+pub type StreamMapper =
+    Box<dyn FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError> + Send>;
+
+/// A provider wire format: only what differs between providers. Implementations are stateless;
+/// sending, reading and streaming are written once, in [`complete`](#method.complete) and
+/// [`stream`](#method.stream) on `dyn WireFormat`, and the shared `reqwest::Client` pools connections.
 pub trait WireFormat: Send + Sync {
     /// The format's config name.
     fn kind(&self) -> FormatKind;
 
-    /// Sends `req` and returns the whole answer.
-    async fn complete(
+    /// The HTTP request for `req`: URL, credentials and body (`stream`: the streaming variant).
+    /// A target the format cannot address (Cloudflare without an account id) is an error.
+    fn request(
         &self,
         http: &reqwest::Client,
         target: &Target,
         req: &ChatRequest,
-    ) -> Result<ChatResponse, ProviderError>;
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, ProviderError>;
 
-    /// Sends `req` with streaming on and returns the answer piece by piece.
-    async fn stream(
+    /// Classifies a failed answer from its status, headers and (unscrubbed) body; the default is
+    /// [`classify_status`], formats whose error bodies say more wrap it.
+    fn classify(
+        &self,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+        secret: &Secret,
+    ) -> ProviderError {
+        classify_status(status, headers, body, secret)
+    }
+
+    /// Reads a whole (non-streamed) answer.
+    fn parse_response(&self, v: &serde_json::Value) -> Result<ChatResponse, ProviderError>;
+
+    /// A fresh mapper for one streamed answer.
+    fn stream_mapper(&self) -> StreamMapper;
+}
+
+impl dyn WireFormat {
+    /// Sends `req` and returns the whole answer (`target.timeout` bounds the whole call).
+    pub async fn complete(
         &self,
         http: &reqwest::Client,
         target: &Target,
         req: &ChatRequest,
-    ) -> Result<ChunkStream, ProviderError>;
+    ) -> Result<ChatResponse, ProviderError> {
+        let resp = self
+            .send(self.request(http, target, req, false)?, target, false)
+            .await?;
+        self.parse_response(&read_json(resp, target).await?)
+    }
+
+    /// Sends `req` with streaming on and returns the answer piece by piece (`target.timeout` bounds
+    /// the time to the response head only, so long streams are not cut).
+    pub async fn stream(
+        &self,
+        http: &reqwest::Client,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let resp = self
+            .send(self.request(http, target, req, true)?, target, true)
+            .await?;
+        Ok(sse::chunks(resp, self.stream_mapper()))
+    }
+
+    /// Sends a prepared request; a non-success status is classified by the format.
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        target: &Target,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        send_classified(rb, target, stream, |status, headers, body, secret| {
+            self.classify(status, headers, body, secret)
+        })
+        .await
+    }
 }
 
 /// Maps a transport error from reqwest to a [`ProviderError`], scrubbing the key from the message.
@@ -423,19 +487,15 @@ pub fn body_says_day_exhausted(body: &str) -> bool {
     b.contains("per day") || b.contains("perday") || b.contains("(rpd)") || b.contains("daily")
 }
 
-/// A format's classifier for a failed HTTP answer: status, headers, body (unscrubbed) and the key to scrub.
-/// [`classify_status`] is the default; formats whose error bodies say more wrap it.
-pub type ClassifyFn = fn(u16, &reqwest::header::HeaderMap, &str, &Secret) -> ProviderError;
-
-/// Sends a prepared request and checks its status, classifying a failure with the format's `classify`
-/// (for formats that cannot use `openai::send_json` / `openai::send_stream`, which use [`classify_status`]).
-/// With `stream`, `target.timeout` bounds the time to the response head only, so long streams are not cut;
-/// otherwise it bounds the whole call, body included.
+/// Sends a prepared request and checks its status, classifying a failure with `classify` (status,
+/// headers, unscrubbed body, the key to scrub): the one send path of every format, and of the audio
+/// endpoints (with [`classify_status`]). With `stream`, `target.timeout` bounds the time to the
+/// response head only, so long streams are not cut; otherwise it bounds the whole call, body included.
 pub async fn send_classified(
     rb: reqwest::RequestBuilder,
     target: &Target,
     stream: bool,
-    classify: ClassifyFn,
+    classify: impl Fn(u16, &reqwest::header::HeaderMap, &str, &Secret) -> ProviderError,
 ) -> Result<reqwest::Response, ProviderError> {
     let resp = if stream {
         tokio::time::timeout(target.timeout, rb.send())
@@ -452,6 +512,25 @@ pub async fn send_classified(
         return Err(classify(status.as_u16(), &headers, &text, &target.secret));
     }
     Ok(resp)
+}
+
+/// Sends a prepared request that is not a chat (the audio endpoints of `voice/`) and returns its
+/// whole body: a bearer token when the target has a key, failures classified by [`classify_status`],
+/// `target.timeout` bounding the whole call.
+pub async fn send_whole(
+    rb: reqwest::RequestBuilder,
+    target: &Target,
+) -> Result<bytes::Bytes, ProviderError> {
+    let rb = if target.secret.is_empty() {
+        rb
+    } else {
+        rb.bearer_auth(target.secret.expose())
+    };
+    send_classified(rb, target, false, classify_status)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| transport_error(&e, &target.secret))
 }
 
 /// Reads a successful answer's body as JSON.

@@ -1,16 +1,29 @@
 //! OpenAI-compatible chat completions: `POST {base_url}/chat/completions` with `Authorization: Bearer`.
-//! Shared by Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging Face and local servers.
+//! Shared by Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging
+//! Face, and (as [`LOCAL`]) by local inference servers (vLLM, TGI, llama.cpp) through `gpu_node.rs`.
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::sse::{self, Data};
 use super::{
-    classify_status, sse, transport_error, ChatRequest, ChatResponse, ChunkStream, FormatKind,
-    ProviderError, StreamChunk, Target, Usage, WireFormat,
+    ChatRequest, ChatResponse, FormatKind, ProviderError, StreamChunk, StreamMapper, Target, Usage,
+    WireFormat,
 };
 
 /// The OpenAI chat-completions format.
-pub struct OpenAi;
+pub struct OpenAi {
+    /// A local inference server rather than a cloud provider: the target's own model always (a
+    /// request's model override is for cloud providers), a bearer token only when one is set, and the
+    /// request's JSON schema sent for constrained decoding (llama.cpp, vLLM), so that even a small
+    /// model's answer has the shape asked for.
+    pub local: bool,
+}
+
+/// The format as cloud providers speak it.
+pub const CLOUD: OpenAi = OpenAi { local: false };
+
+/// The format as local inference servers speak it (see [`OpenAi::local`]).
+pub const LOCAL: OpenAi = OpenAi { local: true };
 
 /// The request body in OpenAI's shape (also used by Azure OpenAI, which omits `model`).
 pub fn body(req: &ChatRequest, model: Option<&str>, stream: bool) -> Value {
@@ -58,26 +71,22 @@ pub fn parse_usage(u: &Value) -> Option<Usage> {
     })
 }
 
-/// Maps one SSE event of an OpenAI-shaped stream: `data: {chunk}` pieces, then `data: [DONE]`.
+/// Maps the events of an OpenAI-shaped stream: `data: {chunk}` pieces, then `data: [DONE]`.
 /// Usage arrives in a last chunk with empty `choices` when `stream_options.include_usage` is set.
-pub fn stream_mapper(
-) -> impl FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError> + Send + 'static
-{
+pub fn stream_mapper() -> StreamMapper {
     let mut usage: Option<Usage> = None;
     let mut finish: Option<String> = None;
-    move |ev| {
-        let data = ev.data.trim();
-        if data == "[DONE]" {
-            return Ok(vec![StreamChunk::Done {
-                usage: usage.take(),
-                finish_reason: finish.take(),
-            }]);
-        }
-        if data.is_empty() {
-            return Ok(vec![]);
-        }
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| ProviderError::Malformed(format!("bad stream chunk: {e}")))?;
+    Box::new(move |ev| {
+        let v = match sse::data(ev)? {
+            Data::Done => {
+                return Ok(vec![StreamChunk::Done {
+                    usage: usage.take(),
+                    finish_reason: finish.take(),
+                }])
+            }
+            Data::Empty => return Ok(vec![]),
+            Data::Json(v) => v,
+        };
         if v.get("error").is_some() {
             return Err(ProviderError::Server { status: 500 });
         }
@@ -96,110 +105,241 @@ pub fn stream_mapper(
             }
         }
         Ok(out)
-    }
+    })
 }
 
-/// Sends a prepared request and reads a JSON answer, classifying failures.
-pub async fn send_json(
-    rb: reqwest::RequestBuilder,
-    target: &Target,
-) -> Result<Value, ProviderError> {
-    let resp = rb
-        .timeout(target.timeout)
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(
-            status.as_u16(),
-            &headers,
-            &text,
-            &target.secret,
-        ));
-    }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ProviderError::Malformed(format!("answer is not JSON: {e}")))
-}
-
-/// Sends a prepared streaming request; returns the response once its status is a success.
-pub async fn send_stream(
-    rb: reqwest::RequestBuilder,
-    target: &Target,
-) -> Result<reqwest::Response, ProviderError> {
-    // The whole-call timeout would cut long streams; bound the time to the first byte instead.
-    let resp = tokio::time::timeout(target.timeout, rb.send())
-        .await
-        .map_err(|_| ProviderError::Timeout)?
-        .map_err(|e| transport_error(&e, &target.secret))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(
-            status.as_u16(),
-            &headers,
-            &text,
-            &target.secret,
-        ));
-    }
-    Ok(resp)
-}
-
-#[async_trait]
 impl WireFormat for OpenAi {
     fn kind(&self) -> FormatKind {
         FormatKind::Openai
     }
 
-    async fn complete(
+    fn request(
         &self,
         http: &reqwest::Client,
         target: &Target,
         req: &ChatRequest,
-    ) -> Result<ChatResponse, ProviderError> {
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let url = format!("{}/chat/completions", target.base_url);
-        let rb = http
-            .post(url)
-            .bearer_auth(target.secret.expose())
-            .json(&body(req, Some(target.model_for(req)), false));
-        let v = send_json(rb, target).await?;
-        parse_response(&v)
+        let model = if self.local {
+            &target.model
+        } else {
+            target.model_for(req)
+        };
+        let mut b = body(req, Some(model), stream);
+        if let Some(schema) = req.json_schema.as_ref().filter(|_| self.local) {
+            b["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema},
+            });
+        }
+        let rb = http.post(url).json(&b);
+        Ok(if self.local && target.secret.is_empty() {
+            rb
+        } else {
+            rb.bearer_auth(target.secret.expose())
+        })
     }
 
-    async fn stream(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-    ) -> Result<ChunkStream, ProviderError> {
-        let url = format!("{}/chat/completions", target.base_url);
-        let rb = http
-            .post(url)
-            .bearer_auth(target.secret.expose())
-            .json(&body(req, Some(target.model_for(req)), true));
-        let resp = send_stream(rb, target).await?;
-        Ok(sse::chunks(resp, stream_mapper()))
+    fn parse_response(&self, v: &Value) -> Result<ChatResponse, ProviderError> {
+        parse_response(v)
+    }
+
+    fn stream_mapper(&self) -> StreamMapper {
+        stream_mapper()
     }
 }
 
+/// The OpenAI format's cases for the shared table (`suite.rs`): Groq's recorded answers.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_answer_and_usage() {
-        let v = json!({"model":"m","choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
-                       "usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}});
-        let r = parse_response(&v).ok();
-        assert_eq!(r.as_ref().map(|r| r.text.as_str()), Some("hi"));
-        assert_eq!(r.and_then(|r| r.usage).map(|u| u.total()), Some(7));
-        assert!(parse_response(&json!({"choices":[]})).is_err());
+pub(crate) fn fixture() -> super::suite::Fixture {
+    use super::suite::{
+        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
+    };
+    use super::Role::{System, User};
+    let grade = chat(
+        &[(System, "You grade."), (User, "Grade this.")],
+        64,
+        Some(0.5),
+        true,
+    );
+    let plain = chat(&[(User, "Hi")], 8, None, false);
+    let mut overridden = plain.clone();
+    overridden.model = Some("llama-3.3-70b-versatile".into());
+    overridden.json_schema = Some(json!({"type": "object"}));
+    Fixture {
+        wire: &CLOUD,
+        target: target("https://api.groq.com/openai/v1", "llama-3.1-8b-instant", "gsk_test0123456789"),
+        requests: vec![
+            Sent {
+                req: grade.clone(),
+                stream: false,
+                target: None,
+                expect: Ok(Http {
+                    url: "https://api.groq.com/openai/v1/chat/completions",
+                    headers: vec![("authorization", Some("Bearer gsk_test0123456789"))],
+                    body: json!({
+                        "model": "llama-3.1-8b-instant",
+                        "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
+                        "max_tokens": 64,
+                        "stream": false,
+                        "temperature": 0.5,
+                        "response_format": {"type": "json_object"}
+                    }),
+                }),
+            },
+            // A cloud provider gets the request's model and never a JSON schema.
+            Sent {
+                req: overridden,
+                stream: true,
+                target: None,
+                expect: Ok(Http {
+                    url: "https://api.groq.com/openai/v1/chat/completions",
+                    headers: vec![("authorization", Some("Bearer gsk_test0123456789"))],
+                    body: json!({
+                        "model": "llama-3.3-70b-versatile",
+                        "messages": [{"role": "user", "content": "Hi"}],
+                        "max_tokens": 8,
+                        "stream": true,
+                        "stream_options": {"include_usage": true}
+                    }),
+                }),
+            },
+        ],
+        answers: vec![
+            (
+                json!({"model":"m","choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+                       "usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}),
+                Ok(answer("hi", Some((5, 2)), Some("stop"), Some("m"))),
+            ),
+            (json!({"choices": []}), Err(Expect::Code("malformed"))),
+            (json!({"choices": [{"message": {"role": "assistant"}}]}), Err(Expect::Code("malformed"))),
+        ],
+        streams: vec![
+            Streamed {
+                events: vec![
+                    ("", r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama-3.1-8b-instant","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#),
+                    ("", r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#),
+                    ("", r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}"#),
+                    ("", r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#),
+                    ("", "[DONE]"),
+                ],
+                chunks: chunks(&["Hel", "lo"], Some((9, 2)), Some("stop")),
+                error: None,
+            },
+            Streamed {
+                events: vec![("", r#"{"error":{"message":"overloaded"}}"#)],
+                chunks: vec![],
+                error: Some(Expect::Is(ProviderError::Server { status: 500 })),
+            },
+            Streamed {
+                events: vec![("", "{not json")],
+                chunks: vec![],
+                error: Some(Expect::Code("malformed")),
+            },
+        ],
+        failures: vec![
+            Failure {
+                status: 429,
+                headers: vec![("retry-after", "7")],
+                body: r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` on tokens per minute (TPM): Limit 6000, Used 5900. Please try again in 7s.","type":"tokens","code":"rate_limit_exceeded"}}"#.into(),
+                expect: Expect::Is(ProviderError::RateLimited {
+                    retry_after: Some(std::time::Duration::from_secs(7)),
+                    day_exhausted: false,
+                }),
+            },
+            Failure {
+                status: 429,
+                headers: vec![("x-ratelimit-reset-requests", "2m59.56s"), ("x-ratelimit-reset-tokens", "6s")],
+                body: r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` on requests per day (RPD): Limit 14400, Used 14400.","type":"requests","code":"rate_limit_exceeded"}}"#.into(),
+                expect: Expect::Is(ProviderError::RateLimited {
+                    retry_after: Some(std::time::Duration::from_millis(179_560)),
+                    day_exhausted: true,
+                }),
+            },
+            Failure {
+                status: 401,
+                headers: vec![],
+                body: r#"{"error":{"message":"Invalid API Key","type":"invalid_request_error","code":"invalid_api_key"}}"#.into(),
+                expect: Expect::Is(ProviderError::InvalidKey { status: 401 }),
+            },
+            Failure {
+                status: 503,
+                headers: vec![],
+                body: "Service Unavailable".into(),
+                expect: Expect::Is(ProviderError::Server { status: 503 }),
+            },
+            Failure {
+                status: 400,
+                headers: vec![],
+                body: r#"{"error":{"message":"bad request for key gsk_test0123456789"}}"#.into(),
+                expect: Expect::Check(|e| {
+                    matches!(e, ProviderError::BadRequest { status: 400, message } if !message.contains("gsk_test0123456789") && message.contains("*****"))
+                }),
+            },
+        ],
     }
+}
+
+/// The OpenAI format as local servers speak it ([`LOCAL`]), for the shared table: the node's model
+/// whatever the request asks, the JSON schema for constrained decoding, a bearer token only when set.
+#[cfg(test)]
+pub(crate) fn local_fixture() -> super::suite::Fixture {
+    use super::suite::{target, Http, Sent};
+    let mut f = fixture();
+    f.wire = &LOCAL;
+    f.target = target(
+        "http://10.0.0.5:8000/v1",
+        "default",
+        "node-token-0123456789",
+    );
+    let mut graded = f.requests[0].req.clone();
+    graded.model = Some("ignored-by-nodes".into());
+    graded.json_schema =
+        Some(json!({"type": "object", "properties": {"score": {"type": "integer"}}}));
+    let mut no_key = f.target.clone();
+    no_key.secret = crate::secret::Secret::default();
+    let first = f.requests[0].req.clone();
+    f.requests = vec![
+        Sent {
+            req: first,
+            stream: false,
+            target: None,
+            expect: Ok(Http {
+                url: "http://10.0.0.5:8000/v1/chat/completions",
+                headers: vec![("authorization", Some("Bearer node-token-0123456789"))],
+                body: json!({
+                    "model": "default",
+                    "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
+                    "max_tokens": 64,
+                    "stream": false,
+                    "temperature": 0.5,
+                    "response_format": {"type": "json_object"}
+                }),
+            }),
+        },
+        Sent {
+            req: graded,
+            stream: true,
+            target: Some(no_key),
+            expect: Ok(Http {
+                url: "http://10.0.0.5:8000/v1/chat/completions",
+                headers: vec![("authorization", None)],
+                body: json!({
+                    "model": "default",
+                    "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
+                    "max_tokens": 64,
+                    "stream": true,
+                    "temperature": 0.5,
+                    "stream_options": {"include_usage": true},
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "answer", "schema": {"type": "object", "properties": {"score": {"type": "integer"}}}}
+                    }
+                }),
+            }),
+        },
+    ];
+    f.failures.truncate(1);
+    f
 }
