@@ -58,7 +58,13 @@ MIN_PER_CATEGORY_BEHAVIORAL_DOMAIN = {
     "behavioral": 25,
     "project": 5,
 }
-QUESTION_KEYS = {"id", "category", "difficulty", "tags", "text", "rubric", "follow_ups"}
+QUESTION_KEYS = {"id", "category", "difficulty", "tags", "text", "rubric", "follow_ups",
+                 "say", "concepts", "follow_up_points"}
+# The rubric scorer's guide: a feedback phrase and concept groups per rubric point, and the
+# expected points of the first follow-up (parsed and checked in full by the engine at start).
+GUIDE_KEYS = {"say", "concepts", "follow_up_points"}
+# Third-person words about the candidate that feedback phrases must not use.
+THIRD_PERSON = {"they", "their", "them", "themselves", "he", "she", "his", "her", "candidate"}
 QUESTION_PLACEHOLDERS = {"role", "technology", "project_name"}
 RESUME_PLACEHOLDERS = {"technology", "project_name"}
 # Share of questions per domain that reference the resume ({technology}/{project_name}).
@@ -66,23 +72,29 @@ RESUME_SHARE_RANGE = (0.15, 0.32)
 RESUME_SHARE_TOTAL_RANGE = (0.18, 0.28)
 
 MIN_VARIANTS = 10
+MIN_NOTE_VARIANTS = 4
 # file -> key -> (required placeholders, allowed placeholders)
 TEMPLATE_SPEC: dict[str, dict[str, tuple[set[str], set[str]]]] = {
     "greetings.toml": {
         k: ({"name", "role"}, {"name", "role"}) for k in ("technical", "behavioral", "mixed")
     },
     "acknowledgements.toml": {
-        k: (set(), {"name"}) for k in ("strong", "solid", "weak", "empty")
+        k: (set(), {"name"}) for k in ("solid", "partial", "not_yet", "empty", "skipped")
     },
     "transitions.toml": {k: (set(), set()) for k in ("next", "follow_up", "last")},
     "closings.toml": {
         k: ({"name"}, {"name"}) for k in ("closing", "early_end", "expired")
     },
     "feedback.toml": {
-        "strong": ({"covered"}, {"covered", "missing"}),
-        "solid": ({"covered", "missing"}, {"covered", "missing"}),
-        "weak": ({"covered", "missing"}, {"covered", "missing"}),
-        "empty": ({"missing"}, {"covered", "missing"}),
+        "solid": ({"covered"}, {"covered", "missing"}),
+        "partial": ({"covered", "missing"}, {"covered", "missing"}),
+        "not_yet": ({"missing"}, {"covered", "missing"}),
+        "off_topic": ({"missing"}, {"missing"}),
+        **{
+            f"note_{n}": (set(), set())
+            for n in ("term_list", "off_topic", "too_short", "no_reasons", "no_example",
+                      "no_context", "no_own_actions", "no_result", "instructions")
+        },
     },
 }
 MAX_TRANSITION_LEN = 90
@@ -153,7 +165,7 @@ def validate_pool(rep: Report, pool_dir: Path) -> dict[str, Counter]:
     seen_texts: dict[str, tuple[Path, str]] = {}
     resume_counts: dict[str, int] = {}
 
-    present = {p.stem for p in pool_dir.glob("*.toml")}
+    present = {p.stem for p in pool_dir.glob("*.toml")} - {"concepts"}
     for d in DOMAINS:
         if d not in present:
             rep.err(pool_dir / f"{d}.toml", "missing domain file")
@@ -265,6 +277,35 @@ def validate_pool(rep: Report, pool_dir: Path) -> dict[str, Counter]:
                     if not f.rstrip().endswith("?") and not f.rstrip().endswith("."):
                         rep.err(path, f"{where} follow_ups[{j}]: should end with '?' or '.'")
 
+            # scoring guide
+            n_rubric = len(rubric) if isinstance(rubric, list) else 0
+            for key in ("say", "concepts"):
+                vals = q.get(key)
+                if vals is None:
+                    rep.err(path, f"{where}: missing {key!r} (one per rubric point)")
+                    continue
+                if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+                    rep.err(path, f"{where}: {key} must be a list of strings")
+                    continue
+                if len(vals) != n_rubric:
+                    rep.err(path, f"{where}: {key} has {len(vals)} entries, the rubric {n_rubric}")
+                for j, v in enumerate(vals):
+                    check_text(rep, path, f"{where} {key}[{j}]", v, set())
+                    if key == "say":
+                        words = set(re.findall(r"[a-z']+", v.lower()))
+                        if words & THIRD_PERSON:
+                            rep.err(path, f"{where} say[{j}]: third person about the candidate ({sorted(words & THIRD_PERSON)})")
+            fups = q.get("follow_up_points")
+            if not isinstance(fups, list) or not fups:
+                rep.err(path, f"{where}: missing follow_up_points (expected points of the first follow-up)")
+            else:
+                for j, fp in enumerate(fups):
+                    if not isinstance(fp, dict) or set(fp) != {"say", "concepts"}:
+                        rep.err(path, f"{where} follow_up_points[{j}]: needs exactly say and concepts")
+                        continue
+                    check_text(rep, path, f"{where} follow_up_points[{j}].say", fp["say"], set())
+                    check_text(rep, path, f"{where} follow_up_points[{j}].concepts", fp["concepts"], set())
+
             if used & RESUME_PLACEHOLDERS:
                 resume_q += 1
 
@@ -314,8 +355,9 @@ def validate_templates(rep: Report, tpl_dir: Path) -> dict[str, dict[str, int]]:
                 rep.err(path, f"key {key!r} missing or not an array of strings")
                 continue
             summary[fname][key] = len(variants)
-            if len(variants) < MIN_VARIANTS:
-                rep.err(path, f"key {key!r}: {len(variants)} variants, need at least {MIN_VARIANTS}")
+            need = MIN_NOTE_VARIANTS if key.startswith("note_") else MIN_VARIANTS
+            if len(variants) < need:
+                rep.err(path, f"key {key!r}: {len(variants)} variants, need at least {need}")
             if len({norm(v) for v in variants}) != len(variants):
                 rep.err(path, f"key {key!r}: duplicate variants")
             for j, v in enumerate(variants):
@@ -327,11 +369,15 @@ def validate_templates(rep: Report, tpl_dir: Path) -> dict[str, dict[str, int]]:
                     rep.err(path, f"{where}: greeting must not contain a question")
                 if fname == "closings.toml" and key == "closing":
                     low = v.lower()
-                    if "report" not in low or "score" not in low or "feedback" not in low:
-                        rep.err(path, f"{where}: closing must say a report with scores and feedback is ready")
+                    if "report" not in low or "feedback" not in low:
+                        rep.err(path, f"{where}: closing must say a report with feedback is ready")
                 if fname == "transitions.toml" and len(v) > MAX_TRANSITION_LEN:
                     rep.err(path, f"{where}: transition longer than {MAX_TRANSITION_LEN} chars")
                 if fname == "acknowledgements.toml":
+                    # A reaction may come right before the closing: it never announces what follows.
+                    for phrase in ("move on", "moving on", "keep going", "next question", "on to the next"):
+                        if phrase in v.lower():
+                            rep.err(path, f"{where}: a reaction must not announce what comes next ({phrase!r})")
                     if len(v) > MAX_ACK_LEN:
                         rep.err(path, f"{where}: acknowledgement longer than {MAX_ACK_LEN} chars")
                     if re.search(r"\d", v) or re.search(r"\bscore", v, re.I):

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod coalesce;
 pub mod conn;
 pub mod content;
+pub mod embedder;
 pub mod gpu_node;
 pub mod gpu_pool;
 pub mod interview;

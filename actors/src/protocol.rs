@@ -71,6 +71,13 @@ pub enum ClientMessage {
         /// The last seq the client has.
         last_seq: u64,
     },
+    /// Skip the open question or follow-up: logged as `skipped`, and the interview moves on.
+    Skip {
+        /// The turn being skipped, when the client says (a turn that is not the open one is
+        /// refused with `stale_answer`, and nothing changes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        turn: Option<u32>,
+    },
     /// End the interview now.
     End,
     /// Keep-alive; answered with `pong`.

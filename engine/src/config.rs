@@ -64,6 +64,9 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// `[limits]`: per-client limits.
     pub limits: LimitsConfig,
+    /// `[scoring]`: the rubric scorer's optional semantic signal.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
     /// `[providers.<name>]`.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -482,6 +485,38 @@ impl LimitsConfig {
                     })
             })
             .collect()
+    }
+}
+
+/// `[scoring]`: an OpenAI-compatible embeddings server whose similarity between answer sentences and
+/// rubric points is one more signal for the rubric scorer. Empty `embeddings_url`: none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// API root (`http://127.0.0.1:8081/v1`); the client appends `/embeddings`.
+    pub embeddings_url: String,
+    /// The `model` sent.
+    pub embeddings_model: String,
+    /// Environment variable holding a bearer key for it, if it wants one.
+    pub embeddings_key_env: String,
+    /// Cosine similarity at or above which a point counts as stated.
+    pub stated_at: f32,
+    /// At or above which a point counts as touched.
+    pub touched_at: f32,
+    /// One embeddings request, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            embeddings_url: String::new(),
+            embeddings_model: "default".into(),
+            embeddings_key_env: String::new(),
+            stated_at: 0.91,
+            touched_at: 0.85,
+            timeout_ms: 1500,
+        }
     }
 }
 
@@ -936,6 +971,30 @@ impl Config {
         }
         if self.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be > 0"));
+        }
+        let sc = &self.scoring;
+        let url = &sc.embeddings_url;
+        let http = url.starts_with("http://") || url.starts_with("https://");
+        if !url.is_empty() && !http {
+            return Err(invalid(
+                "scoring.embeddings_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if !(-1.0..=1.0).contains(&sc.stated_at) || !(-1.0..=1.0).contains(&sc.touched_at) {
+            return Err(invalid(
+                "scoring.stated_at",
+                "similarities are between -1 and 1",
+            ));
+        }
+        if sc.touched_at > sc.stated_at {
+            return Err(invalid(
+                "scoring.touched_at",
+                "must not be above scoring.stated_at",
+            ));
+        }
+        if sc.timeout_ms == 0 {
+            return Err(invalid("scoring.timeout_ms", "must be > 0"));
         }
         if self.cache.max_entries == 0 {
             return Err(invalid("cache.max_entries", "must be > 0"));

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod progress_page;
 pub mod report_html;
 pub mod server;
 pub mod telemetry;

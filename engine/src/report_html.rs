@@ -11,8 +11,9 @@ const TEMPLATE: &str = include_str!("http/assets/report.html.j2");
 const TEMPLATE_NAME: &str = "report.html.j2";
 
 /// Renders `report` (the same object `GET /api/interviews/{id}/report` answers with) as a complete
-/// HTML page. Every string from the report is escaped; missing or null fields render as absent.
-pub fn render(report: &Value) -> Result<String, minijinja::Error> {
+/// HTML page, linking to the candidate's progress page when `progress_link` is given. Every string
+/// from the report is escaped; missing or null fields render as absent.
+pub fn render(report: &Value, progress_link: Option<&str>) -> Result<String, minijinja::Error> {
     let env = environment();
     let tpl = env.template_from_named_str(TEMPLATE_NAME, TEMPLATE)?;
 
@@ -50,6 +51,7 @@ pub fn render(report: &Value) -> Result<String, minijinja::Error> {
         answered => answered,
         total => questions.len(),
         pace => pace,
+        progress_link => progress_link,
     })
 }
 
@@ -64,6 +66,7 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("score", score_filter);
     env.add_filter("pct", pct_filter);
     env.add_filter("humanize", humanize_filter);
+    env.add_filter("area", area_filter);
     env
 }
 
@@ -101,11 +104,20 @@ fn humanize_filter(s: String) -> String {
     }
 }
 
+/// A category or area as a candidate reads it: the technical levels are one area, "Technical".
+fn area_filter(s: String) -> String {
+    match actors::content::report::area(&s) {
+        "technical" => "Technical".to_string(),
+        "project" => "Your projects".to_string(),
+        other => humanize_filter(other.to_string()),
+    }
+}
+
 fn state_label(state: &str) -> String {
     match state {
         "completed" => "Completed".to_string(),
         "ended_early" => "Ended early".to_string(),
-        "expired" => "Expired".to_string(),
+        "expired" => "Closed after inactivity".to_string(),
         other => humanize_filter(other.to_string()),
     }
 }
@@ -175,12 +187,16 @@ mod tests {
 
     #[test]
     fn renders_the_main_parts() {
-        let html = render(&sample()).unwrap();
+        let html = render(&sample(), None).unwrap();
         assert!(html.starts_with("<!doctype html>"), "{}", &html[..80]);
         assert!(html.contains("Ada Lovelace"));
         assert!(html.contains("Backend Engineer"));
-        assert!(html.contains(">7.2<"), "overall score shown");
-        assert!(html.contains("Technical medium"));
+        assert!(html.contains(">Solid<"), "overall band shown");
+        assert!(!html.contains("/10"), "no x/10 for candidates");
+        assert!(html.contains("Technical"));
+        assert!(!html.contains("Technical medium"), "levels are one area");
+        assert!(!html.contains("mode"), "no internal words");
+        assert!(!html.contains("heuristic"));
         assert!(html.contains("width: 65%"), "category bar width");
         assert!(html.contains("How would you design a rate limiter?"));
         assert!(html.contains("Solid core idea."));
@@ -200,7 +216,7 @@ mod tests {
         r["candidate"]["name"] = json!("<img src=x onerror=alert(1)>");
         r["questions"][0]["follow_up"]["answer"] = json!("</div><script>evil()</script>");
         r["category_scores"] = json!({"<b>cat</b>": 5.0});
-        let html = render(&r).unwrap();
+        let html = render(&r, None).unwrap();
         assert!(!html.contains("<script"), "script tag leaked: {html}");
         assert!(!html.contains("<img"), "img tag leaked");
         assert!(!html.contains("<b>cat"), "category name leaked");
@@ -211,7 +227,7 @@ mod tests {
 
     #[test]
     fn speaking_section_only_when_present() {
-        let with = render(&sample()).unwrap();
+        let with = render(&sample(), None).unwrap();
         assert!(with.contains("id=\"speaking\""));
         assert!(with.contains("142"));
         assert!(with.contains("“um” × 3"));
@@ -219,13 +235,13 @@ mod tests {
 
         let mut r = sample();
         r["speaking"] = Value::Null;
-        let without = render(&r).unwrap();
+        let without = render(&r, None).unwrap();
         assert!(!without.contains("id=\"speaking\""));
         assert!(!without.contains("words per minute"));
 
         let mut r = sample();
         r.as_object_mut().unwrap().remove("speaking");
-        assert!(!render(&r).unwrap().contains("id=\"speaking\""));
+        assert!(!render(&r, None).unwrap().contains("id=\"speaking\""));
     }
 
     #[test]
@@ -236,19 +252,19 @@ mod tests {
         r["speaking"]["talk_time"] =
             json!({"candidate_s": 30.0, "interviewer_s": 70.0, "candidate_share": 0.3});
         r["speaking"]["barge_ins"] = json!({"count": 1, "items": []});
-        let html = render(&r).unwrap();
+        let html = render(&r, None).unwrap();
         assert!(html.contains("id=\"long-pauses\""));
         assert!(html.contains("longest 3.4 s"));
         assert!(html.contains("<b>30%</b>"));
         assert!(html.contains("times you spoke over the interviewer"));
         // Without the voice figures (typed answers with a length only), none of them shows.
-        let plain = render(&sample()).unwrap();
+        let plain = render(&sample(), None).unwrap();
         assert!(!plain.contains("long-pauses") && !plain.contains("talk-share"));
     }
 
     #[test]
     fn unanswered_questions_say_so() {
-        let html = render(&sample()).unwrap();
+        let html = render(&sample(), None).unwrap();
         assert_eq!(
             html.matches("Not answered").count(),
             1,
@@ -257,17 +273,52 @@ mod tests {
         let mut r = sample();
         r["questions"][0]["answer"] = json!("   ");
         r["questions"][0]["follow_up"]["answer"] = Value::Null;
-        assert_eq!(render(&r).unwrap().matches("Not answered").count(), 3);
+        assert_eq!(render(&r, None).unwrap().matches("Not answered").count(), 3);
     }
 
     #[test]
     fn sparse_reports_still_render() {
-        let html = render(&json!({"state": "expired", "questions": []})).unwrap();
-        assert!(html.contains("Expired"));
+        let html = render(&json!({"state": "expired", "questions": []}), None).unwrap();
+        assert!(html.contains("Closed after inactivity"));
         assert!(html.contains("No questions were asked."));
         assert!(html.contains("None noted this time."));
-        let html = render(&json!({})).unwrap();
+        let html = render(&json!({}), None).unwrap();
         assert!(html.contains("Candidate"));
+    }
+
+    #[test]
+    fn bands_points_counts_and_regrades() {
+        let mut r = sample();
+        r["counts"] =
+            json!({"planned": 3, "asked": 2, "answered": 1, "skipped": 1, "unanswered": 0});
+        r["regraded"] = json!({"count": 1, "source": "llm:groq"});
+        r["questions"][0]["band"] = json!("partial");
+        r["questions"][0]["graded_by"] = json!("model");
+        r["questions"][0]["regraded"] = json!(true);
+        r["questions"][0]["points"] = json!([
+            {"say": "a token bucket per key", "coverage": "stated", "quote": "A token bucket per key."},
+            {"say": "shared counters in Redis", "coverage": "missing", "quote": null}
+        ]);
+        r["questions"][1]["skipped"] = json!(true);
+        let html = render(&r, Some("/candidates/c1?interview=iv-123&token=t")).unwrap();
+        assert!(html.contains(r#"data-band="partial""#));
+        assert!(html.contains(r#"data-band="skipped""#));
+        assert!(html.contains("<q>A token bucket per key.</q>"));
+        assert!(html.contains("shared counters in Redis"));
+        assert!(
+            html.contains("2 of 3 questions asked · 1 answered · 1 skipped"),
+            "counts"
+        );
+        assert!(html.contains("regraded after the interview by an AI reviewer"));
+        assert!(html.contains("Regraded after the interview by an AI reviewer"));
+        assert!(
+            html.contains(r#"id="progress-link""#)
+                && html.contains("c1?interview=iv-123&amp;token=t")
+        );
+        assert!(
+            !html.contains("llm:groq"),
+            "no provider names for candidates"
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ impl Engine {
             pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
             live: live.clone(),
             cluster: cluster.as_ref().map(|c| c.sessions.clone()),
+            embedder: embedder(&config.scoring),
         });
         let (supervisor, _) = runtime
             .block_on(Actor::spawn(
@@ -623,4 +624,27 @@ async fn start_gpu_pool(
         .await
         .map_err(|e| StartError::Actor(format!("gpu pool: {e}")))?;
     Ok(Some(pool))
+}
+
+/// The rubric scorer's embeddings client, when `[scoring] embeddings_url` is set.
+fn embedder(sc: &crate::config::ScoringConfig) -> Option<Arc<actors::embedder::Embedder>> {
+    if sc.embeddings_url.is_empty() {
+        return None;
+    }
+    let key = (!sc.embeddings_key_env.is_empty())
+        .then(|| std::env::var(&sc.embeddings_key_env).ok())
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .map(actors::secret::Secret::new);
+    tracing::info!(url = %sc.embeddings_url, "rubric scorer: semantic signal from an embeddings server");
+    Some(Arc::new(actors::embedder::Embedder::new(
+        actors::embedder::EmbedderConfig {
+            url: sc.embeddings_url.clone(),
+            model: sc.embeddings_model.clone(),
+            key,
+            stated_at: sc.stated_at,
+            touched_at: sc.touched_at,
+            timeout: Duration::from_millis(sc.timeout_ms),
+        },
+    )))
 }

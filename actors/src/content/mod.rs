@@ -5,6 +5,7 @@
 //! Everything here is deterministic and pure: the same inputs (interview id as seed) give the same
 //! text, so a session rebuilt from its log says exactly what it said before.
 
+pub mod grading;
 pub mod prompts;
 pub mod question_pool;
 pub mod report;
@@ -74,6 +75,47 @@ impl Band {
             1..=4 => Band::Weak,
             5..=7 => Band::Solid,
             _ => Band::Strong,
+        }
+    }
+}
+
+/// The grade a candidate is shown for an answer: a band, not a confident number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// 0-3: the key points are not there yet.
+    NotYet,
+    /// 4-6: some key points, not all.
+    Partial,
+    /// 7-10: the key points, stated.
+    Solid,
+}
+
+impl Verdict {
+    /// The band of a 0-10 score.
+    pub fn of(score: u8) -> Verdict {
+        match score {
+            0..=3 => Verdict::NotYet,
+            4..=6 => Verdict::Partial,
+            _ => Verdict::Solid,
+        }
+    }
+
+    /// The name in JSON (`not_yet`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NotYet => "not_yet",
+            Verdict::Partial => "partial",
+            Verdict::Solid => "solid",
+        }
+    }
+
+    /// The words a candidate reads ("Not yet").
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::NotYet => "Not yet",
+            Verdict::Partial => "Partial",
+            Verdict::Solid => "Solid",
         }
     }
 }

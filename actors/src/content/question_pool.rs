@@ -6,8 +6,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::scoring::concepts::{self, Vocabulary};
+use super::scoring::Point;
 use super::templates::{line_of_offset, placeholders, toml_error};
 use super::{stable_hash, ContentError, Difficulty, Track};
+
+/// The shared vocabulary of concept alternatives (`@name` in a point's concepts), embedded at build
+/// time: (path relative to the repository, TOML text).
+pub const VOCABULARY: (&str, &str) = (
+    "question_pool/concepts.toml",
+    include_str!("../../../question_pool/concepts.toml"),
+);
 
 /// The pool files, as embedded at build time: (path relative to the repository, TOML text).
 pub const EMBEDDED: [(&str, &str); 8] = [
@@ -126,6 +135,12 @@ pub struct Question {
 }
 
 impl Question {
+    /// Whether the question asks for a story from experience, so that an answer's STAR structure
+    /// counts: behavioral questions, and others phrased "tell me about a time".
+    pub fn asks_for_story(&self) -> bool {
+        self.category == Category::Behavioral || super::scoring::asks_for_story(&self.text)
+    }
+
     /// Whether the text or a follow-up uses `{placeholder}`.
     pub fn uses(&self, placeholder: &str) -> bool {
         let p = format!("{{{placeholder}}}");
@@ -240,11 +255,31 @@ pub struct Selection<'a> {
     pub exclude: &'a HashSet<String>,
 }
 
-/// All pool questions, validated.
+/// All pool questions, validated, with their scoring guides.
 #[derive(Debug, Clone)]
 pub struct QuestionPool {
     questions: Vec<Question>,
     by_id: HashMap<String, usize>,
+    guides: HashMap<String, Guide>,
+}
+
+/// How the rubric scorer reads a pool question: its rubric points with their feedback phrases and
+/// concept groups (the pool's `say` and `concepts`), and the expected points of its first follow-up
+/// (`follow_up_points`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guide {
+    /// One per rubric point, in rubric order.
+    pub points: Vec<Point>,
+    /// The expected points of the first follow-up (may be empty).
+    pub follow_up: Vec<Point>,
+}
+
+/// One expected point of a follow-up, as written in the pool.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoint {
+    say: String,
+    concepts: String,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +299,12 @@ struct RawQuestion {
     text: String,
     rubric: Vec<String>,
     follow_ups: Vec<String>,
+    #[serde(default)]
+    say: Vec<String>,
+    #[serde(default)]
+    concepts: Vec<String>,
+    #[serde(default)]
+    follow_up_points: Vec<RawPoint>,
 }
 
 /// Which kind of question a slot of the plan wants.
@@ -285,7 +326,9 @@ struct Slot {
 impl QuestionPool {
     /// The pool embedded at build time (all eight files), validated.
     pub fn load_embedded() -> Result<QuestionPool, ContentError> {
-        let pool = Self::parse(&EMBEDDED)?;
+        let mut files: Vec<(&str, &str)> = EMBEDDED.to_vec();
+        files.push(VOCABULARY);
+        let pool = Self::parse(&files)?;
         for d in DOMAINS {
             if !pool.questions.iter().any(|q| q.domain == d) {
                 return Err(ContentError {
@@ -302,12 +345,34 @@ impl QuestionPool {
     /// types (errors carry the toml crate's line), `domain` known and equal to the file name, ids
     /// `<domain>-NNN` and unique across files, category/difficulty values (technical categories
     /// carry their difficulty), non-empty text and tags, rubric 3-6 points, follow-ups 1-2, and only
-    /// `{role}`/`{technology}`/`{project_name}` placeholders (none in rubrics).
+    /// `{role}`/`{technology}`/`{project_name}` placeholders (none in rubrics). The scoring guide:
+    /// `say` and `concepts` have one entry per rubric point when present, every concept string parses
+    /// (see [`concepts`]) with its `@name` entries defined in the vocabulary file
+    /// (`question_pool/concepts.toml`, a `[vocabulary]` table, given among the files), and
+    /// `follow_up_points` have a phrase and concepts each.
     pub fn parse(files: &[(&str, &str)]) -> Result<QuestionPool, ContentError> {
         let mut questions = Vec::new();
         let mut by_id: HashMap<String, usize> = HashMap::new();
         let mut id_file: HashMap<String, String> = HashMap::new();
-        for (path, text) in files {
+        let mut guides: HashMap<String, Guide> = HashMap::new();
+        let mut vocabulary = Vocabulary::new();
+        for (path, text) in files.iter().filter(|(p, _)| p.ends_with("concepts.toml")) {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+            let err = |message: String| ContentError {
+                path: path.to_string(),
+                line: key_line_in(text, "vocabulary"),
+                message,
+            };
+            if let Some(key) = table.keys().find(|k| *k != "vocabulary") {
+                return Err(err(format!("unexpected key {key:?}")));
+            }
+            let Some(toml::Value::Table(v)) = table.get("vocabulary") else {
+                return Err(err("missing [vocabulary] table".into()));
+            };
+            vocabulary = concepts::parse_vocabulary(v).map_err(err)?;
+        }
+        for (path, text) in files.iter().filter(|(p, _)| !p.ends_with("concepts.toml")) {
             let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
             let err = |line: usize, message: String| ContentError {
                 path: path.to_string(),
@@ -413,6 +478,10 @@ impl QuestionPool {
                         }
                     }
                 }
+                let guide = parse_guide(&q, &vocabulary).map_err(|(field, m)| {
+                    err(field_line(text, line, field), format!("{where_}: {m}"))
+                })?;
+                guides.insert(q.id.clone(), guide);
                 id_file.insert(q.id.clone(), path.to_string());
                 by_id.insert(q.id.clone(), questions.len());
                 questions.push(Question {
@@ -427,7 +496,42 @@ impl QuestionPool {
                 });
             }
         }
-        Ok(QuestionPool { questions, by_id })
+        Ok(QuestionPool {
+            questions,
+            by_id,
+            guides,
+        })
+    }
+
+    /// The scoring guide of a pool question.
+    pub fn guide(&self, id: &str) -> Option<&Guide> {
+        self.guides.get(id)
+    }
+
+    /// The rubric points of `q` as the scorer reads them: the pool's authored points when `q` is a
+    /// pool question with the same rubric, else points derived from its rubric text.
+    pub fn scoring_points(&self, q: &Question) -> Vec<Point> {
+        match self.guide(&q.id) {
+            Some(g)
+                if g.points.len() == q.rubric.len()
+                    && g.points.iter().zip(&q.rubric).all(|(p, r)| p.text == *r) =>
+            {
+                g.points.clone()
+            }
+            _ => q.rubric.iter().map(|r| Point::derived(r)).collect(),
+        }
+    }
+
+    /// The expected points of a follow-up `asked` about `q`: the pool's `follow_up_points` when
+    /// `asked` is `q`'s first follow-up (placeholders filled) and the pool has points for it.
+    pub fn follow_up_points(&self, q: &Question, asked: &str) -> Option<Vec<Point>> {
+        let first = q.follow_ups.first()?;
+        if first.trim() != asked.trim() {
+            return None;
+        }
+        self.guide(&q.id)
+            .map(|g| g.follow_up.clone())
+            .filter(|p| !p.is_empty())
     }
 
     /// Number of questions.
@@ -619,6 +723,58 @@ impl QuestionPool {
             })
             .collect()
     }
+}
+
+/// The scoring guide of a raw question; errors name the field.
+fn parse_guide(q: &RawQuestion, vocabulary: &Vocabulary) -> Result<Guide, (&'static str, String)> {
+    let n = q.rubric.len();
+    for (field, len) in [("say", q.say.len()), ("concepts", q.concepts.len())] {
+        if len != 0 && len != n {
+            return Err((field, format!("{field} has {len} entries, the rubric {n}")));
+        }
+    }
+    let mut points = Vec::with_capacity(n);
+    for (k, text) in q.rubric.iter().enumerate() {
+        let say = q.say.get(k).map(|s| s.trim().to_string());
+        match (say, q.concepts.get(k)) {
+            (Some(say), Some(spec)) => {
+                if say.is_empty() {
+                    return Err(("say", format!("say[{k}] is empty")));
+                }
+                let groups = concepts::parse(spec, vocabulary)
+                    .map_err(|m| ("concepts", format!("concepts[{k}]: {m}")))?;
+                points.push(Point::authored(text, &say, groups));
+            }
+            _ => points.push(Point::derived(text)),
+        }
+    }
+    let mut follow_up = Vec::with_capacity(q.follow_up_points.len());
+    for (k, p) in q.follow_up_points.iter().enumerate() {
+        if p.say.trim().is_empty() {
+            return Err((
+                "follow_up_points",
+                format!("follow_up_points[{k}]: empty say"),
+            ));
+        }
+        let groups = concepts::parse(&p.concepts, vocabulary)
+            .map_err(|m| ("follow_up_points", format!("follow_up_points[{k}]: {m}")))?;
+        follow_up.push(Point::authored(&p.say, p.say.trim(), groups));
+    }
+    Ok(Guide { points, follow_up })
+}
+
+/// The embedded pool, loaded once; `None` (logged once) if it does not validate, which the server
+/// refuses at start anyway.
+pub fn embedded() -> Option<&'static QuestionPool> {
+    static POOL: std::sync::OnceLock<Option<QuestionPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| match QuestionPool::load_embedded() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(error = %e, "the embedded question pool does not validate");
+            None
+        }
+    })
+    .as_ref()
 }
 
 /// A 64-bit finaliser (MurmurHash3's fmix64): FNV-1a's high bits barely change between ids that
@@ -858,6 +1014,62 @@ fn field_line(text: &str, from: usize, field: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pool_question_has_a_scoring_guide() {
+        let pool = QuestionPool::load_embedded().unwrap();
+        let mut follow_up_points = 0;
+        for q in pool.questions() {
+            let g = pool.guide(&q.id).unwrap();
+            assert_eq!(g.points.len(), q.rubric.len(), "{}", q.id);
+            for p in &g.points {
+                assert!(
+                    !p.groups.is_empty() && p.need == p.groups.len() && p.say != p.text,
+                    "{}: {:?} has no authored phrase and concepts",
+                    q.id,
+                    p.text
+                );
+            }
+            assert!(!g.follow_up.is_empty(), "{}: no follow-up points", q.id);
+            follow_up_points += g.follow_up.len();
+            // Chosen (filled) questions find their guide by id and rubric.
+            assert_eq!(pool.scoring_points(q), g.points, "{}", q.id);
+            assert_eq!(
+                pool.follow_up_points(q, &q.follow_ups[0]).as_deref(),
+                Some(g.follow_up.as_slice())
+            );
+            assert_eq!(pool.follow_up_points(q, "Something else entirely?"), None);
+        }
+        assert!(follow_up_points >= 2 * pool.len(), "{follow_up_points}");
+    }
+
+    #[test]
+    fn guide_errors_name_the_field() {
+        let q = |extra: &str| {
+            format!(
+                "domain = \"backend\"\n[[questions]]\nid = \"backend-001\"\ncategory = \"technical_easy\"\n\
+                 difficulty = \"easy\"\ntags = [\"x\"]\ntext = \"What is a thing?\"\n\
+                 rubric = [\"One point here\", \"Two point here\", \"Three point here\"]\n\
+                 follow_ups = [\"Why?\"]\n{extra}"
+            )
+        };
+        let ok = q(
+            "say = [\"a\", \"b\", \"c\"]\nconcepts = [\"one\", \"two; point\", \"three\"]\n\
+                    follow_up_points = [{ say = \"why\", concepts = \"because\" }]\n",
+        );
+        let pool = QuestionPool::parse(&[("question_pool/backend.toml", &ok)]).unwrap();
+        assert_eq!(pool.guide("backend-001").unwrap().points[1].groups.len(), 2);
+        let short = q("say = [\"a\"]\n");
+        let e = QuestionPool::parse(&[("question_pool/backend.toml", &short)]).unwrap_err();
+        assert!(e.message.contains("say has 1 entries"), "{e}");
+        let bad = q("say = [\"a\", \"b\", \"c\"]\nconcepts = [\"one\", \"@nope\", \"three\"]\n");
+        let e = QuestionPool::parse(&[("question_pool/backend.toml", &bad)]).unwrap_err();
+        assert!(
+            e.message.contains("concepts[1]") && e.message.contains("@nope"),
+            "{e}"
+        );
+        assert!(e.line > 0, "{e}");
+    }
 
     fn pool() -> QuestionPool {
         QuestionPool::load_embedded().unwrap()

@@ -20,11 +20,13 @@ use serde_json::{json, Value};
 use crate::budget::{Budget, Level};
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
+use crate::content::grading::{self, Grader, Target};
 use crate::content::prompts::{self, LlmEvaluation};
 use crate::content::question_pool::{Category, Question};
 use crate::content::report::{self, FollowUpItem, ReportInput, ReportItem};
-use crate::content::templates::{Closing, Templates, Transition};
-use crate::content::Band;
+use crate::content::scoring::{Note, PointGrade, Semantic};
+use crate::content::templates::{Ack, Closing, Feedback, Templates, Transition};
+use crate::content::Verdict;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::Pool;
 use crate::protocol::{self, ClientMessage, ErrorCode};
@@ -70,6 +72,8 @@ pub struct SessionDeps {
     pub live: Arc<crate::supervisor::LiveSessions>,
     /// Cluster mode: the interview leases and the shared log in Redis (`None`: a single node).
     pub cluster: Option<Arc<crate::cluster::ClusterSessions>>,
+    /// The rubric scorer's optional semantic signal (an embeddings server), when configured.
+    pub embedder: Option<Arc<crate::embedder::Embedder>>,
 }
 
 /// A client message, as parsed by the connection (`protocol::parse`).
@@ -89,11 +93,19 @@ pub struct EvalOutcome {
     covered: Vec<String>,
     missed: Vec<String>,
     source: String,
+    /// Every point of the target: its phrase, covered or not, the candidate's words.
+    points: Vec<PointGrade>,
+    /// What the rubric scorer noticed about the answer's shape (empty for a model's grade).
+    notes: Vec<Note>,
+    grader: Grader,
+    /// Whether every point has an authored noun phrase (else feedback lists the points).
+    nouns: bool,
 }
 
 impl EvalOutcome {
-    /// A model's grade (fresh or from the cache) against the question's rubric.
-    fn from_llm(ev: LlmEvaluation, rubric: &[String], source: String) -> Self {
+    /// A model's grade (fresh or from the cache) against the target's points.
+    fn from_llm(ev: LlmEvaluation, target: &Target, source: String) -> Self {
+        let rubric = target.rubric();
         let missed = rubric
             .iter()
             .filter(|r| !ev.rubric_covered.contains(r))
@@ -103,9 +115,40 @@ impl EvalOutcome {
             score: ev.score,
             feedback: ev.feedback,
             reaction: Some(ev.reaction).filter(|r| !r.trim().is_empty()),
+            points: grading::model_points(&target.points, &ev.rubric_covered),
             covered: ev.rubric_covered,
             missed,
             source,
+            notes: Vec::new(),
+            grader: Grader::Model,
+            nouns: target.points.iter().all(|p| p.noun),
+        }
+    }
+
+    /// The rubric scorer's grade of `answer` against the target (with the semantic signal when
+    /// there is one).
+    fn from_rubric(target: &Target, answer: &str, semantic: Option<&Semantic>) -> Self {
+        let g = target.grade_with(answer, semantic);
+        EvalOutcome {
+            score: g.score,
+            feedback: String::new(),
+            reaction: None,
+            covered: g.covered,
+            missed: g.missed,
+            source: "heuristic".into(),
+            points: g.points,
+            notes: g.notes,
+            grader: Grader::Rubric,
+            nouns: target.points.iter().all(|p| p.noun),
+        }
+    }
+
+    /// What the interviewer reacts to.
+    fn ack(&self) -> Ack {
+        if self.score == 0 || self.notes.contains(&Note::OffTopic) {
+            Ack::Empty
+        } else {
+            Ack::Graded(Verdict::of(self.score))
         }
     }
 }
@@ -361,19 +404,43 @@ impl SessionState {
         self.interviewer(idx + 1, "question", &text, source)
     }
 
-    /// The grade's own feedback, else a template for its band (variant `slot`).
+    /// A model's own feedback, else written feedback from the templates (variant `slot`): the points
+    /// as noun phrases and a note on the answer's shape.
     fn feedback_for(&self, ev: &EvalOutcome, slot: u32) -> String {
-        if ev.feedback.trim().is_empty() {
-            self.deps.templates.feedback(
-                Band::of(ev.score),
-                &self.seed(),
-                slot,
-                &ev.covered,
-                &ev.missed,
-            )
-        } else {
-            ev.feedback.clone()
+        if ev.grader == Grader::Model && !ev.feedback.trim().is_empty() {
+            return ev.feedback.clone();
         }
+        let (covered, missing) = grading::phrases(&ev.points);
+        let fb = Feedback {
+            verdict: Verdict::of(ev.score),
+            covered: &covered,
+            missing: &missing,
+            notes: &ev.notes,
+        };
+        if ev.nouns {
+            self.deps.templates.feedback(&fb, &self.seed(), slot)
+        } else {
+            self.deps.templates.feedback_as_lists(&fb)
+        }
+    }
+
+    /// What the open answer of question `idx` is graded against (its follow-up's when one is open).
+    fn target(&self, idx: usize) -> Option<Target> {
+        let q = self.rec.questions.get(idx)?;
+        let item = self.rec.items.get(idx)?;
+        Some(match (&item.follow_up, self.rec.in_follow_up) {
+            (Some(f), true) => grading::follow_up_target(q, &f.question, &item.rubric_missed),
+            _ => grading::main_target(q),
+        })
+    }
+
+    /// The `evaluation` event of a grade.
+    fn evaluation_event(&self, turn: usize, ev: &EvalOutcome, feedback: &str) -> Value {
+        json!({
+            "type": "evaluation", "turn": turn, "score": ev.score, "feedback": feedback,
+            "source": ev.source, "band": Verdict::of(ev.score).as_str(), "graded_by": ev.grader,
+            "follow_up": self.rec.in_follow_up, "points": ev.points,
+        })
     }
 
     fn template_greeting(&self) -> String {
@@ -530,20 +597,16 @@ impl SessionState {
         let Some(item) = self.rec.items.get_mut(idx) else {
             return Err(format!("no item for question {idx}").into());
         };
-        let (question, rubric) = match (self.rec.in_follow_up, &mut item.follow_up) {
-            (true, Some(f)) => {
-                f.answer = Some(text.clone());
-                (f.question.clone(), self.rec.questions[idx].rubric.clone())
-            }
+        match (self.rec.in_follow_up, &mut item.follow_up) {
+            (true, Some(f)) => f.answer = Some(text.clone()),
             _ => {
                 item.answer = Some(text.clone());
                 item.audio_duration_s = audio;
-                (
-                    item.question.clone(),
-                    self.rec.questions[idx].rubric.clone(),
-                )
             }
-        };
+        }
+        let target = self
+            .target(idx)
+            .ok_or_else(|| format!("no target for question {idx}"))?;
         if !self.rec.in_follow_up {
             self.decide_level();
         }
@@ -551,8 +614,54 @@ impl SessionState {
         self.rec.phase = Phase::Evaluating;
         // The answer is durable before any work on it: a crash from here re-runs the evaluation.
         self.emit(lead).await?;
-        self.evaluate(myself, question, rubric, text);
+        self.evaluate(myself, target, text);
         Ok(())
+    }
+
+    /// `skip`: the open question (or follow-up) is recorded as skipped and the interview moves on.
+    async fn on_skip(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        turn: Option<u32>,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.rec.phase != Phase::AwaitingAnswer {
+            let msg = if self.rec.phase.is_finished() {
+                "the interview is finished"
+            } else {
+                "no question is open: wait for the next question"
+            };
+            self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+            return Ok(());
+        }
+        let idx = self.rec.current;
+        if turn.is_some_and(|t| t as usize != idx + 1) {
+            self.send_ephemeral(&error_event(
+                &self.rec,
+                ErrorCode::StaleAnswer,
+                "that question is no longer open: the skip was not applied",
+            ));
+            return Ok(());
+        }
+        let follow_up = self.rec.in_follow_up;
+        if !follow_up {
+            if let Some(item) = self.rec.items.get_mut(idx) {
+                item.source = report::SKIPPED.into();
+                item.score = None;
+            }
+            self.decide_level();
+        }
+        let slot = (idx as u32 + 1) * 2 + u32::from(follow_up);
+        let reaction = self.deps.templates.acknowledgement(
+            Ack::Skipped,
+            &self.seed(),
+            slot,
+            &self.rec.candidate.name,
+        );
+        let events = vec![
+            json!({"type": "skipped", "turn": idx + 1, "follow_up": follow_up}),
+            self.interviewer(idx + 1, "reaction", &reaction, "template"),
+        ];
+        self.advance(myself, events).await
     }
 
     async fn on_evaluated(
@@ -566,7 +675,6 @@ impl SessionState {
         let idx = self.rec.current;
         let turn = idx + 1;
         let seed = self.seed();
-        let band = Band::of(ev.score);
         let slot = turn as u32 * 2 + u32::from(self.rec.in_follow_up);
         let feedback = self.feedback_for(&ev, slot);
         let was_follow_up = self.rec.in_follow_up;
@@ -584,17 +692,18 @@ impl SessionState {
             item.rubric_missed = ev.missed.clone();
             item.source = ev.source.clone();
         }
-        let mut events = vec![json!({
-            "type": "evaluation", "turn": turn, "score": ev.score, "feedback": feedback, "source": ev.source,
-        })];
+        let mut events = vec![self.evaluation_event(turn, &ev, &feedback)];
         let (reaction, rsrc) = match &ev.reaction {
             Some(r) => (r.clone(), ev.source.clone()),
             None => (
                 // Slot 2t for the question, 2t+1 for its follow-up: consecutive slots of one list
                 // are different variants, so one turn never shows the same reaction twice.
-                self.deps
-                    .templates
-                    .acknowledgement(band, &seed, slot, &self.rec.candidate.name),
+                self.deps.templates.acknowledgement(
+                    ev.ack(),
+                    &seed,
+                    slot,
+                    &self.rec.candidate.name,
+                ),
                 "template".to_string(),
             ),
         };
@@ -798,11 +907,13 @@ impl SessionState {
         work: ReportWork,
     ) -> Result<(), ActorProcessingErr> {
         let seed = self.seed();
+        let mut regraded = Vec::new();
         for (n, ev) in work.graded {
-            let Some(rubric) = self.rec.questions.get(n).map(|q| q.rubric.clone()) else {
+            let Some(target) = self.rec.questions.get(n).map(|q| grading::main_target(q)) else {
                 continue;
             };
-            let out = EvalOutcome::from_llm(ev, &rubric, work.graded_source.clone());
+            regraded.push(n);
+            let out = EvalOutcome::from_llm(ev, &target, work.graded_source.clone());
             // Slot 2t of turn t = n + 1, as when the question was graded live.
             let feedback = self.feedback_for(&out, n as u32 * 2 + 2);
             if let Some(item) = self.rec.items.get_mut(n) {
@@ -819,6 +930,7 @@ impl SessionState {
                 }
             }
         }
+        self.grade_unscored(&seed);
         self.deps.stats.count_completed(&self.rec.mode);
         self.deps.budget.release(&self.rec.id);
         self.rec.phase = phase;
@@ -840,6 +952,10 @@ impl SessionState {
             finished_at: &finished,
             items: &self.rec.items,
             seed: &seed,
+            questions: &self.rec.questions,
+            planned: self.rec.questions.len(),
+            regraded: &regraded,
+            regraded_by: &work.graded_source,
         });
         report["speaking"] = self.speaking_section(report["speaking"].take());
         report["level"] = json!(self.rec.level);
@@ -856,6 +972,42 @@ impl SessionState {
         self.rec.report = Some(report.to_string());
         events.push(json!({"type": "report", "report": report}));
         self.emit(events).await
+    }
+
+    /// Answers that reached the session but have no grade yet (the interview ended while their
+    /// evaluation ran, and no batched grade covered them) get the rubric scorer's grade, so the
+    /// report never counts an answer without grading it.
+    fn grade_unscored(&mut self, seed: &str) {
+        for n in 0..self.rec.items.len() {
+            let Some(q) = self.rec.questions.get(n).cloned() else {
+                continue;
+            };
+            let item = &self.rec.items[n];
+            if let (Some(answer), None) = (item.answer.clone(), item.score) {
+                let out = EvalOutcome::from_rubric(&grading::main_target(&q), &answer, None);
+                let feedback = self.feedback_for(&out, n as u32 * 2 + 2);
+                let item = &mut self.rec.items[n];
+                item.score = Some(out.score);
+                item.feedback = feedback;
+                item.rubric_covered = out.covered;
+                item.rubric_missed = out.missed;
+                item.source = out.source;
+                if let Some(src) = Source::of(&item.source) {
+                    self.deps.stats.count_source(src);
+                }
+            }
+            let item = &self.rec.items[n];
+            if let Some(f) = &item.follow_up {
+                if let (Some(answer), None) = (f.answer.clone(), f.score) {
+                    let t = grading::follow_up_target(&q, &f.question, &item.rubric_missed);
+                    let score = t.grade(&answer).score;
+                    if let Some(f) = self.rec.items[n].follow_up.as_mut() {
+                        f.score = Some(score);
+                    }
+                }
+            }
+        }
+        let _ = seed;
     }
 
     async fn on_client(
@@ -926,6 +1078,7 @@ impl SessionState {
                 ));
             }
             ClientMsg::TranscriptHint { .. } => self.on_speech_started(myself).await?,
+            ClientMsg::Skip { turn } => self.on_skip(myself, turn).await?,
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
                     self.send_ephemeral(&error_event(
@@ -1037,12 +1190,11 @@ impl Actor for InterviewSession {
         // follow-up was streaming (main answer already scored) moves on to the next question.
         if state.rec.phase == Phase::Evaluating {
             let idx = state.rec.current;
-            if let Some(item) = state.rec.items.get(idx) {
-                let rubric = state.rec.questions[idx].rubric.clone();
+            if let (Some(item), Some(target)) = (state.rec.items.get(idx), state.target(idx)) {
                 match (&item.follow_up, state.rec.in_follow_up) {
                     (Some(f), true) => {
                         let a = f.answer.clone().unwrap_or_default();
-                        state.evaluate(&myself, f.question.clone(), rubric, a);
+                        state.evaluate(&myself, target, a);
                     }
                     _ if item.score.is_some() => {
                         let _ = myself.cast(SessionMsg::FollowUpReady {
@@ -1052,7 +1204,7 @@ impl Actor for InterviewSession {
                     }
                     _ => {
                         let a = item.answer.clone().unwrap_or_default();
-                        state.evaluate(&myself, item.question.clone(), rubric, a);
+                        state.evaluate(&myself, target, a);
                     }
                 }
             }

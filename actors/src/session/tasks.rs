@@ -13,9 +13,11 @@ use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
 use crate::budget::Level;
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, Outbound};
+use crate::content::grading::Target;
 use crate::content::prompts;
 use crate::content::report;
-use crate::content::scoring;
+use crate::content::scoring::{self, Semantic};
+use crate::embedder::Embedder;
 use crate::interview::Phase;
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
@@ -161,6 +163,22 @@ fn passing(e: &crate::pool::PoolError) -> bool {
     }
 }
 
+/// The embeddings server's similarity between the answer's sentences and the target's points;
+/// `None` (logged) when it fails or takes longer than its timeout: the lexical scorer then stands alone.
+async fn semantic_signal(embedder: &Embedder, target: &Target, answer: &str) -> Option<Semantic> {
+    let sentences = scoring::prose_sentences(answer);
+    if sentences.is_empty() {
+        return None;
+    }
+    match embedder.semantic(&target.points, &sentences).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::info!(error = %e, "no semantic signal; the rubric scorer grades lexically");
+            None
+        }
+    }
+}
+
 impl SessionState {
     pub(super) fn task_ctx(&self, pool: Pool, deadline: Duration) -> TaskCtx {
         TaskCtx {
@@ -176,35 +194,29 @@ impl SessionState {
     /// Evaluates in a task (provider) or inline (heuristic); the outcome arrives as `Evaluated`.
     /// A main answer is graded by a provider from the balanced level up, a follow-up's answer only at
     /// the adaptive level (balanced keeps to one call per question).
-    pub(super) fn evaluate(
-        &self,
-        myself: &ActorRef<SessionMsg>,
-        question: String,
-        rubric: Vec<String>,
-        answer: String,
-    ) {
+    pub(super) fn evaluate(&self, myself: &ActorRef<SessionMsg>, target: Target, answer: String) {
         let min = if self.rec.in_follow_up {
             Level::Adaptive
         } else {
             Level::Balanced
         };
-        let heuristic = move |question: &str, rubric: &[String], answer: &str| {
-            let s = scoring::heuristic(rubric, question, answer);
-            EvalOutcome {
-                score: s.score,
-                feedback: String::new(),
-                reaction: None,
-                covered: s.covered,
-                missed: s.missed,
-                source: "heuristic".into(),
-            }
-        };
+        let embedder = self.deps.embedder.clone();
         let Some(pool) = self.llm_at(min) else {
-            let _ = myself.cast(SessionMsg::Evaluated(heuristic(
-                &question, &rubric, &answer,
-            )));
+            let Some(embedder) = embedder else {
+                let _ = myself.cast(SessionMsg::Evaluated(EvalOutcome::from_rubric(
+                    &target, &answer, None,
+                )));
+                return;
+            };
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let semantic = semantic_signal(&embedder, &target, &answer).await;
+                let outcome = EvalOutcome::from_rubric(&target, &answer, semantic.as_ref());
+                let _ = me.cast(SessionMsg::Evaluated(outcome));
+            });
             return;
         };
+        let (question, rubric) = (target.question.clone(), target.rubric());
         let role = self.rec.role.clone();
         // Keyed by the question's id and its text (pool questions with placeholders share an id
         // across technologies), and the normalized answer.
@@ -227,8 +239,14 @@ impl SessionState {
             let parse = |t: &str| prompts::parse_evaluation(t, &rubric);
             let graded = ctx.cached_call(CacheKind::Evaluation, &key, &req, 2, parse);
             let outcome = match bounded(task_limit(ctx.deadline, 2), graded, "evaluation").await {
-                Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &rubric, source),
-                _ => heuristic(&question, &rubric, &answer),
+                Some(Some((ev, source))) => EvalOutcome::from_llm(ev, &target, source),
+                _ => {
+                    let semantic = match &embedder {
+                        Some(e) => semantic_signal(e, &target, &answer).await,
+                        None => None,
+                    };
+                    EvalOutcome::from_rubric(&target, &answer, semantic.as_ref())
+                }
             };
             let _ = me.cast(SessionMsg::Evaluated(outcome));
         });

@@ -71,10 +71,18 @@ struct CandidateIn {
 
 /// Largest resume accepted.
 pub const MAX_RESUME_CHARS: usize = 50_000;
+/// Longest candidate name.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest role.
+pub const MAX_ROLE_CHARS: usize = 100;
+/// Longest candidate id.
+pub const MAX_CANDIDATE_ID_CHARS: usize = 64;
+/// Most questions per interview.
+pub const MAX_QUESTIONS: u32 = 50;
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= MAX_CANDIDATE_ID_CHARS
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
@@ -275,7 +283,7 @@ pub async fn create(
     }
     state.room_for_a_session()?;
     let name = b.candidate.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::BadRequest(
             "candidate.name: required, at most 100 characters".into(),
         ));
@@ -294,12 +302,12 @@ pub async fn create(
         .unwrap_or_else(|| "Software Engineer".into())
         .trim()
         .to_string();
-    if role.is_empty() || role.chars().count() > 100 {
+    if role.is_empty() || role.chars().count() > MAX_ROLE_CHARS {
         return Err(ApiError::BadRequest("role: 1-100 characters".into()));
     }
     let voice = b.voice.unwrap_or(false);
     let count = b.questions.unwrap_or(state.config.interview.questions);
-    if !(1..=50).contains(&count) {
+    if !(1..=MAX_QUESTIONS).contains(&count) {
         return Err(ApiError::BadRequest(
             "questions: must be between 1 and 50".into(),
         ));
@@ -507,7 +515,28 @@ pub async fn report(
             .and_then(|q| q.get("format").cloned())
             .is_some_and(|f| f == "html");
     if html {
-        let page = crate::report_html::render(&report).map_err(|e| {
+        // The progress page, linked with the read-only report token (never the interview's token).
+        let progress = Some(report_token_for(&rec).to_string())
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let enc = |s: &str| {
+                    s.bytes()
+                        .map(|b| match b {
+                            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+                                (b as char).to_string()
+                            }
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect::<String>()
+                };
+                format!(
+                    "/candidates/{}?interview={}&token={}",
+                    enc(&rec.candidate.id),
+                    enc(&rec.id),
+                    enc(&t)
+                )
+            });
+        let page = crate::report_html::render(&report, progress.as_deref()).map_err(|e| {
             tracing::error!(error = %e, "report rendering failed");
             ApiError::Internal
         })?;

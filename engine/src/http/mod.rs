@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod pages;
+pub mod progress;
 pub mod relay;
 pub mod status;
 pub mod ws;
@@ -127,6 +128,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     )
     .app_data(web::PayloadConfig::default().limit(max_body))
     .route("/", web::get().to(pages::index))
+    .route("/candidates/{id}", web::get().to(progress::candidate))
     .route("/api/interviews", web::post().to(interviews::create))
     .route("/api/interviews/{id}", web::get().to(interviews::get))
     .route(
