@@ -5,10 +5,10 @@ use serde_json::{json, Value};
 
 use super::sse::{self, Data};
 use super::{
-    body_says_day_exhausted, classify_status, retry_after_from_headers, ChatRequest, ChatResponse,
-    FormatKind, ProviderError, Role, StreamChunk, StreamMapper, Target, Usage, WireFormat,
+    body_says_day_exhausted, classify_status, ChatRequest, ChatResponse, ProviderError, Role,
+    StreamChunk, StreamMapper, Usage, WireFormat,
 };
-use crate::secret::Secret;
+use super::{Call, Failure};
 
 /// The `anthropic-version` header value.
 pub const API_VERSION: &str = "2023-06-01";
@@ -99,46 +99,25 @@ fn error_of_type(err: &Value) -> ProviderError {
 }
 
 impl WireFormat for Anthropic {
-    fn kind(&self) -> FormatKind {
-        FormatKind::Anthropic
-    }
-
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(http
-            .post(format!("{}/messages", target.base_url))
-            .header("x-api-key", target.secret.expose())
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(call
+            .post(format!("{}/messages", call.target.base_url))
+            .header("x-api-key", call.key())
             .header("anthropic-version", API_VERSION)
-            .json(&body(req, target.model_for(req), stream)))
+            .json(&body(call.req, call.model(), call.stream)))
     }
 
     /// 429 waits `retry-after`; a spend-limit 429 is treated as day-exhausted (it lasts until the
     /// month's reset). 402 `billing_error` and a 400 about the credit balance or a spend limit refuse
     /// the key. 529 (overloaded) is a server error.
-    fn classify(
-        &self,
-        status: u16,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-        secret: &Secret,
-    ) -> ProviderError {
-        let lower = body.to_ascii_lowercase();
+    fn classify(&self, f: &Failure<'_>) -> ProviderError {
+        let lower = f.lower_body();
         let spend_limit = lower.contains("spend_limit") || lower.contains("spend limit");
-        match status {
-            429 => ProviderError::RateLimited {
-                retry_after: retry_after_from_headers(headers),
-                day_exhausted: spend_limit || body_says_day_exhausted(body),
-            },
-            402 => ProviderError::InvalidKey { status },
-            400 if spend_limit || lower.contains("credit balance") => {
-                ProviderError::InvalidKey { status }
-            }
-            _ => classify_status(status, headers, body, secret),
+        match f.status {
+            429 => f.rate_limited(spend_limit || body_says_day_exhausted(f.body)),
+            402 => f.invalid_key(),
+            400 if spend_limit || lower.contains("credit balance") => f.invalid_key(),
+            _ => classify_status(f),
         }
     }
 
@@ -230,10 +209,8 @@ impl WireFormat for Anthropic {
 /// named stream events, spend limits, credit balance and overload.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{System, User};
+    use super::suite::*;
+    use super::Role::*;
     use std::time::Duration;
     const KEY: &str = "sk-ant-api03-test0123456789";
     let graded = |json: bool| {
@@ -350,7 +327,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
             },
         ],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("retry-after", "12")],
                 body: error("rate_limit_error", "This request would exceed the rate limit for your organization of 50,000 input tokens per minute."),
@@ -359,31 +336,31 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: r#"{"type":"error","error":{"type":"rate_limit_error","message":"You have reached your specified API usage limits.","details":{"error_code":"enforced_spend_limit_reached"}}}"#.into(),
                 expect: Expect::Check(|e| matches!(e, ProviderError::RateLimited { day_exhausted: true, .. })),
             },
-            Failure {
+            FailedAnswer {
                 status: 401,
                 headers: vec![],
                 body: error("authentication_error", "invalid x-api-key"),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 401 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 529,
                 headers: vec![],
                 body: error("overloaded_error", "Overloaded"),
                 expect: Expect::Is(ProviderError::Server { status: 529 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: error("invalid_request_error", "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 400 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: error("invalid_request_error", "max_tokens: Field required"),

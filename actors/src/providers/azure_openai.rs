@@ -1,9 +1,8 @@
 //! Azure OpenAI: `POST {base_url}/openai/deployments/{deployment}/chat/completions?api-version=...` with an `api-key` header.
 //! The body and answers are OpenAI's (without `model`: the deployment picks it), so this reuses `openai.rs`.
 
-use super::{
-    openai, ChatRequest, ChatResponse, FormatKind, ProviderError, StreamMapper, Target, WireFormat,
-};
+use super::Call;
+use super::{openai, ChatRequest, ChatResponse, ProviderError, StreamMapper, Target, WireFormat};
 
 /// The `api-version` used when the target does not set one (the GA data-plane inference version).
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -22,21 +21,11 @@ pub fn url(target: &Target, req: &ChatRequest) -> String {
 }
 
 impl WireFormat for AzureOpenAi {
-    fn kind(&self) -> FormatKind {
-        FormatKind::AzureOpenai
-    }
-
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(http
-            .post(url(target, req))
-            .header("api-key", target.secret.expose())
-            .json(&openai::body(req, None, stream)))
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(call
+            .post(url(call.target, call.req))
+            .header("api-key", call.key())
+            .json(&openai::body(call.req, None, call.stream)))
     }
 
     fn parse_response(&self, v: &serde_json::Value) -> Result<ChatResponse, ProviderError> {
@@ -52,10 +41,8 @@ impl WireFormat for AzureOpenAi {
 /// `api-key` header, OpenAI's body without `model`, and Azure's recorded answers.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{System, User};
+    use super::suite::*;
+    use super::Role::*;
     use std::time::Duration;
     let grade = chat(
         &[(System, "You grade answers."), (User, "Grade this.")],
@@ -145,7 +132,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
             error: None,
         }],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("retry-after-ms", "6500")],
                 body: r#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after 7 seconds."}}"#.into(),
@@ -154,7 +141,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("retry-after-ms", "6500"), ("retry-after", "7")],
                 body: r#"{"error":{"code":"429","message":"Please retry after 7 seconds."}}"#.into(),
@@ -163,7 +150,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 401,
                 headers: vec![],
                 body: r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}"#.into(),

@@ -3,12 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::sse::{self, Data};
 use super::{
-    body_says_day_exhausted, classify_status, openai, retry_after_from_headers, ChatRequest,
-    ChatResponse, FormatKind, ProviderError, StreamChunk, StreamMapper, Target, Usage, WireFormat,
+    body_says_day_exhausted, classify_status, openai, ChatRequest, ChatResponse, ProviderError,
+    StreamMapper, Target, WireFormat,
 };
-use crate::secret::Secret;
+use super::{Call, Failure};
 
 /// Workers AI's "Account limited" code: the daily free neuron allocation is used up.
 pub const CODE_DAILY_NEURONS: u64 = 3036;
@@ -98,42 +97,21 @@ fn response_text(r: &Value) -> Option<String> {
 }
 
 impl WireFormat for Cloudflare {
-    fn kind(&self) -> FormatKind {
-        FormatKind::Cloudflare
-    }
-
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(http
-            .post(url(target, req)?)
-            .bearer_auth(target.secret.expose())
-            .json(&body(req, stream)))
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(call
+            .post(url(call.target, call.req)?)
+            .bearer_auth(call.key())
+            .json(&body(call.req, call.stream)))
     }
 
     /// 429 is day-exhausted when it is code 3036 or mentions the daily / neuron allocation; an
     /// authentication code on a 400 is an invalid key.
-    fn classify(
-        &self,
-        status: u16,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-        secret: &Secret,
-    ) -> ProviderError {
-        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        match status {
-            429 => ProviderError::RateLimited {
-                retry_after: retry_after_from_headers(headers),
-                day_exhausted: day_exhausted(&v, body),
-            },
-            400 if error_codes(&v).iter().any(|c| AUTH_CODES.contains(c)) => {
-                ProviderError::InvalidKey { status }
-            }
-            _ => classify_status(status, headers, body, secret),
+    fn classify(&self, f: &Failure<'_>) -> ProviderError {
+        let v = f.json();
+        match f.status {
+            429 => f.rate_limited(day_exhausted(&v, f.body)),
+            400 if error_codes(&v).iter().any(|c| AUTH_CODES.contains(c)) => f.invalid_key(),
+            _ => classify_status(f),
         }
     }
 
@@ -163,39 +141,24 @@ impl WireFormat for Cloudflare {
     /// `data: [DONE]` (which yields [`StreamChunk::Done`]). OpenAI-shaped chunks
     /// (`choices[0].delta.content`) from newer models are read too.
     fn stream_mapper(&self) -> StreamMapper {
-        let mut usage: Option<Usage> = None;
-        let mut finish: Option<String> = None;
-        Box::new(move |ev| {
-            let v = match sse::data(ev)? {
-                Data::Done => {
-                    return Ok(vec![StreamChunk::Done {
-                        usage: usage.take(),
-                        finish_reason: finish.take(),
-                    }])
-                }
-                Data::Empty => return Ok(vec![]),
-                Data::Json(v) => v,
-            };
+        openai::until_done(|v, ending| {
             if v.get("error").is_some() || v["success"] == Value::Bool(false) {
                 return Err(ProviderError::Server { status: 500 });
             }
             if let Some(u) = openai::parse_usage(&v["usage"]) {
-                usage = Some(u);
+                ending.usage = Some(u);
             }
             let choice = &v["choices"][0];
             if let Some(f) = v["finish_reason"]
                 .as_str()
                 .or_else(|| choice["finish_reason"].as_str())
             {
-                finish = Some(f.to_string());
+                ending.finish_reason = Some(f.to_string());
             }
-            let piece = v["response"]
+            Ok(v["response"]
                 .as_str()
-                .or_else(|| choice["delta"]["content"].as_str());
-            Ok(match piece {
-                Some(p) if !p.is_empty() => vec![StreamChunk::Delta(p.to_string())],
-                _ => vec![],
-            })
+                .or_else(|| choice["delta"]["content"].as_str())
+                .map(str::to_string))
         })
     }
 }
@@ -204,10 +167,8 @@ impl WireFormat for Cloudflare {
 /// without one), the `result` envelope in both shapes, JSON-mode objects, neuron and auth codes.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{System, User};
+    use super::suite::*;
+    use super::Role::*;
     use std::time::Duration;
     let grade = chat(
         &[(System, "You grade answers."), (User, "Grade this.")],
@@ -327,20 +288,15 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                 chunks: chunks(&["New", " York", " is"], Some((12, 3)), None),
                 error: None,
             },
-            Streamed {
-                events: vec![("", "not json")],
-                chunks: vec![],
-                error: Some(Expect::Code("malformed")),
-            },
         ],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: r#"{"result":null,"success":false,"errors":[{"code":3036,"message":"AiError: Account limited: You have used up your daily free allocation of 10,000 neurons. Please upgrade to Cloudflare's Workers Paid plan if you would like to continue usage."}],"messages":[]}"#.into(),
                 expect: Expect::Is(ProviderError::RateLimited { retry_after: None, day_exhausted: true }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("retry-after", "3")],
                 body: r#"{"result":null,"success":false,"errors":[{"code":3040,"message":"AiError: Capacity temporarily exceeded, please try again."}],"messages":[]}"#.into(),
@@ -349,19 +305,19 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 401,
                 headers: vec![],
                 body: r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}]}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 401 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: r#"{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 400 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: r#"{"result":null,"success":false,"errors":[{"code":5007,"message":"No such model @cf/x or task"}],"messages":[]}"#.into(),

@@ -5,10 +5,10 @@ use serde_json::{json, Value};
 
 use super::sse::{self, Data};
 use super::{
-    body_says_day_exhausted, classify_status, retry_after_from_headers, ChatRequest, ChatResponse,
-    FormatKind, ProviderError, StreamChunk, StreamMapper, Target, Usage, WireFormat,
+    body_says_day_exhausted, classify_status, ChatRequest, ChatResponse, ProviderError,
+    StreamChunk, StreamMapper, Usage, WireFormat,
 };
-use crate::secret::Secret;
+use super::{Call, Failure};
 
 /// The Cohere chat v2 format.
 pub struct Cohere;
@@ -54,39 +54,20 @@ fn long_limit(body: &str) -> bool {
 }
 
 impl WireFormat for Cohere {
-    fn kind(&self) -> FormatKind {
-        FormatKind::Cohere
-    }
-
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(http
-            .post(format!("{}/chat", target.base_url))
-            .bearer_auth(target.secret.expose())
-            .json(&body(req, target.model_for(req), stream)))
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(call
+            .post(format!("{}/chat", call.target.base_url))
+            .bearer_auth(call.key())
+            .json(&body(call.req, call.model(), call.stream)))
     }
 
     /// A 429 about a monthly (trial) or daily limit is day-exhausted; 402 (billing limit reached)
     /// refuses the key like 401/403.
-    fn classify(
-        &self,
-        status: u16,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-        secret: &Secret,
-    ) -> ProviderError {
-        match status {
-            429 => ProviderError::RateLimited {
-                retry_after: retry_after_from_headers(headers),
-                day_exhausted: long_limit(body),
-            },
-            402 => ProviderError::InvalidKey { status },
-            _ => classify_status(status, headers, body, secret),
+    fn classify(&self, f: &Failure<'_>) -> ProviderError {
+        match f.status {
+            429 => f.rate_limited(long_limit(f.body)),
+            402 => f.invalid_key(),
+            _ => classify_status(f),
         }
     }
 
@@ -155,10 +136,8 @@ impl WireFormat for Cohere {
 /// `billed_units`, thinking content skipped, `ERROR` finishes, trial-key monthly and minute 429s.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{Assistant, System, User};
+    use super::suite::*;
+    use super::Role::*;
     let convo = chat(
         &[
             (System, "You are an interviewer."),
@@ -305,7 +284,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
             },
         ],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: trial("1000 API calls / month"),
@@ -314,7 +293,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: true,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: trial("20 API calls / minute"),
@@ -323,13 +302,13 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 401,
                 headers: vec![],
                 body: r#"{"id":"y","message":"invalid api token"}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 401 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 402,
                 headers: vec![],
                 body: r#"{"message":"Please add or update your payment method"}"#.into(),

@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use super::sse::{self, Data};
 use super::{
     body_says_day_exhausted, classify_status, parse_reset_duration, retry_after_from_headers,
-    ChatRequest, ChatResponse, FormatKind, ProviderError, Role, StreamChunk, StreamMapper, Target,
-    Usage, WireFormat,
+    ChatRequest, ChatResponse, ProviderError, Role, StreamChunk, StreamMapper, Target, Usage,
+    WireFormat,
 };
-use crate::secret::Secret;
+use super::{Call, Failure};
 
 /// The Gemini format.
 pub struct Gemini;
@@ -167,39 +167,23 @@ fn stream_error(err: &Value, data: &str) -> ProviderError {
 }
 
 impl WireFormat for Gemini {
-    fn kind(&self) -> FormatKind {
-        FormatKind::Gemini
-    }
-
     /// The key travels in the `x-goog-api-key` header, never in the URL.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(http
-            .post(url(target, req, stream))
-            .header("x-goog-api-key", target.secret.expose())
-            .json(&body(req)))
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(call
+            .post(url(call.target, call.req, call.stream))
+            .header("x-goog-api-key", call.key())
+            .json(&body(call.req)))
     }
 
     /// 429 takes its wait from `RetryInfo` (else the headers) and is day-exhausted when a `PerDay`
     /// quota failed; 400 `API_KEY_INVALID` is an invalid key.
-    fn classify(
-        &self,
-        status: u16,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-        secret: &Secret,
-    ) -> ProviderError {
-        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    fn classify(&self, f: &Failure<'_>) -> ProviderError {
+        let v = f.json();
         let err = error_object(&v);
-        match status {
-            429 => rate_limited(err, headers, body),
-            400 if key_invalid(err) => ProviderError::InvalidKey { status },
-            _ => classify_status(status, headers, body, secret),
+        match f.status {
+            429 => rate_limited(err, f.headers, f.body),
+            400 if key_invalid(err) => f.invalid_key(),
+            _ => classify_status(f),
         }
     }
 
@@ -273,10 +257,8 @@ impl WireFormat for Gemini {
 /// `PerDay` quota failures.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{Assistant, System, User};
+    use super::suite::*;
+    use super::Role::*;
     use std::time::Duration;
     const KEY: &str = "AIzaSyTestKey0123456789";
     let convo = chat(
@@ -415,7 +397,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
             },
         ],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: quota.into(),
@@ -424,7 +406,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: true,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![],
                 body: quota.replace("PerDay", "PerMinute").replace("\"17s\"", "\"38.2s\""),
@@ -433,20 +415,20 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 400 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 403,
                 headers: vec![],
                 body: r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers.","status":"PERMISSION_DENIED"}}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 403 }),
             },
             // Any other 400 is the request's fault, with the key scrubbed from the message.
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: format!(r#"{{"error":{{"code":400,"message":"bad key {KEY} in request","status":"INVALID_ARGUMENT"}}}}"#),

@@ -284,33 +284,88 @@ impl ProviderError {
 pub type StreamMapper =
     Box<dyn FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError> + Send>;
 
+/// One call as a format sees it when it builds the HTTP request.
+pub struct Call<'a> {
+    /// The shared client (it pools connections).
+    pub http: &'a reqwest::Client,
+    /// Where and as whom.
+    pub target: &'a Target,
+    /// What to ask.
+    pub req: &'a ChatRequest,
+    /// The streaming variant.
+    pub stream: bool,
+}
+
+impl Call<'_> {
+    /// The model to ask for: the request's override or the target's.
+    pub fn model(&self) -> &str {
+        self.target.model_for(self.req)
+    }
+
+    /// A `POST` to `url`.
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http.post(url)
+    }
+
+    /// The target's key, to put in a header.
+    pub fn key(&self) -> &str {
+        self.target.secret.expose()
+    }
+}
+
+/// A failed answer as a format sees it when it classifies: status, headers, the unscrubbed body and
+/// the key to scrub out of anything kept.
+pub struct Failure<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The answer's headers.
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// The body, unscrubbed.
+    pub body: &'a str,
+    /// The key the call was made with.
+    pub secret: &'a Secret,
+}
+
+impl Failure<'_> {
+    /// Rate limited, waiting what the headers ask (see [`retry_after_from_headers`]).
+    pub fn rate_limited(&self, day_exhausted: bool) -> ProviderError {
+        ProviderError::RateLimited {
+            retry_after: retry_after_from_headers(self.headers),
+            day_exhausted,
+        }
+    }
+
+    /// The key refused, with this answer's status.
+    pub fn invalid_key(&self) -> ProviderError {
+        ProviderError::InvalidKey {
+            status: self.status,
+        }
+    }
+
+    /// The body in lower case, for formats that look for words in it.
+    pub fn lower_body(&self) -> String {
+        self.body.to_ascii_lowercase()
+    }
+
+    /// The body as JSON (`Null` when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// A provider wire format: only what differs between providers. Implementations are stateless;
 /// sending, reading and streaming are written once, in [`complete`](#method.complete) and
-/// [`stream`](#method.stream) on `dyn WireFormat`, and the shared `reqwest::Client` pools connections.
+/// [`stream`](#method.stream) on `dyn WireFormat`. Which format a provider speaks is its
+/// [`FormatKind`]; [`FormatKind::wire`] gives the implementation.
 pub trait WireFormat: Send + Sync {
-    /// The format's config name.
-    fn kind(&self) -> FormatKind;
+    /// The HTTP request for a call: URL, credentials and body. A target the format cannot address
+    /// (Cloudflare without an account id) is an error.
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError>;
 
-    /// The HTTP request for `req`: URL, credentials and body (`stream`: the streaming variant).
-    /// A target the format cannot address (Cloudflare without an account id) is an error.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError>;
-
-    /// Classifies a failed answer from its status, headers and (unscrubbed) body; the default is
-    /// [`classify_status`], formats whose error bodies say more wrap it.
-    fn classify(
-        &self,
-        status: u16,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-        secret: &Secret,
-    ) -> ProviderError {
-        classify_status(status, headers, body, secret)
+    /// Classifies a failed answer; the default is [`classify_status`], formats whose error bodies
+    /// say more override it and fall back to it.
+    fn classify(&self, failure: &Failure<'_>) -> ProviderError {
+        classify_status(failure)
     }
 
     /// Reads a whole (non-streamed) answer.
@@ -328,9 +383,7 @@ impl dyn WireFormat {
         target: &Target,
         req: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
-        let resp = self
-            .send(self.request(http, target, req, false)?, target, false)
-            .await?;
+        let resp = self.send(http, target, req, false).await?;
         self.parse_response(&read_json(resp, target).await?)
     }
 
@@ -342,23 +395,25 @@ impl dyn WireFormat {
         target: &Target,
         req: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let resp = self
-            .send(self.request(http, target, req, true)?, target, true)
-            .await?;
+        let resp = self.send(http, target, req, true).await?;
         Ok(sse::chunks(resp, self.stream_mapper()))
     }
 
-    /// Sends a prepared request; a non-success status is classified by the format.
+    /// Builds the call's request and sends it; a non-success status is classified by the format.
     async fn send(
         &self,
-        rb: reqwest::RequestBuilder,
+        http: &reqwest::Client,
         target: &Target,
+        req: &ChatRequest,
         stream: bool,
     ) -> Result<reqwest::Response, ProviderError> {
-        send_classified(rb, target, stream, |status, headers, body, secret| {
-            self.classify(status, headers, body, secret)
-        })
-        .await
+        let call = Call {
+            http,
+            target,
+            req,
+            stream,
+        };
+        send_classified(self.request(&call)?, target, stream, |f| self.classify(f)).await
     }
 }
 
@@ -442,23 +497,15 @@ pub fn parse_reset_duration(value: &str) -> Option<Duration> {
 
 /// Classifies a non-success HTTP status the way most providers use them; each format calls this after
 /// reading its own body for finer signals (a day-exhausted message, a retry delay).
-pub fn classify_status(
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: &str,
-    secret: &Secret,
-) -> ProviderError {
-    match status {
-        429 => ProviderError::RateLimited {
-            retry_after: retry_after_from_headers(headers),
-            day_exhausted: body_says_day_exhausted(body),
-        },
-        401 | 403 => ProviderError::InvalidKey { status },
+pub fn classify_status(f: &Failure<'_>) -> ProviderError {
+    match f.status {
+        429 => f.rate_limited(body_says_day_exhausted(f.body)),
+        401 | 403 => f.invalid_key(),
         408 => ProviderError::Timeout,
-        500..=599 => ProviderError::Server { status },
-        _ => ProviderError::BadRequest {
+        status @ 500..=599 => ProviderError::Server { status },
+        status => ProviderError::BadRequest {
             status,
-            message: secret.scrub(&truncate(body, 300)),
+            message: f.secret.scrub(&truncate(f.body, 300)),
         },
     }
 }
@@ -487,15 +534,15 @@ pub fn body_says_day_exhausted(body: &str) -> bool {
     b.contains("per day") || b.contains("perday") || b.contains("(rpd)") || b.contains("daily")
 }
 
-/// Sends a prepared request and checks its status, classifying a failure with `classify` (status,
-/// headers, unscrubbed body, the key to scrub): the one send path of every format, and of the audio
+/// Sends a prepared request and checks its status, classifying a failure with `classify`: the one
+/// send path of every format, and of the audio
 /// endpoints (with [`classify_status`]). With `stream`, `target.timeout` bounds the time to the
 /// response head only, so long streams are not cut; otherwise it bounds the whole call, body included.
 pub async fn send_classified(
     rb: reqwest::RequestBuilder,
     target: &Target,
     stream: bool,
-    classify: impl Fn(u16, &reqwest::header::HeaderMap, &str, &Secret) -> ProviderError,
+    classify: impl Fn(&Failure<'_>) -> ProviderError,
 ) -> Result<reqwest::Response, ProviderError> {
     let resp = if stream {
         tokio::time::timeout(target.timeout, rb.send())
@@ -509,7 +556,12 @@ pub async fn send_classified(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        return Err(classify(status.as_u16(), &headers, &text, &target.secret));
+        return Err(classify(&Failure {
+            status: status.as_u16(),
+            headers: &headers,
+            body: &text,
+            secret: &target.secret,
+        }));
     }
     Ok(resp)
 }

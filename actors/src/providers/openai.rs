@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::sse::{self, Data};
+use super::Call;
 use super::{
-    ChatRequest, ChatResponse, FormatKind, ProviderError, StreamChunk, StreamMapper, Target, Usage,
-    WireFormat,
+    ChatRequest, ChatResponse, ProviderError, StreamChunk, StreamMapper, Usage, WireFormat,
 };
 
 /// The OpenAI chat-completions format.
@@ -71,73 +71,87 @@ pub fn parse_usage(u: &Value) -> Option<Usage> {
     })
 }
 
-/// Maps the events of an OpenAI-shaped stream: `data: {chunk}` pieces, then `data: [DONE]`.
-/// Usage arrives in a last chunk with empty `choices` when `stream_options.include_usage` is set.
-pub fn stream_mapper() -> StreamMapper {
-    let mut usage: Option<Usage> = None;
-    let mut finish: Option<String> = None;
+/// What a stream ending in `data: [DONE]` has said about its end so far.
+#[derive(Debug, Default)]
+pub struct Ending {
+    /// The usage, from whichever event carried it.
+    pub usage: Option<Usage>,
+    /// The stop reason, from whichever event carried it.
+    pub finish_reason: Option<String>,
+}
+
+/// A mapper for streams of JSON `data:` events ending with `data: [DONE]` (OpenAI's, Workers AI's):
+/// `piece` reads one event's text, noting usage and stop reason in the [`Ending`] as they pass (or
+/// fails the stream); `[DONE]` yields [`StreamChunk::Done`] with what was noted. Empty pieces are
+/// dropped.
+pub fn until_done<F>(mut piece: F) -> StreamMapper
+where
+    F: FnMut(&Value, &mut Ending) -> Result<Option<String>, ProviderError> + Send + 'static,
+{
+    let mut ending = Ending::default();
     Box::new(move |ev| {
         let v = match sse::data(ev)? {
             Data::Done => {
+                let Ending {
+                    usage,
+                    finish_reason,
+                } = std::mem::take(&mut ending);
                 return Ok(vec![StreamChunk::Done {
-                    usage: usage.take(),
-                    finish_reason: finish.take(),
-                }])
+                    usage,
+                    finish_reason,
+                }]);
             }
             Data::Empty => return Ok(vec![]),
             Data::Json(v) => v,
         };
+        Ok(piece(&v, &mut ending)?
+            .filter(|p| !p.is_empty())
+            .map(StreamChunk::Delta)
+            .into_iter()
+            .collect())
+    })
+}
+
+/// Maps the events of an OpenAI-shaped stream: `data: {chunk}` pieces, then `data: [DONE]`.
+/// Usage arrives in a last chunk with empty `choices` when `stream_options.include_usage` is set.
+pub fn stream_mapper() -> StreamMapper {
+    until_done(|v, ending| {
         if v.get("error").is_some() {
             return Err(ProviderError::Server { status: 500 });
         }
         if let Some(u) = parse_usage(&v["usage"]) {
-            usage = Some(u);
+            ending.usage = Some(u);
         }
-        let mut out = Vec::new();
-        if let Some(choice) = v["choices"].get(0) {
-            if let Some(d) = choice["delta"]["content"].as_str() {
-                if !d.is_empty() {
-                    out.push(StreamChunk::Delta(d.to_string()));
-                }
-            }
-            if let Some(f) = choice["finish_reason"].as_str() {
-                finish = Some(f.to_string());
-            }
+        let Some(choice) = v["choices"].get(0) else {
+            return Ok(None);
+        };
+        if let Some(f) = choice["finish_reason"].as_str() {
+            ending.finish_reason = Some(f.to_string());
         }
-        Ok(out)
+        Ok(choice["delta"]["content"].as_str().map(str::to_string))
     })
 }
 
 impl WireFormat for OpenAi {
-    fn kind(&self) -> FormatKind {
-        FormatKind::Openai
-    }
-
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        target: &Target,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        let url = format!("{}/chat/completions", target.base_url);
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let url = format!("{}/chat/completions", call.target.base_url);
         let model = if self.local {
-            &target.model
+            &call.target.model
         } else {
-            target.model_for(req)
+            call.model()
         };
-        let mut b = body(req, Some(model), stream);
-        if let Some(schema) = req.json_schema.as_ref().filter(|_| self.local) {
+        let mut b = body(call.req, Some(model), call.stream);
+        if let Some(schema) = call.req.json_schema.as_ref().filter(|_| self.local) {
             b["response_format"] = json!({
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": schema},
             });
         }
-        let rb = http.post(url).json(&b);
-        Ok(if self.local && target.secret.is_empty() {
+        let rb = call.post(url).json(&b);
+        Ok(if self.local && call.target.secret.is_empty() {
             rb
         } else {
-            rb.bearer_auth(target.secret.expose())
+            rb.bearer_auth(call.key())
         })
     }
 
@@ -150,13 +164,24 @@ impl WireFormat for OpenAi {
     }
 }
 
+/// The body the fixtures' first (graded, not streamed) request becomes, asking `model`.
+#[cfg(test)]
+fn graded_body(model: &str) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
+        "max_tokens": 64,
+        "stream": false,
+        "temperature": 0.5,
+        "response_format": {"type": "json_object"}
+    })
+}
+
 /// The OpenAI format's cases for the shared table (`suite.rs`): Groq's recorded answers.
 #[cfg(test)]
 pub(crate) fn fixture() -> super::suite::Fixture {
-    use super::suite::{
-        answer, chat, chunks, target, Expect, Failure, Fixture, Http, Sent, Streamed,
-    };
-    use super::Role::{System, User};
+    use super::suite::*;
+    use super::Role::*;
     let grade = chat(
         &[(System, "You grade."), (User, "Grade this.")],
         64,
@@ -178,14 +203,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                 expect: Ok(Http {
                     url: "https://api.groq.com/openai/v1/chat/completions",
                     headers: vec![("authorization", Some("Bearer gsk_test0123456789"))],
-                    body: json!({
-                        "model": "llama-3.1-8b-instant",
-                        "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
-                        "max_tokens": 64,
-                        "stream": false,
-                        "temperature": 0.5,
-                        "response_format": {"type": "json_object"}
-                    }),
+                    body: graded_body("llama-3.1-8b-instant"),
                 }),
             },
             // A cloud provider gets the request's model and never a JSON schema.
@@ -232,14 +250,9 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                 chunks: vec![],
                 error: Some(Expect::Is(ProviderError::Server { status: 500 })),
             },
-            Streamed {
-                events: vec![("", "{not json")],
-                chunks: vec![],
-                error: Some(Expect::Code("malformed")),
-            },
         ],
         failures: vec![
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("retry-after", "7")],
                 body: r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` on tokens per minute (TPM): Limit 6000, Used 5900. Please try again in 7s.","type":"tokens","code":"rate_limit_exceeded"}}"#.into(),
@@ -248,7 +261,7 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: false,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 429,
                 headers: vec![("x-ratelimit-reset-requests", "2m59.56s"), ("x-ratelimit-reset-tokens", "6s")],
                 body: r#"{"error":{"message":"Rate limit reached for model `llama-3.1-8b-instant` on requests per day (RPD): Limit 14400, Used 14400.","type":"requests","code":"rate_limit_exceeded"}}"#.into(),
@@ -257,19 +270,19 @@ pub(crate) fn fixture() -> super::suite::Fixture {
                     day_exhausted: true,
                 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 401,
                 headers: vec![],
                 body: r#"{"error":{"message":"Invalid API Key","type":"invalid_request_error","code":"invalid_api_key"}}"#.into(),
                 expect: Expect::Is(ProviderError::InvalidKey { status: 401 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 503,
                 headers: vec![],
                 body: "Service Unavailable".into(),
                 expect: Expect::Is(ProviderError::Server { status: 503 }),
             },
-            Failure {
+            FailedAnswer {
                 status: 400,
                 headers: vec![],
                 body: r#"{"error":{"message":"bad request for key gsk_test0123456789"}}"#.into(),
@@ -308,14 +321,7 @@ pub(crate) fn local_fixture() -> super::suite::Fixture {
             expect: Ok(Http {
                 url: "http://10.0.0.5:8000/v1/chat/completions",
                 headers: vec![("authorization", Some("Bearer node-token-0123456789"))],
-                body: json!({
-                    "model": "default",
-                    "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}],
-                    "max_tokens": 64,
-                    "stream": false,
-                    "temperature": 0.5,
-                    "response_format": {"type": "json_object"}
-                }),
+                body: graded_body("default"),
             }),
         },
         Sent {

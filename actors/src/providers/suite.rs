@@ -1,8 +1,9 @@
 //! The shared per-format test table: every wire format supplies a [`Fixture`] (its requests and the
 //! exact HTTP requests they must become, recorded answers, streams and failures), and
 //! [`format_suite!`] generates the same named cases for each, as `providers::suite::<format>::<case>`:
-//! the request, answers, streams and failures read offline, then a whole answer, a stream, a cut
-//! stream and a failure over real HTTP from a one-shot local server, through the one send path.
+//! the requests, answers, streams, a broken event and failures read offline, then a whole answer, a
+//! stream, a cut stream and a failure over real HTTP from a one-shot local server, through the one
+//! send path.
 //! A failing case names its format and case; the other formats' cases still run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +14,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::{
-    ChatRequest, ChatResponse, Message, ProviderError, Role, StreamChunk, Target, Usage, WireFormat,
+    Call, ChatRequest, ChatResponse, Failure, Message, ProviderError, Role, StreamChunk, Target,
+    Usage, WireFormat,
 };
 use crate::secret::Secret;
 
@@ -72,7 +74,7 @@ pub(crate) struct Streamed {
 }
 
 /// A recorded failed answer and its classification.
-pub(crate) struct Failure {
+pub(crate) struct FailedAnswer {
     /// HTTP status.
     pub status: u16,
     /// Headers sent with it.
@@ -96,7 +98,7 @@ pub(crate) struct Fixture {
     /// Recorded streams; the first ends well.
     pub streams: Vec<Streamed>,
     /// Recorded failures; the first is a 429.
-    pub failures: Vec<Failure>,
+    pub failures: Vec<FailedAnswer>,
 }
 
 /// A target with the test key of each format.
@@ -181,8 +183,14 @@ fn event(name: &str, data: &str) -> Event {
 fn built(f: &Fixture, sent: &Sent) -> Result<reqwest::Request, ProviderError> {
     let http = reqwest::Client::new();
     let target = sent.target.as_ref().unwrap_or(&f.target);
+    let call = Call {
+        http: &http,
+        target,
+        req: &sent.req,
+        stream: sent.stream,
+    };
     f.wire
-        .request(&http, target, &sent.req, sent.stream)
+        .request(&call)
         .map(|rb| rb.build().expect("request builds"))
 }
 
@@ -250,6 +258,17 @@ pub(crate) fn maps_streams(f: &Fixture) {
     }
 }
 
+/// Case: an event whose data is not JSON fails the stream as malformed, whatever the format.
+pub(crate) fn refuses_a_broken_event(f: &Fixture) {
+    for name in ["", "message"] {
+        let got = f.wire.stream_mapper()(&event(name, "{not json"));
+        assert!(
+            matches!(got, Err(ProviderError::Malformed(_))),
+            "event {name:?}: {got:?}"
+        );
+    }
+}
+
 fn headers(list: &[(&'static str, &'static str)]) -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
     for (name, value) in list {
@@ -266,9 +285,13 @@ fn headers(list: &[(&'static str, &'static str)]) -> reqwest::header::HeaderMap 
 pub(crate) fn classifies_failures(f: &Fixture) {
     assert!(matches!(f.failures.first(), Some(x) if x.status == 429));
     for (i, x) in f.failures.iter().enumerate() {
-        let got = f
-            .wire
-            .classify(x.status, &headers(&x.headers), &x.body, &f.target.secret);
+        let headers = headers(&x.headers);
+        let got = f.wire.classify(&Failure {
+            status: x.status,
+            headers: &headers,
+            body: &x.body,
+            secret: &f.target.secret,
+        });
         x.expect
             .assert(&got, &format!("failure {i} (HTTP {})", x.status));
     }
@@ -433,6 +456,10 @@ macro_rules! format_suite {
             #[test]
             fn maps_streams() {
                 super::maps_streams(&$fixture());
+            }
+            #[test]
+            fn refuses_a_broken_event() {
+                super::refuses_a_broken_event(&$fixture());
             }
             #[test]
             fn classifies_failures() {
