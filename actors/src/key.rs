@@ -1405,6 +1405,56 @@ impl Actor for KeyActor {
     }
 }
 
+/// A key for tests: provider `groq`, model `small` (also serving `large`, priced 10 units per
+/// million input tokens), with `id`, `priority` and whether it is paid.
+#[cfg(test)]
+pub(crate) fn test_spec(id: &str, priority: u32, paid: bool) -> KeySpec {
+    let rates = Rates {
+        units_in: 10.0,
+        ..Rates::default()
+    };
+    KeySpec {
+        id: id.into(),
+        provider: "groq".into(),
+        format: FormatKind::Openai,
+        target: Target {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "small".into(),
+            secret: crate::secret::Secret::new("gsk-test"),
+            account_id: None,
+            api_version: None,
+            timeout: Duration::from_secs(5),
+        },
+        priority,
+        breaker_failures: 2,
+        breaker_cooldown: Duration::from_secs(30),
+        queue_capacity: 8,
+        default_retry_after: Duration::from_secs(60),
+        models: vec!["large".into()],
+        rates: HashMap::from([("large".to_string(), rates)]),
+        default_rates: Rates::default(),
+        paid,
+    }
+}
+
+#[cfg(test)]
+impl KeyGauge {
+    /// A gauge as a key actor publishes it: refused by its provider, blocked (cooling down, parked,
+    /// breaker open) or usable, with this remaining fraction of its tightest window.
+    pub(crate) fn published(invalid: bool, blocked: bool, headroom: f64) -> Self {
+        let g = KeyGauge::default();
+        let state = match (invalid, blocked) {
+            (true, _) => G_INVALID,
+            (false, true) => G_BLOCKED,
+            (false, false) => G_OK,
+        };
+        g.state.store(state, Ordering::Relaxed);
+        g.headroom_bp
+            .store((headroom * 10_000.0) as u32, Ordering::Relaxed);
+        g
+    }
+}
+
 /// The key's pure parts, without an actor: which models and prices a key has, which quota a model
 /// draws on, when a 429's cool-down ends, how blocked windows and shared refusals become refusals,
 /// what counts as free today, and the service-time average the router's estimates use.
@@ -1414,36 +1464,10 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::secret::Secret;
     use crate::storage::NullLedger;
 
     fn spec(paid: bool) -> KeySpec {
-        let rates = Rates {
-            units_in: 10.0,
-            ..Rates::default()
-        };
-        KeySpec {
-            id: "groq#1".into(),
-            provider: "groq".into(),
-            format: FormatKind::Openai,
-            target: Target {
-                base_url: "http://127.0.0.1:9/v1".into(),
-                model: "small".into(),
-                secret: Secret::new("gsk-test"),
-                account_id: None,
-                api_version: None,
-                timeout: Duration::from_secs(5),
-            },
-            priority: 1,
-            breaker_failures: 2,
-            breaker_cooldown: Duration::from_secs(30),
-            queue_capacity: 8,
-            default_retry_after: Duration::from_secs(60),
-            models: vec!["large".into()],
-            rates: HashMap::from([("large".to_string(), rates)]),
-            default_rates: Rates::default(),
-            paid,
-        }
+        test_spec("groq#1", 1, paid)
     }
 
     fn quota(scope: &str, limits: Limits) -> Arc<SharedQuota> {
