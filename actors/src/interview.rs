@@ -297,3 +297,112 @@ pub fn sha256_hex(s: &str) -> String {
     let d = sha2::Sha256::digest(s.as_bytes());
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Tokens (the interview's, the read-only report's, the admin's), phases, the `ready` event and the
+/// upgrade of a version-1 record: the record's pure parts.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "itk_0123456789abcdef";
+
+    fn v1(mode: &str) -> InterviewRecordV1 {
+        InterviewRecordV1 {
+            id: "iv-1".into(),
+            token_sha256: sha256_hex(TOKEN),
+            candidate: Candidate {
+                id: "c-1".into(),
+                name: "Ada".into(),
+            },
+            role: "Backend engineer".into(),
+            track: Track::default(),
+            difficulty: Difficulty::default(),
+            mode: mode.into(),
+            created_ms: 1,
+            updated_ms: 2,
+            resume: None,
+            questions: Vec::new(),
+            items: Vec::new(),
+            current: 0,
+            in_follow_up: false,
+            phase: Phase::AwaitingAnswer,
+            next_seq: 8,
+            report: None,
+            follow_ups_asked: 0,
+        }
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_interview_token_opens_the_interview_and_nothing_else_does() {
+        let r: InterviewRecord = v1("balanced").into();
+        assert!(token_matches(&r, TOKEN));
+        assert!(!token_matches(&r, "itk_0123456789abcdeg"));
+        assert!(!token_matches(&r, ""));
+        // The report token is what the record stores: it opens the report, not the interview.
+        let report = report_token(TOKEN);
+        assert!(report_token_matches(&r, &report));
+        assert!(!token_matches(&r, &report));
+        assert!(!report_token_matches(&r, TOKEN));
+    }
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(same_secret("admin-token", "admin-token"));
+        assert!(!same_secret("admin-token", "admin-toke"));
+        assert!(!same_secret("", "admin-token"));
+    }
+
+    #[test]
+    fn only_completed_ended_and_expired_interviews_are_finished() {
+        let finished: Vec<&str> = [
+            Phase::Created,
+            Phase::AwaitingAnswer,
+            Phase::Evaluating,
+            Phase::Completed,
+            Phase::EndedEarly,
+            Phase::Expired,
+            Phase::Reporting,
+        ]
+        .into_iter()
+        .filter(|p| p.is_finished())
+        .map(Phase::as_str)
+        .collect();
+        assert_eq!(finished, ["completed", "ended_early", "expired"]);
+    }
+
+    #[test]
+    fn a_version_1_record_upgrades_with_the_level_its_mode_allows() {
+        let r: InterviewRecord = v1("economy").into();
+        assert_eq!(
+            r.level,
+            Level::Heuristic,
+            "version 1 ran economy without calls"
+        );
+        assert_eq!(InterviewRecord::from(v1("balanced")).level, Level::Balanced);
+        assert_eq!(InterviewRecord::from(v1("adaptive")).level, Level::Adaptive);
+        assert!(r.steps.is_empty() && r.ending.is_none() && r.report_seq.is_none());
+        assert_eq!((r.id.as_str(), r.next_seq), ("iv-1", 8));
+    }
+
+    #[test]
+    fn ready_carries_the_last_logged_seq_and_where_the_interview_is() {
+        let r: InterviewRecord = v1("balanced").into();
+        let ready = r.ready_event();
+        assert_eq!(ready["type"], "ready");
+        assert_eq!(ready["seq"], 7, "next_seq 8: the last logged is 7");
+        assert_eq!(ready["ephemeral"], true);
+        assert_eq!(ready["state"], "awaiting_answer");
+        assert_eq!(ready["questions_total"], 0);
+        assert_eq!(ready["question_index"], 0, "never past the last question");
+        assert_eq!(ready["protocol_version"], PROTOCOL_VERSION);
+    }
+}
