@@ -331,7 +331,7 @@ pub(crate) fn v1_for_tests(id: &str, mode: &str) -> InterviewRecordV1 {
     }
 }
 
-/// Tokens (the interview's and the read-only report's), phases, the `ready` event and the
+/// Tokens (the interview's, the read-only report's, any secret), phases, the `ready` event and the
 /// upgrade of a version-1 record: the record's pure parts.
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -363,6 +363,15 @@ mod tests {
         assert!(report_token_matches(&r, &report));
         assert!(!token_matches(&r, &report));
         assert!(!report_token_matches(&r, TOKEN));
+    }
+
+    #[test]
+    fn same_secret_compares_values_of_any_length() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+        assert!(!same_secret("", "x"));
+        assert!(same_secret("", ""));
     }
 
     #[test]

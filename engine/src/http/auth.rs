@@ -14,8 +14,8 @@
 //!   non-loopback address unless `server.allow_open_admin = true` ([`check_bind`]), in which case they
 //!   are open to everyone who reaches the port (logged as a warning at start).
 //!
-//! Every comparison of a presented secret goes through [`secret_eq`]: constant time (`subtle`), and
-//! over SHA-256 digests so that not even the token's length leaks.
+//! Every comparison of a presented secret goes through `actors::interview::same_secret`: constant time
+//! (`subtle`), over SHA-256 digests so that not even the token's length leaks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,13 +23,13 @@ use std::net::IpAddr;
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use actors::interview::same_secret;
 use actors::secret::Secret;
 use hmac::{Hmac, Mac};
 use minijinja::context;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::{bearer, State};
 use crate::config::{ConfigError, ServerConfig};
@@ -45,15 +45,6 @@ const MAX_REVOKED: usize = 10_000;
 const MAX_FAILED_LOGINS_PER_MINUTE: u32 = 30;
 
 const LOGIN_TEMPLATE: &str = include_str!("assets/login.html.j2");
-
-/// Whether two secrets are equal, in time that depends on neither value nor length: both are hashed
-/// with SHA-256 and the digests compared with `subtle`. Every check of a token presented by a client
-/// (admin token, and anything else that must not leak through timing) calls this.
-pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
-    let a = Sha256::digest(given);
-    let b = Sha256::digest(expected);
-    bool::from(a.ct_eq(&b))
-}
 
 /// How an admitted request proved itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +106,7 @@ impl AdminAuth {
 
     /// Whether `given` is the admin token (never true when none is configured).
     pub fn token_matches(&self, given: &str) -> bool {
-        self.token_configured() && secret_eq(given.as_bytes(), self.token.expose().as_bytes())
+        self.token_configured() && same_secret(given, self.token.expose())
     }
 
     /// Admits a request to an admin route, or says why not.
@@ -400,15 +391,6 @@ mod tests {
         let mut cfg = Config::load(None).unwrap().server;
         cfg.admin_token = token.to_string().into();
         AdminAuth::new(&cfg)
-    }
-
-    #[test]
-    fn secret_eq_compares_values_of_any_length() {
-        assert!(secret_eq(b"abc", b"abc"));
-        assert!(!secret_eq(b"abc", b"abd"));
-        assert!(!secret_eq(b"abc", b"abcd"));
-        assert!(!secret_eq(b"", b"x"));
-        assert!(secret_eq(b"", b""));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn stem(word: &str) -> String {
     stemmer().stem(word).into_owned()
 }
 
-/// Whether a lowercase word is one of the [`FUNCTION_WORDS`].
+/// Whether a lowercase word is a function word (an article, pronoun, preposition, auxiliary…).
 pub fn is_function_word(word: &str) -> bool {
     FUNCTION_WORDS.contains(&word)
 }
