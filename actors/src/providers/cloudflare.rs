@@ -138,8 +138,9 @@ impl WireFormat for Cloudflare {
     }
 
     /// `data: {"response":"piece"}` pieces, an optional last piece carrying `usage`, then
-    /// `data: [DONE]` (which yields [`StreamChunk::Done`]). OpenAI-shaped chunks
-    /// (`choices[0].delta.content`) from newer models are read too.
+    /// `data: [DONE]` (which yields [`StreamChunk::Done`](super::StreamChunk::Done)), read by
+    /// [`openai::until_done`]. OpenAI-shaped chunks (`choices[0].delta.content`) from newer models
+    /// are read too.
     fn stream_mapper(&self) -> StreamMapper {
         openai::until_done(|v, ending| {
             if v.get("error").is_some() || v["success"] == Value::Bool(false) {
