@@ -1,6 +1,6 @@
 //! The provider pool end to end: the real `interview-engine` binary against the fake provider server
-//! over real HTTP. Every wire format plugs into one shared suite; then limits, scopes, restarts,
-//! failover, redaction and bad input.
+//! over real HTTP. Every wire format plugs into one shared suite, run as one named test per format
+//! (`wire_format::<format>`); then limits, scopes, restarts, failover, redaction and bad input.
 #![allow(
     missing_docs,
     dead_code,
@@ -99,176 +99,232 @@ fn env_for(name: &str, keys: &[&str]) -> (String, String) {
     )
 }
 
-/// Each format: round trip, stream, then 500 ×2 (breaker), malformed, 401 and 429, each as specified.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_wire_format_round_trip_stream_and_failures() {
+/// One format's keys: `a` for happy paths, malformed output and 5xx; `b` unknown to the fake (401);
+/// `c` for a 429. One provider per key, so that each failure is observed on its own.
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+/// The key `suffix` of format `f`, as the fake knows it; `SECRETVALUE` marks it for the leak checks.
+fn suite_key(f: &Format, suffix: &str) -> String {
+    format!("sk-{}-{suffix}-SECRETVALUE0123456789", f.format)
+}
+
+/// A fake provider and an engine with format `f`'s three providers, `{name}_a`, `_b` and `_c`.
+async fn start_format(f: &Format, dir: &std::path::Path) -> (FakeProvider, Engine) {
     let fake = FakeProvider::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let mut cfg = String::new();
     let mut env: Vec<(&str, String)> = vec![("CLOUDFLARE_ACCOUNT_ID", "acct123".into())];
     let mut owned_env = Vec::new();
-    for (i, f) in FORMATS.iter().enumerate() {
-        // Key a: happy paths and 5xx/malformed; key b: 401; key c: 429. One provider per key so that
-        // each failure is observed on its own.
-        for (suffix, key) in [("a", "a"), ("b", "b"), ("c", "c")] {
-            let name = format!("{}_{suffix}", f.name);
-            cfg.push_str(&provider_toml(
-                &name,
-                f.format,
-                &format!("{}{}", fake.base, f.path),
-                f.model,
-                1 + i as u32,
-                "{ rpm = 100 }",
-                "key",
-            ));
-            let k = format!("sk-{}-{key}-SECRETVALUE0123456789", f.format);
-            if key != "b" {
-                fake.add_key(&k, json!({})).await;
-            }
-            owned_env.push(env_for(&name, &[&k]));
+    for suffix in KEYS {
+        let name = format!("{}_{suffix}", f.name);
+        cfg.push_str(&provider_toml(
+            &name,
+            f.format,
+            &format!("{}{}", fake.base, f.path),
+            f.model,
+            1,
+            "{ rpm = 100 }",
+            "key",
+        ));
+        let k = suite_key(f, suffix);
+        if suffix != "b" {
+            fake.add_key(&k, json!({})).await;
         }
+        owned_env.push(env_for(&name, &[&k]));
     }
     for (k, v) in &owned_env {
         env.push((k.as_str(), v.clone()));
     }
-    let engine = Engine::start(dir.path(), &base_config(&cfg), &env);
+    let engine = Engine::start(dir, &base_config(&cfg), &env);
+    (fake, engine)
+}
 
-    for f in FORMATS {
-        let key_a = format!("sk-{}-a-SECRETVALUE0123456789", f.format);
-        let key_c = format!("sk-{}-c-SECRETVALUE0123456789", f.format);
-        let a = format!("{}_a", f.name);
+/// Round trip: an answer with text and usage, one request at the fake.
+async fn round_trip(f: &Format, fake: &FakeProvider, engine: &Engine) {
+    let a = format!("{}_a", f.name);
+    let r = engine.chat(&a, "Tell me about Rust").await;
+    assert_eq!(r.status, 200, "{}: {}", f.format, r.text);
+    let text = r.json["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(!text.is_empty(), "{}: empty answer", f.format);
+    assert!(
+        r.json["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0,
+        "{}: usage reported",
+        f.format
+    );
+    assert_eq!(
+        fake.requests(&suite_key(f, "a")).await.len(),
+        1,
+        "{}: one request reached the fake",
+        f.format
+    );
+}
 
-        // Round trip.
-        let r = engine.chat(&a, "Tell me about Rust").await;
-        assert_eq!(r.status, 200, "{}: {}", f.format, r.text);
-        let text = r.json["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap_or("");
-        assert!(!text.is_empty(), "{}: empty answer", f.format);
-        assert!(
-            r.json["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0,
-            "{}: usage reported",
-            f.format
-        );
-        assert_eq!(
-            fake.requests(&key_a).await.len(),
-            1,
-            "{}: one request reached the fake",
-            f.format
-        );
-
-        // Stream: OpenAI-shaped SSE out, text pieces joined equal a real answer, ends with [DONE].
-        let body = json!({"model": a, "stream": true, "max_tokens": 16, "messages": [{"role": "user", "content": "Stream please"}]});
-        let r = engine.post("/v1/chat/completions", &body, None).await;
-        assert_eq!(r.status, 200, "{}: {}", f.format, r.text);
-        let mut pieces = 0;
-        for line in r.text.lines().filter_map(|l| l.strip_prefix("data: ")) {
-            if line == "[DONE]" {
-                continue;
-            }
-            let v: Value = serde_json::from_str(line).unwrap();
-            if v["choices"][0]["delta"]["content"].as_str().is_some() {
-                pieces += 1;
-            }
+/// Stream: OpenAI-shaped SSE out, text pieces joined equal a real answer, ends with [DONE].
+async fn stream(f: &Format, engine: &Engine) {
+    let a = format!("{}_a", f.name);
+    let body = json!({"model": a, "stream": true, "max_tokens": 16, "messages": [{"role": "user", "content": "Stream please"}]});
+    let r = engine.post("/v1/chat/completions", &body, None).await;
+    assert_eq!(r.status, 200, "{}: {}", f.format, r.text);
+    let mut pieces = 0;
+    for line in r.text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if line == "[DONE]" {
+            continue;
         }
-        assert!(pieces >= 2, "{}: streamed in pieces: {}", f.format, r.text);
-        assert!(
-            r.text.trim_end().ends_with("data: [DONE]"),
-            "{}: stream ends with [DONE]",
-            f.format
-        );
-
-        // Malformed output: 502, no crash, counted as a failure.
-        fake.set_fault(&key_a, Some("malformed"), Some(1)).await;
-        let r = engine.chat(&a, "hello").await;
-        assert_eq!(
-            r.status, 502,
-            "{}: malformed → upstream_failed: {}",
-            f.format, r.text
-        );
-        assert_eq!(r.json["error"]["code"], "upstream_failed");
-
-        // 500 once more opens the breaker (breaker_failures = 2): then no traffic reaches the fake.
-        fake.set_fault(&key_a, Some("http_500"), Some(1)).await;
-        let r = engine.chat(&a, "hello").await;
-        assert_eq!(r.status, 502, "{}: 500 → upstream_failed", f.format);
-        let before = fake.requests(&key_a).await.len();
-        let r = engine.chat(&a, "hello").await;
-        assert_eq!(
-            r.status, 429,
-            "{}: breaker open → no_capacity until its cool-down: {}",
-            f.format, r.text
-        );
-        assert_eq!(r.json["error"]["code"], "no_capacity");
-        assert_eq!(
-            fake.requests(&key_a).await.len(),
-            before,
-            "{}: an open breaker sends nothing",
-            f.format
-        );
-        let st = engine.status().await;
-        assert_eq!(
-            key_status(&st, &format!("{a}#1"))["health"],
-            "circuit_open",
-            "{}",
-            f.format
-        );
-
-        // 401 (key unknown to the fake): marked invalid, no further traffic.
-        let b = format!("{}_b", f.name);
-        let r = engine.chat(&b, "hello").await;
-        assert!(
-            r.status == 502 || r.status == 503,
-            "{}: {}",
-            f.format,
-            r.text
-        );
-        let r = engine.chat(&b, "hello").await;
-        assert_eq!(
-            r.status, 503,
-            "{}: an invalid key takes no traffic",
-            f.format
-        );
-        let st = engine.status().await;
-        assert_eq!(
-            key_status(&st, &format!("{b}#1"))["health"],
-            "invalid",
-            "{}",
-            f.format
-        );
-
-        // 429 with Retry-After: the key cools down and takes no traffic meanwhile.
-        let c = format!("{}_c", f.name);
-        fake.set_fault(&key_c, Some("rate_limit"), Some(1)).await;
-        let r = engine.chat(&c, "hello").await;
-        // The provider's wait (5 s) ends after the deadline (3 s): no capacity, with that wait.
-        assert_eq!(r.status, 429, "{}: {}", f.format, r.text);
-        assert_eq!(r.json["error"]["code"], "no_capacity");
-        let r = engine.chat(&c, "hello").await;
-        assert_eq!(r.status, 429, "{}: cooling down: {}", f.format, r.text);
-        // The fake asked for 5 s: the wait left, in whole seconds.
-        let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-        assert!((1..=5).contains(&wait), "{}: Retry-After {wait}", f.format);
-        assert_eq!(
-            fake.requests(&key_c).await.len(),
-            1,
-            "{}: nothing sent while cooling down",
-            f.format
-        );
-        let st = engine.status().await;
-        let ks = key_status(&st, &format!("{c}#1"));
-        assert_eq!(ks["health"], "cooling_down", "{}: {ks}", f.format);
-        assert!(ks["cooldown_s"].as_f64().unwrap_or(0.0) > 0.0);
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["choices"][0]["delta"]["content"].as_str().is_some() {
+            pieces += 1;
+        }
     }
+    assert!(pieces >= 2, "{}: streamed in pieces: {}", f.format, r.text);
+    assert!(
+        r.text.trim_end().ends_with("data: [DONE]"),
+        "{}: stream ends with [DONE]",
+        f.format
+    );
+}
 
-    // No key anywhere: log, status, errors.
+/// Malformed output is a 502 counted as a failure; one 500 more opens the breaker
+/// (breaker_failures = 2), and then no traffic reaches the fake.
+async fn malformed_then_500_open_the_breaker(f: &Format, fake: &FakeProvider, engine: &Engine) {
+    let key_a = suite_key(f, "a");
+    let a = format!("{}_a", f.name);
+    fake.set_fault(&key_a, Some("malformed"), Some(1)).await;
+    let r = engine.chat(&a, "hello").await;
+    assert_eq!(
+        r.status, 502,
+        "{}: malformed → upstream_failed: {}",
+        f.format, r.text
+    );
+    assert_eq!(r.json["error"]["code"], "upstream_failed");
+
+    fake.set_fault(&key_a, Some("http_500"), Some(1)).await;
+    let r = engine.chat(&a, "hello").await;
+    assert_eq!(r.status, 502, "{}: 500 → upstream_failed", f.format);
+    let before = fake.requests(&key_a).await.len();
+    let r = engine.chat(&a, "hello").await;
+    assert_eq!(
+        r.status, 429,
+        "{}: breaker open → no_capacity until its cool-down: {}",
+        f.format, r.text
+    );
+    assert_eq!(r.json["error"]["code"], "no_capacity");
+    assert_eq!(
+        fake.requests(&key_a).await.len(),
+        before,
+        "{}: an open breaker sends nothing",
+        f.format
+    );
+    let st = engine.status().await;
+    assert_eq!(
+        key_status(&st, &format!("{a}#1"))["health"],
+        "circuit_open",
+        "{}",
+        f.format
+    );
+}
+
+/// 401 (key unknown to the fake): marked invalid, no further traffic.
+async fn invalid_key_takes_no_traffic(f: &Format, engine: &Engine) {
+    let b = format!("{}_b", f.name);
+    let r = engine.chat(&b, "hello").await;
+    assert!(
+        r.status == 502 || r.status == 503,
+        "{}: {}",
+        f.format,
+        r.text
+    );
+    let r = engine.chat(&b, "hello").await;
+    assert_eq!(
+        r.status, 503,
+        "{}: an invalid key takes no traffic",
+        f.format
+    );
+    let st = engine.status().await;
+    assert_eq!(
+        key_status(&st, &format!("{b}#1"))["health"],
+        "invalid",
+        "{}",
+        f.format
+    );
+}
+
+/// 429 with Retry-After: the key cools down and takes no traffic meanwhile.
+async fn rate_limited_key_cools_down(f: &Format, fake: &FakeProvider, engine: &Engine) {
+    let key_c = suite_key(f, "c");
+    let c = format!("{}_c", f.name);
+    fake.set_fault(&key_c, Some("rate_limit"), Some(1)).await;
+    let r = engine.chat(&c, "hello").await;
+    // The provider's wait (5 s) ends after the deadline (3 s): no capacity, with that wait.
+    assert_eq!(r.status, 429, "{}: {}", f.format, r.text);
+    assert_eq!(r.json["error"]["code"], "no_capacity");
+    let r = engine.chat(&c, "hello").await;
+    assert_eq!(r.status, 429, "{}: cooling down: {}", f.format, r.text);
+    // The fake asked for 5 s: the wait left, in whole seconds.
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "{}: Retry-After {wait}", f.format);
+    assert_eq!(
+        fake.requests(&key_c).await.len(),
+        1,
+        "{}: nothing sent while cooling down",
+        f.format
+    );
+    let st = engine.status().await;
+    let ks = key_status(&st, &format!("{c}#1"));
+    assert_eq!(ks["health"], "cooling_down", "{}: {ks}", f.format);
+    assert!(ks["cooldown_s"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+/// The shared suite for one format, on its own fake and engine: round trip, stream, malformed and
+/// 500 (breaker), 401 and 429, each as specified; then no key in the log or the status.
+async fn wire_format_suite(format: &str) {
+    let f = FORMATS
+        .iter()
+        .find(|f| f.format == format)
+        .unwrap_or_else(|| panic!("no format {format}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, engine) = start_format(f, dir.path()).await;
+    round_trip(f, &fake, &engine).await;
+    stream(f, &engine).await;
+    malformed_then_500_open_the_breaker(f, &fake, &engine).await;
+    invalid_key_takes_no_traffic(f, &engine).await;
+    rate_limited_key_cools_down(f, &fake, &engine).await;
     let log = engine.log();
     let status = engine.status().await.to_string();
-    assert!(!log.contains("SECRETVALUE"), "a key leaked into the log");
+    assert!(
+        !log.contains("SECRETVALUE"),
+        "{format}: a key leaked into the log"
+    );
     assert!(
         !status.contains("SECRETVALUE"),
-        "a key leaked into the status"
+        "{format}: a key leaked into the status"
     );
+}
+
+/// One named test per wire format (`wire_format::<format>`): a failing format never hides the others.
+macro_rules! wire_format_tests {
+    ($($format:ident),* $(,)?) => {
+        /// The formats with a named test.
+        const TESTED: &[&str] = &[$(stringify!($format)),*];
+
+        mod wire_format {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $format() {
+                    super::wire_format_suite(stringify!($format)).await;
+                }
+            )*
+        }
+    };
+}
+
+wire_format_tests!(openai, azure_openai, gemini, cloudflare, cohere, anthropic);
+
+/// Every format in [`FORMATS`] has its named test above, and every named test its format.
+#[test]
+fn every_format_has_its_test() {
+    let listed: Vec<&str> = FORMATS.iter().map(|f| f.format).collect();
+    assert_eq!(listed, TESTED);
 }
 
 /// A burst of 10× the per-minute limit: the fake never sees more than the limit per key in any minute,

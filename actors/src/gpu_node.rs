@@ -20,7 +20,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use crate::providers::{
-    openai, sse, ChatRequest, ChatResponse, ChunkStream, ProviderError, Target, WithoutUrl,
+    openai, ChatRequest, ChatResponse, ChunkStream, ProviderError, Target, WireFormat, WithoutUrl,
 };
 use crate::secret::Secret;
 
@@ -48,7 +48,7 @@ impl GpuNodeSpec {
         self.url.trim_end_matches('/')
     }
 
-    /// The target the shared OpenAI helpers need (timeouts, scrubbing the key out of error text).
+    /// The target of the OpenAI format: `{url}/v1`, the node's model, its key (or none).
     fn target(&self, timeout: Duration) -> Target {
         Target {
             base_url: format!("{}/v1", self.base_url()),
@@ -66,38 +66,18 @@ impl GpuNodeSpec {
         path: &str,
         timeout: Duration,
     ) -> reqwest::RequestBuilder {
-        self.authorized(
-            http.get(format!("{}{path}", self.base_url()))
-                .timeout(timeout),
-        )
-    }
-
-    fn authorized(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let rb = http
+            .get(format!("{}{path}", self.base_url()))
+            .timeout(timeout);
         match self.api_key.as_ref().filter(|k| !k.is_empty()) {
             Some(key) => rb.bearer_auth(key.expose()),
             None => rb,
         }
     }
-
-    fn chat(
-        &self,
-        http: &reqwest::Client,
-        req: &ChatRequest,
-        stream: bool,
-    ) -> reqwest::RequestBuilder {
-        let url = format!("{}/v1/chat/completions", self.base_url());
-        let mut body = openai::body(req, Some(&self.model), stream);
-        // Local servers (llama.cpp, vLLM) constrain decoding to a JSON schema: a small model then
-        // always answers in the shape asked for.
-        if let Some(schema) = &req.json_schema {
-            body["response_format"] = serde_json::json!({
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": schema},
-            });
-        }
-        self.authorized(http.post(url).json(&body))
-    }
 }
+
+/// The OpenAI format as local servers speak it: the node's model, a JSON schema for constrained decoding.
+const WIRE: &dyn WireFormat = &openai::LOCAL;
 
 /// Sends `req` to the node and returns the whole answer (`timeout` bounds the whole call).
 pub async fn complete(
@@ -106,9 +86,7 @@ pub async fn complete(
     req: &ChatRequest,
     timeout: Duration,
 ) -> Result<ChatResponse, ProviderError> {
-    let target = spec.target(timeout);
-    let v = openai::send_json(spec.chat(http, req, false), &target).await?;
-    openai::parse_response(&v)
+    WIRE.complete(http, &spec.target(timeout), req).await
 }
 
 /// Opens a streamed answer from the node (`timeout` bounds the time to the response head only).
@@ -118,9 +96,7 @@ pub async fn open_stream(
     req: &ChatRequest,
     timeout: Duration,
 ) -> Result<ChunkStream, ProviderError> {
-    let target = spec.target(timeout);
-    let resp = openai::send_stream(spec.chat(http, req, true), &target).await?;
-    Ok(sse::chunks(resp, openai::stream_mapper()))
+    WIRE.stream(http, &spec.target(timeout), req).await
 }
 
 /// One health probe: `GET /health`, falling back to `GET /v1/models` when the server has no `/health`

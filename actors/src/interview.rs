@@ -298,9 +298,72 @@ pub fn sha256_hex(s: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The interview token of [`v1_for_tests`]'s records.
 #[cfg(test)]
+pub(crate) const TEST_TOKEN: &str = "itk_0123456789abcdef";
+
+/// A version-1 record for tests: interview `id` of `mode`, token [`TEST_TOKEN`], awaiting the
+/// answer to its first question, four events logged (`next_seq` 5), one follow-up asked.
+#[cfg(test)]
+pub(crate) fn v1_for_tests(id: &str, mode: &str) -> InterviewRecordV1 {
+    InterviewRecordV1 {
+        id: id.into(),
+        token_sha256: sha256_hex(TEST_TOKEN),
+        candidate: Candidate {
+            id: "c".into(),
+            name: "Ada".into(),
+        },
+        role: "SRE".into(),
+        track: Track::default(),
+        difficulty: Difficulty::default(),
+        mode: mode.into(),
+        created_ms: 1,
+        updated_ms: 2,
+        resume: None,
+        questions: Vec::new(),
+        items: Vec::new(),
+        current: 0,
+        in_follow_up: false,
+        phase: Phase::AwaitingAnswer,
+        next_seq: 5,
+        report: None,
+        follow_ups_asked: 1,
+    }
+}
+
+/// Tokens (the interview's, the read-only report's, any secret), phases, the `ready` event and the
+/// upgrade of a version-1 record: the record's pure parts.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use super::same_secret;
+    use super::*;
+
+    const TOKEN: &str = TEST_TOKEN;
+
+    fn v1(mode: &str) -> InterviewRecordV1 {
+        v1_for_tests("iv-1", mode)
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_interview_token_opens_the_interview_and_nothing_else_does() {
+        let r: InterviewRecord = v1("balanced").into();
+        assert!(token_matches(&r, TOKEN));
+        assert!(!token_matches(&r, "itk_0123456789abcdeg"));
+        assert!(!token_matches(&r, ""));
+        // The report token is what the record stores: it opens the report, not the interview.
+        let report = report_token(TOKEN);
+        assert!(report_token_matches(&r, &report));
+        assert!(!token_matches(&r, &report));
+        assert!(!report_token_matches(&r, TOKEN));
+    }
 
     #[test]
     fn same_secret_compares_values_of_any_length() {
@@ -309,5 +372,50 @@ mod tests {
         assert!(!same_secret("abc", "abcd"));
         assert!(!same_secret("", "x"));
         assert!(same_secret("", ""));
+    }
+
+    #[test]
+    fn only_completed_ended_and_expired_interviews_are_finished() {
+        let finished: Vec<&str> = [
+            Phase::Created,
+            Phase::AwaitingAnswer,
+            Phase::Evaluating,
+            Phase::Completed,
+            Phase::EndedEarly,
+            Phase::Expired,
+            Phase::Reporting,
+        ]
+        .into_iter()
+        .filter(|p| p.is_finished())
+        .map(Phase::as_str)
+        .collect();
+        assert_eq!(finished, ["completed", "ended_early", "expired"]);
+    }
+
+    #[test]
+    fn a_version_1_record_upgrades_with_the_level_its_mode_allows() {
+        let r: InterviewRecord = v1("economy").into();
+        assert_eq!(
+            r.level,
+            Level::Heuristic,
+            "version 1 ran economy without calls"
+        );
+        assert_eq!(InterviewRecord::from(v1("balanced")).level, Level::Balanced);
+        assert_eq!(InterviewRecord::from(v1("adaptive")).level, Level::Adaptive);
+        assert!(r.steps.is_empty() && r.ending.is_none() && r.report_seq.is_none());
+        assert_eq!((r.id.as_str(), r.next_seq), ("iv-1", 5));
+    }
+
+    #[test]
+    fn ready_carries_the_last_logged_seq_and_where_the_interview_is() {
+        let r: InterviewRecord = v1("balanced").into();
+        let ready = r.ready_event();
+        assert_eq!(ready["type"], "ready");
+        assert_eq!(ready["seq"], 4, "next_seq 5: the last logged is 4");
+        assert_eq!(ready["ephemeral"], true);
+        assert_eq!(ready["state"], "awaiting_answer");
+        assert_eq!(ready["questions_total"], 0);
+        assert_eq!(ready["question_index"], 0, "never past the last question");
+        assert_eq!(ready["protocol_version"], PROTOCOL_VERSION);
     }
 }

@@ -1404,3 +1404,229 @@ impl Actor for KeyActor {
         Ok(())
     }
 }
+
+/// A key for tests: provider `groq`, model `small` (also serving `large`, priced 10 units per
+/// million input tokens), with `id`, `priority` and whether it is paid.
+#[cfg(test)]
+pub(crate) fn test_spec(id: &str, priority: u32, paid: bool) -> KeySpec {
+    let rates = Rates {
+        units_in: 10.0,
+        ..Rates::default()
+    };
+    KeySpec {
+        id: id.into(),
+        provider: "groq".into(),
+        format: FormatKind::Openai,
+        target: Target {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "small".into(),
+            secret: crate::secret::Secret::new("gsk-test"),
+            account_id: None,
+            api_version: None,
+            timeout: Duration::from_secs(5),
+        },
+        priority,
+        breaker_failures: 2,
+        breaker_cooldown: Duration::from_secs(30),
+        queue_capacity: 8,
+        default_retry_after: Duration::from_secs(60),
+        models: vec!["large".into()],
+        rates: HashMap::from([("large".to_string(), rates)]),
+        default_rates: Rates::default(),
+        paid,
+    }
+}
+
+#[cfg(test)]
+impl KeyGauge {
+    /// A gauge as a key actor publishes it: refused by its provider, blocked (cooling down, parked,
+    /// breaker open) or usable, with this remaining fraction of its tightest window.
+    pub(crate) fn published(invalid: bool, blocked: bool, headroom: f64) -> Self {
+        let g = KeyGauge::default();
+        let state = match (invalid, blocked) {
+            (true, _) => G_INVALID,
+            (false, true) => G_BLOCKED,
+            (false, false) => G_OK,
+        };
+        g.state.store(state, Ordering::Relaxed);
+        g.headroom_bp
+            .store((headroom * 10_000.0) as u32, Ordering::Relaxed);
+        g
+    }
+}
+
+/// The key's pure parts, without an actor: which models and prices a key has, which quota a model
+/// draws on, when a 429's cool-down ends, how blocked windows and shared refusals become refusals,
+/// what counts as free today, and the service-time average the router's estimates use.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::storage::NullLedger;
+
+    fn spec(paid: bool) -> KeySpec {
+        test_spec("groq#1", 1, paid)
+    }
+
+    fn quota(scope: &str, limits: Limits) -> Arc<SharedQuota> {
+        Arc::new(SharedQuota::restored(
+            scope.into(),
+            limits,
+            chrono_tz::UTC,
+            &NullLedger,
+        ))
+    }
+
+    #[test]
+    fn a_key_serves_its_model_and_its_listed_models_only() {
+        let s = spec(false);
+        assert!(s.serves("small"));
+        assert!(s.serves("large"));
+        assert!(!s.serves("other"));
+    }
+
+    #[test]
+    fn prices_are_the_model_s_own_else_the_default() {
+        let s = spec(false);
+        assert_eq!(s.rates_for(Some("large")).units_in, 10.0);
+        assert_eq!(s.rates_for(Some("other")), Rates::default());
+        assert_eq!(s.rates_for(None), Rates::default(), "the configured model");
+    }
+
+    #[test]
+    fn a_model_with_its_own_limits_draws_on_its_own_quota() {
+        let qs = KeyQuotas {
+            default: quota("groq#1", Limits::default()),
+            by_model: vec![
+                ("large".into(), quota("groq#1/large", Limits::default())),
+                ("huge".into(), quota("groq#1/huge", Limits::default())),
+            ],
+        };
+        assert_eq!(qs.index_of(None), 0);
+        assert_eq!(qs.index_of(Some("small")), 0);
+        assert_eq!(qs.index_of(Some("large")), 1);
+        assert_eq!(qs.index_of(Some("huge")), 2);
+        assert_eq!(qs.get(2).scope, "groq#1/huge");
+        assert_eq!(qs.get(9).scope, "groq#1", "an unknown index is the default");
+        let scopes: Vec<&str> = qs.all().map(|q| q.scope.as_str()).collect();
+        assert_eq!(scopes, ["groq#1", "groq#1/large", "groq#1/huge"]);
+    }
+
+    #[test]
+    fn a_cool_down_ends_after_the_asked_wait_else_the_default_else_at_the_daily_reset() {
+        let q = Quota::new(Limits::default(), chrono_tz::UTC);
+        let now = Instant::now();
+        let wall = Utc.with_ymd_and_hms(2026, 3, 4, 22, 30, 0).unwrap();
+        let default = Duration::from_secs(60);
+        let asked = Some(Duration::from_secs(7));
+        assert_eq!(
+            cool_down_end(&q, now, wall, asked, false, default),
+            now + Duration::from_secs(7)
+        );
+        assert_eq!(
+            cool_down_end(&q, now, wall, None, false, default),
+            now + default
+        );
+        // A spent day waits for midnight UTC whatever the provider asked.
+        assert_eq!(
+            cool_down_end(&q, now, wall, asked, true, default),
+            now + Duration::from_secs(90 * 60)
+        );
+    }
+
+    #[test]
+    fn blocked_windows_become_refusals_with_when_room_comes() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(3);
+        let r = refusal_of(Blocked::Until(later), now);
+        assert_eq!(
+            (r.reason, r.ready_at),
+            (RefusalReason::NotBeforeDeadline, Some(later))
+        );
+        let r = refusal_of(Blocked::CoolingDown(later), now);
+        assert_eq!(
+            (r.reason, r.ready_at),
+            (RefusalReason::CoolingDown, Some(later))
+        );
+        let r = refusal_of(Blocked::Concurrency, now);
+        assert_eq!((r.reason, r.ready_at), (RefusalReason::Busy, None));
+        let r = refusal_of(
+            Blocked::TooLarge {
+                window: "tpm",
+                limit: 6000,
+                need: 9000,
+            },
+            now,
+        );
+        assert_eq!(r.reason, RefusalReason::TooLarge);
+        assert_eq!(r.ready_at, None, "a request too large never fits");
+        assert_eq!(r.too_large, Some(("tpm", 6000, 9000)));
+        let r = refusal_of(Blocked::Day(Utc::now() + chrono::Duration::hours(2)), now);
+        assert_eq!(r.reason, RefusalReason::DayExhausted);
+        let wait = r.ready_at.map(|at| at - now).unwrap_or_default();
+        assert!(wait > Duration::from_secs(3600) && wait <= Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn shared_refusals_become_waits_and_a_busy_cluster_is_polled_soon() {
+        let now = Instant::now();
+        let long = Duration::from_secs(40);
+        for r in [
+            SharedRefusal::Window { retry: long },
+            SharedRefusal::Day { retry: long },
+            SharedRefusal::Month { retry: long },
+            SharedRefusal::CoolingDown { retry: long },
+        ] {
+            assert_eq!(shared_blocked(r, now), Blocked::CoolingDown(now + long));
+        }
+        assert_eq!(
+            shared_blocked(SharedRefusal::Concurrency { retry: long }, now),
+            Blocked::CoolingDown(now + SHARED_SLOT_POLL)
+        );
+        let soon = Duration::from_millis(20);
+        assert_eq!(
+            shared_blocked(SharedRefusal::Concurrency { retry: soon }, now),
+            Blocked::CoolingDown(now + soon)
+        );
+        assert_eq!(
+            shared_blocked(SharedRefusal::TooLarge, now),
+            Blocked::CoolingDown(now + SHARED_SLOT_POLL)
+        );
+    }
+
+    #[test]
+    fn a_paid_key_without_a_spend_cap_has_nothing_free_today() {
+        let left = DayLeft {
+            requests: Some(40),
+            tokens: None,
+        };
+        let capped = Limits {
+            daily_spend_micros: Some(1_000_000),
+            ..Limits::default()
+        };
+        assert_eq!(free_day_left(&spec(false), Limits::default(), left), left);
+        assert_eq!(
+            free_day_left(&spec(true), Limits::default(), left),
+            DayLeft::NOTHING
+        );
+        assert_eq!(free_day_left(&spec(true), capped, left), left);
+    }
+
+    #[test]
+    fn the_service_time_is_a_moving_average_of_held_slots() {
+        let g = KeyGauge::default();
+        assert_eq!(g.service(), Duration::from_millis(100), "until measured");
+        g.learn(None);
+        assert_eq!(g.service(), Duration::from_millis(100), "nothing held");
+        g.learn(Some(Duration::from_millis(500)));
+        assert_eq!(g.service(), Duration::from_millis(500), "the first sample");
+        g.learn(Some(Duration::from_millis(1000)));
+        assert_eq!(
+            g.service(),
+            Duration::from_millis(600),
+            "(4 × 500 + 1000) / 5"
+        );
+    }
+}

@@ -880,3 +880,93 @@ impl crate::budget::CapacitySource for Pool {
         self.has_llm()
     }
 }
+
+/// What a caller is told when no key admitted its request, and how refusals are named in the
+/// attempt trail: pure parts of the pool, without keys.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn refusal(reason: RefusalReason, ready_in: Option<Duration>) -> Refusal {
+        Refusal {
+            reason,
+            ready_at: ready_in.map(|d| Instant::now() + d),
+            too_large: None,
+        }
+    }
+
+    fn too_large(limit: u64) -> Refusal {
+        Refusal {
+            too_large: Some(("tpm", limit, 9000)),
+            ..refusal(RefusalReason::TooLarge, None)
+        }
+    }
+
+    #[test]
+    fn a_request_too_large_for_every_key_names_the_largest_limit() {
+        let e = Pool::refused_error(Vec::new(), &[too_large(6000), too_large(8000)]);
+        assert!(
+            matches!(
+                e,
+                PoolError::TooLarge {
+                    window: "tpm",
+                    limit: 8000,
+                    need: 9000
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn otherwise_no_capacity_until_the_earliest_key_expects_room() {
+        let refused = [
+            too_large(6000),
+            refusal(RefusalReason::Busy, None),
+            refusal(RefusalReason::DayExhausted, Some(Duration::from_secs(3600))),
+            refusal(RefusalReason::CoolingDown, Some(Duration::from_secs(60))),
+        ];
+        let PoolError::NoCapacity { retry_after, .. } = Pool::refused_error(Vec::new(), &refused)
+        else {
+            panic!("no capacity expected")
+        };
+        let wait = retry_after.expect("a key expects room");
+        assert!(
+            wait <= Duration::from_secs(60) && wait > Duration::from_secs(30),
+            "the cool-down's wait, not the day's: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn no_key_expecting_room_gives_no_retry_after() {
+        for refused in [
+            vec![],
+            vec![refusal(RefusalReason::Invalid, None)],
+            vec![refusal(RefusalReason::QueueFull, None), too_large(6000)],
+        ] {
+            let e = Pool::refused_error(Vec::new(), &refused);
+            assert!(
+                matches!(
+                    e,
+                    PoolError::NoCapacity {
+                        retry_after: None,
+                        ..
+                    }
+                ),
+                "{refused:?}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_are_named_in_the_trail_as_in_the_status() {
+        let name = |reason| refusal_name(&refusal(reason, None));
+        assert_eq!(
+            name(RefusalReason::NotBeforeDeadline),
+            "not_before_deadline"
+        );
+        assert_eq!(name(RefusalReason::CircuitOpen), "circuit_open");
+        assert_eq!(name(RefusalReason::TooLarge), "too_large");
+    }
+}

@@ -364,3 +364,134 @@ impl Actor for RouterActor {
         Ok(())
     }
 }
+
+/// The order in which keys are tried and what they can serve today, on keys whose gauges are set as
+/// their actors would publish them (the actors themselves idle).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::key::{test_spec, SharedQuota};
+    use crate::quota::Limits;
+    use crate::storage::NullLedger;
+
+    /// Stands in for a key actor: the directory only holds its reference.
+    struct Idle;
+
+    #[ractor::async_trait]
+    impl Actor for Idle {
+        type Msg = KeyMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<KeyMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A key `id` of `priority` on quota `scope` (rpd `per_day`), its gauge published as given.
+    async fn key(
+        id: &str,
+        priority: u32,
+        scope: &str,
+        per_day: u32,
+        gauge: KeyGauge,
+    ) -> (Candidate, ActorCell) {
+        let (actor, _) = Actor::spawn(None, Idle, ()).await.unwrap();
+        let limits = Limits {
+            rpd: Some(per_day),
+            ..Limits::default()
+        };
+        let quota = SharedQuota::restored(scope.into(), limits, chrono_tz::UTC, &NullLedger);
+        let cell = actor.get_cell();
+        let c = Candidate {
+            spec: Arc::new(test_spec(id, priority, false)),
+            actor,
+            gauge: Arc::new(gauge),
+            quotas: Arc::new(KeyQuotas::single(Arc::new(quota))),
+            ledger: Arc::new(NullLedger),
+        };
+        (c, cell)
+    }
+
+    fn ids(plan: &[Candidate]) -> Vec<&str> {
+        plan.iter().map(|c| c.spec.id.as_str()).collect()
+    }
+
+    async fn directory(keys: Vec<(Candidate, ActorCell)>) -> (KeyDirectory, Vec<ActorCell>) {
+        let (list, cells): (Vec<_>, Vec<_>) = keys.into_iter().unzip();
+        let dir = KeyDirectory::default();
+        dir.set(list);
+        (dir, cells)
+    }
+
+    fn stop(cells: Vec<ActorCell>) {
+        for c in cells {
+            c.stop(None);
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_tried_unblocked_first_then_by_priority_then_by_headroom() {
+        let ok = |h| KeyGauge::published(false, false, h);
+        let (dir, cells) = directory(vec![
+            key("slow#1", 2, "slow#1", 100, ok(0.9)).await,
+            key(
+                "cooling#1",
+                1,
+                "cooling#1",
+                100,
+                KeyGauge::published(false, true, 1.0),
+            )
+            .await,
+            key("fast#1", 1, "fast#1", 100, ok(0.2)).await,
+            key("fast#2", 1, "fast#2", 100, ok(0.7)).await,
+            key(
+                "refused#1",
+                1,
+                "refused#1",
+                100,
+                KeyGauge::published(true, false, 1.0),
+            )
+            .await,
+        ])
+        .await;
+        assert_eq!(
+            ids(&dir.plan()),
+            ["fast#2", "fast#1", "slow#1", "cooling#1"],
+            "an invalid key is never planned; a blocked one comes last"
+        );
+        stop(cells);
+    }
+
+    #[tokio::test]
+    async fn today_s_capacity_counts_each_scope_once_and_no_refused_key() {
+        let ok = || KeyGauge::published(false, false, 1.0);
+        let (dir, cells) = directory(vec![
+            key("gemini#1", 1, "gemini:shared", 100, ok()).await,
+            key("gemini#2", 1, "gemini:shared", 100, ok()).await,
+            key("groq#1", 1, "groq#1", 30, ok()).await,
+            key(
+                "groq#2",
+                1,
+                "groq#2",
+                50,
+                KeyGauge::published(true, false, 1.0),
+            )
+            .await,
+        ])
+        .await;
+        let cap = dir.day_capacity();
+        assert_eq!(
+            cap.requests,
+            Some(130),
+            "100 shared once, 30, and not the refused 50"
+        );
+        assert_eq!(cap.tokens, None, "no daily token limit anywhere");
+        stop(cells);
+    }
+}

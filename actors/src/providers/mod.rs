@@ -1,9 +1,12 @@
 //! Provider wire formats: one file per format, all behind the [`WireFormat`] trait.
-//! A format turns a [`ChatRequest`] into the provider's HTTP request and its answer (or SSE stream) back, and classifies failures.
+//! A format supplies only what differs between providers: it builds the HTTP request for a
+//! [`ChatRequest`], classifies a failed status, parses a whole answer and maps a stream's events;
+//! sending, reading and streaming are written once (`impl dyn WireFormat`), and one shared test table
+//! (`suite.rs`) runs the same named cases against every format's recorded answers.
 //!
 //! | format         | file              | used by |
 //! |----------------|-------------------|---------|
-//! | `openai`       | `openai.rs`       | Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging Face, vLLM/TGI/llama.cpp |
+//! | `openai`       | `openai.rs`       | Groq, Together, Cerebras, DeepSeek, Fireworks, GitHub Models, Mistral, OpenRouter, Hugging Face; local nodes (vLLM/TGI/llama.cpp) as `openai::LOCAL` |
 //! | `azure_openai` | `azure_openai.rs` | Azure OpenAI (deployment URL, `api-key` header, `api-version`) |
 //! | `gemini`       | `gemini.rs`       | Google Gemini `generateContent` / `streamGenerateContent` |
 //! | `cloudflare`   | `cloudflare.rs`   | Cloudflare Workers AI `ai/run` |
@@ -17,11 +20,12 @@ pub mod cohere;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +65,7 @@ impl FormatKind {
     /// The implementation of this format.
     pub fn wire(self) -> &'static dyn WireFormat {
         match self {
-            FormatKind::Openai => &openai::OpenAi,
+            FormatKind::Openai => &openai::CLOUD,
             FormatKind::AzureOpenai => &azure_openai::AzureOpenAi,
             FormatKind::Gemini => &gemini::Gemini,
             FormatKind::Cloudflare => &cloudflare::Cloudflare,
@@ -275,27 +279,142 @@ impl ProviderError {
     }
 }
 
-/// A provider wire format. Implementations are stateless; the shared `reqwest::Client` pools connections.
-#[async_trait]
+/// A fresh mapper from a stream's SSE events to chunks: it may keep state across events (usage seen
+/// early, a stop reason) and returns the chunks one event yields (possibly none).
+pub type StreamMapper =
+    Box<dyn FnMut(&eventsource_stream::Event) -> Result<Vec<StreamChunk>, ProviderError> + Send>;
+
+/// One call as a format sees it when it builds the HTTP request.
+pub struct Call<'a> {
+    /// The shared client (it pools connections).
+    pub http: &'a reqwest::Client,
+    /// Where and as whom.
+    pub target: &'a Target,
+    /// What to ask.
+    pub req: &'a ChatRequest,
+    /// The streaming variant.
+    pub stream: bool,
+}
+
+impl Call<'_> {
+    /// The model to ask for: the request's override or the target's.
+    pub fn model(&self) -> &str {
+        self.target.model_for(self.req)
+    }
+
+    /// A `POST` to `url`.
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http.post(url)
+    }
+
+    /// The target's key, to put in a header.
+    pub fn key(&self) -> &str {
+        self.target.secret.expose()
+    }
+}
+
+/// A failed answer as a format sees it when it classifies: status, headers, the unscrubbed body and
+/// the key to scrub out of anything kept.
+pub struct Failure<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The answer's headers.
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// The body, unscrubbed.
+    pub body: &'a str,
+    /// The key the call was made with.
+    pub secret: &'a Secret,
+}
+
+impl Failure<'_> {
+    /// Rate limited, waiting what the headers ask (see [`retry_after_from_headers`]).
+    pub fn rate_limited(&self, day_exhausted: bool) -> ProviderError {
+        ProviderError::RateLimited {
+            retry_after: retry_after_from_headers(self.headers),
+            day_exhausted,
+        }
+    }
+
+    /// The key refused, with this answer's status.
+    pub fn invalid_key(&self) -> ProviderError {
+        ProviderError::InvalidKey {
+            status: self.status,
+        }
+    }
+
+    /// The body in lower case, for formats that look for words in it.
+    pub fn lower_body(&self) -> String {
+        self.body.to_ascii_lowercase()
+    }
+
+    /// The body as JSON (`Null` when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A provider wire format: only what differs between providers. Implementations are stateless;
+/// sending, reading and streaming are written once, in [`complete`](#method.complete) and
+/// [`stream`](#method.stream) on `dyn WireFormat`. Which format a provider speaks is its
+/// [`FormatKind`]; [`FormatKind::wire`] gives the implementation.
 pub trait WireFormat: Send + Sync {
-    /// The format's config name.
-    fn kind(&self) -> FormatKind;
+    /// The HTTP request for a call: URL, credentials and body. A target the format cannot address
+    /// (Cloudflare without an account id) is an error.
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder, ProviderError>;
 
-    /// Sends `req` and returns the whole answer.
-    async fn complete(
+    /// Classifies a failed answer; the default is [`classify_status`], formats whose error bodies
+    /// say more override it and fall back to it.
+    fn classify(&self, failure: &Failure<'_>) -> ProviderError {
+        classify_status(failure)
+    }
+
+    /// Reads a whole (non-streamed) answer.
+    fn parse_response(&self, v: &serde_json::Value) -> Result<ChatResponse, ProviderError>;
+
+    /// A fresh mapper for one streamed answer.
+    fn stream_mapper(&self) -> StreamMapper;
+}
+
+impl dyn WireFormat {
+    /// Sends `req` and returns the whole answer (`target.timeout` bounds the whole call).
+    pub async fn complete(
         &self,
         http: &reqwest::Client,
         target: &Target,
         req: &ChatRequest,
-    ) -> Result<ChatResponse, ProviderError>;
+    ) -> Result<ChatResponse, ProviderError> {
+        let resp = self.send(http, target, req, false).await?;
+        self.parse_response(&read_json(resp, target).await?)
+    }
 
-    /// Sends `req` with streaming on and returns the answer piece by piece.
-    async fn stream(
+    /// Sends `req` with streaming on and returns the answer piece by piece (`target.timeout` bounds
+    /// the time to the response head only, so long streams are not cut).
+    pub async fn stream(
         &self,
         http: &reqwest::Client,
         target: &Target,
         req: &ChatRequest,
-    ) -> Result<ChunkStream, ProviderError>;
+    ) -> Result<ChunkStream, ProviderError> {
+        let resp = self.send(http, target, req, true).await?;
+        Ok(sse::chunks(resp, self.stream_mapper()))
+    }
+
+    /// Builds the call's request and sends it; a non-success status is classified by the format.
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        target: &Target,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let call = Call {
+            http,
+            target,
+            req,
+            stream,
+        };
+        send_classified(self.request(&call)?, target, stream, |f| self.classify(f)).await
+    }
 }
 
 /// Maps a transport error from reqwest to a [`ProviderError`], scrubbing the key from the message.
@@ -378,23 +497,15 @@ pub fn parse_reset_duration(value: &str) -> Option<Duration> {
 
 /// Classifies a non-success HTTP status the way most providers use them; each format calls this after
 /// reading its own body for finer signals (a day-exhausted message, a retry delay).
-pub fn classify_status(
-    status: u16,
-    headers: &reqwest::header::HeaderMap,
-    body: &str,
-    secret: &Secret,
-) -> ProviderError {
-    match status {
-        429 => ProviderError::RateLimited {
-            retry_after: retry_after_from_headers(headers),
-            day_exhausted: body_says_day_exhausted(body),
-        },
-        401 | 403 => ProviderError::InvalidKey { status },
+pub fn classify_status(f: &Failure<'_>) -> ProviderError {
+    match f.status {
+        429 => f.rate_limited(body_says_day_exhausted(f.body)),
+        401 | 403 => f.invalid_key(),
         408 => ProviderError::Timeout,
-        500..=599 => ProviderError::Server { status },
-        _ => ProviderError::BadRequest {
+        status @ 500..=599 => ProviderError::Server { status },
+        status => ProviderError::BadRequest {
             status,
-            message: secret.scrub(&truncate(body, 300)),
+            message: f.secret.scrub(&truncate(f.body, 300)),
         },
     }
 }
@@ -423,19 +534,15 @@ pub fn body_says_day_exhausted(body: &str) -> bool {
     b.contains("per day") || b.contains("perday") || b.contains("(rpd)") || b.contains("daily")
 }
 
-/// A format's classifier for a failed HTTP answer: status, headers, body (unscrubbed) and the key to scrub.
-/// [`classify_status`] is the default; formats whose error bodies say more wrap it.
-pub type ClassifyFn = fn(u16, &reqwest::header::HeaderMap, &str, &Secret) -> ProviderError;
-
-/// Sends a prepared request and checks its status, classifying a failure with the format's `classify`
-/// (for formats that cannot use `openai::send_json` / `openai::send_stream`, which use [`classify_status`]).
-/// With `stream`, `target.timeout` bounds the time to the response head only, so long streams are not cut;
-/// otherwise it bounds the whole call, body included.
+/// Sends a prepared request and checks its status, classifying a failure with `classify`: the one
+/// send path of every format, and of the audio
+/// endpoints (with [`classify_status`]). With `stream`, `target.timeout` bounds the time to the
+/// response head only, so long streams are not cut; otherwise it bounds the whole call, body included.
 pub async fn send_classified(
     rb: reqwest::RequestBuilder,
     target: &Target,
     stream: bool,
-    classify: ClassifyFn,
+    classify: impl Fn(&Failure<'_>) -> ProviderError,
 ) -> Result<reqwest::Response, ProviderError> {
     let resp = if stream {
         tokio::time::timeout(target.timeout, rb.send())
@@ -449,9 +556,33 @@ pub async fn send_classified(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        return Err(classify(status.as_u16(), &headers, &text, &target.secret));
+        return Err(classify(&Failure {
+            status: status.as_u16(),
+            headers: &headers,
+            body: &text,
+            secret: &target.secret,
+        }));
     }
     Ok(resp)
+}
+
+/// Sends a prepared request that is not a chat (the audio endpoints of `voice/`) and returns its
+/// whole body: a bearer token when the target has a key, failures classified by [`classify_status`],
+/// `target.timeout` bounding the whole call.
+pub async fn send_whole(
+    rb: reqwest::RequestBuilder,
+    target: &Target,
+) -> Result<bytes::Bytes, ProviderError> {
+    let rb = if target.secret.is_empty() {
+        rb
+    } else {
+        rb.bearer_auth(target.secret.expose())
+    };
+    send_classified(rb, target, false, classify_status)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| transport_error(&e, &target.secret))
 }
 
 /// Reads a successful answer's body as JSON.

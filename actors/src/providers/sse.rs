@@ -8,6 +8,28 @@ use futures::StreamExt;
 
 use super::{ChunkStream, ProviderError, StreamChunk};
 
+/// What one event's `data:` carries, read the same way for every format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    /// Nothing (a keep-alive or an empty line): no chunks.
+    Empty,
+    /// The `[DONE]` sentinel of OpenAI-shaped streams.
+    Done,
+    /// A JSON value.
+    Json(serde_json::Value),
+}
+
+/// Reads an event's `data:`; text that is not JSON is [`ProviderError::Malformed`].
+pub fn data(ev: &Event) -> Result<Data, ProviderError> {
+    match ev.data.trim() {
+        "" => Ok(Data::Empty),
+        "[DONE]" => Ok(Data::Done),
+        text => serde_json::from_str(text)
+            .map(Data::Json)
+            .map_err(|e| ProviderError::Malformed(format!("bad stream event: {e}"))),
+    }
+}
+
 /// Turns the SSE body of `resp` into chunks with `map`, which returns the chunks one event yields
 /// (possibly none). The stream ends after a [`StreamChunk::Done`]. A body that stops before `Done`
 /// yields a final [`ProviderError::Malformed`] ("stream cut"), so a cut is never mistaken for a

@@ -832,31 +832,8 @@ mod tests {
     #[test]
     fn version_1_interview_records_are_upgraded_on_read() {
         use crate::budget::Level;
-        use crate::interview::{Candidate, InterviewRecordV1, Phase};
         let s = SledStore::temporary().unwrap();
-        let v1 = |id: &str, mode: &str| InterviewRecordV1 {
-            id: id.into(),
-            token_sha256: "00".into(),
-            candidate: Candidate {
-                id: "c".into(),
-                name: "Ada".into(),
-            },
-            role: "SRE".into(),
-            track: Default::default(),
-            difficulty: Default::default(),
-            mode: mode.into(),
-            created_ms: 1,
-            updated_ms: 2,
-            resume: None,
-            questions: Vec::new(),
-            items: Vec::new(),
-            current: 0,
-            in_follow_up: false,
-            phase: Phase::AwaitingAnswer,
-            next_seq: 5,
-            report: None,
-            follow_ups_asked: 1,
-        };
+        let v1 = crate::interview::v1_for_tests;
         for (id, mode, level) in [
             ("old-eco", "economy", Level::Heuristic),
             ("old-bal", "balanced", Level::Balanced),

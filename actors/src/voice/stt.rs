@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Word;
-use crate::providers::{classify_status, transport_error, ProviderError, Target};
+use crate::providers::{send_whole, ProviderError, Target};
 
 /// What a server heard.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,29 +76,7 @@ async fn send(
         form = form.text("language", l.to_string());
     }
     let url = format!("{}/audio/transcriptions", target.base_url);
-    let mut rb = http.post(url).multipart(form).timeout(target.timeout);
-    if !target.secret.is_empty() {
-        rb = rb.bearer_auth(target.secret.expose());
-    }
-    let resp = rb
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(
-            status.as_u16(),
-            &headers,
-            &text,
-            &target.secret,
-        ));
-    }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
+    let bytes = send_whole(http.post(url).multipart(form), target).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ProviderError::Malformed(format!("transcription is not JSON: {e}")))
 }

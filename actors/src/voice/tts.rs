@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::audio::{pcm16_samples, WavHeader};
-use crate::providers::{classify_status, transport_error, ProviderError, Target};
+use crate::providers::{send_whole, ProviderError, Target};
 
 /// Speech for one piece of text.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,32 +37,10 @@ pub async fn synthesize(
 ) -> Result<Speech, ProviderError> {
     let body =
         json!({"model": target.model, "input": text, "voice": voice, "response_format": "wav"});
-    let mut rb = http
+    let rb = http
         .post(format!("{}/audio/speech", target.base_url))
-        .json(&body)
-        .timeout(target.timeout);
-    if !target.secret.is_empty() {
-        rb = rb.bearer_auth(target.secret.expose());
-    }
-    let resp = rb
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(classify_status(
-            status.as_u16(),
-            &headers,
-            &text,
-            &target.secret,
-        ));
-    }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(&e, &target.secret))?;
+        .json(&body);
+    let bytes = send_whole(rb, target).await?;
     decode(&bytes, raw_rate)
 }
 
