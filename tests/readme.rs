@@ -5,7 +5,7 @@
 //! Two things differ from a person's first run, both through the environment, never the command:
 //! `IE_SERVER__BIND=127.0.0.1:0` (tests never take port 8080; the server prints the port it got), and
 //! `CARGO_TARGET_DIR` = this workspace's target directory, so that the clone's release build reuses the
-//! dependencies `cargo bench --no-run` (CI) or an earlier `cargo build --release` compiled, and only the
+//! dependencies that CI's background `cargo build --release` or an earlier one compiled, and only the
 //! workspace's own crates (and a few dependencies whose features differ) are built again: see the
 //! README's Test section for what it costs. Release builds use `target/release`, whose lock is not the
 //! one `cargo test` holds (`target/debug`); the clone's binary replaces `target/release/interview-engine`.
