@@ -556,6 +556,21 @@ impl SessionState {
         None
     }
 
+    /// Whether no question or follow-up is open (an answer or skip then gets `no_open_question`, and
+    /// nothing changes).
+    fn refused_unless_open(&self) -> bool {
+        if self.rec.phase == Phase::AwaitingAnswer {
+            return false;
+        }
+        let msg = if self.rec.phase.is_finished() {
+            "the interview is finished"
+        } else {
+            "no question is open: wait for the next question"
+        };
+        self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+        true
+    }
+
     async fn on_answer(
         &mut self,
         myself: &ActorRef<SessionMsg>,
@@ -564,13 +579,7 @@ impl SessionState {
         (turn, seq): (Option<u32>, Option<u64>),
         lead: Vec<Value>,
     ) -> Result<(), ActorProcessingErr> {
-        if self.rec.phase != Phase::AwaitingAnswer {
-            let msg = if self.rec.phase.is_finished() {
-                "the interview is finished"
-            } else {
-                "no question is open: wait for the next question"
-            };
-            self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+        if self.refused_unless_open() {
             return Ok(());
         }
         if let Some(why) = self.stale_reason(turn, seq) {
@@ -624,13 +633,7 @@ impl SessionState {
         myself: &ActorRef<SessionMsg>,
         turn: Option<u32>,
     ) -> Result<(), ActorProcessingErr> {
-        if self.rec.phase != Phase::AwaitingAnswer {
-            let msg = if self.rec.phase.is_finished() {
-                "the interview is finished"
-            } else {
-                "no question is open: wait for the next question"
-            };
-            self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+        if self.refused_unless_open() {
             return Ok(());
         }
         let idx = self.rec.current;
