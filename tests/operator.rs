@@ -81,6 +81,21 @@ async fn rest_errors_name_the_field_and_the_expected_value() {
             "questons: unknown field; the fields here are candidate, role, track, difficulty, questions, mode, resume_text, voice",
         ),
         (
+            r#"{"candidate": {"id": "op-1", "name": "Ada"}, "questions": 51}"#,
+            "questions",
+            "questions: expected a whole number from 1 to 50, got 51",
+        ),
+        (
+            r#"{"candidate": {"id": "op-1", "name": "Ada"}, "mode": "adaptve"}"#,
+            "mode",
+            "mode: expected one of economy, balanced, adaptive, auto, got \"adaptve\"",
+        ),
+        (
+            r#"{"candidate": {"id": "op-1", "name": "Ada"}, "role": "  "}"#,
+            "role",
+            "role: expected 1 to 100 characters, got 0",
+        ),
+        (
             r#"{"candidate": {"id": "op-1", "name": "Ada"}, "difficulty": 3}"#,
             "difficulty",
             "difficulty: expected one of easy, medium, hard, got 3",

@@ -303,28 +303,40 @@ pub async fn create(
         .trim()
         .to_string();
     if role.is_empty() || role.chars().count() > MAX_ROLE_CHARS {
-        return Err(ApiError::BadRequest("role: 1-100 characters".into()));
+        return Err(ApiError::InvalidField {
+            field: "role".into(),
+            message: format!(
+                "expected 1 to {MAX_ROLE_CHARS} characters, got {}",
+                role.chars().count()
+            ),
+        });
     }
     let voice = b.voice.unwrap_or(false);
     let count = b.questions.unwrap_or(state.config.interview.questions);
     if !(1..=MAX_QUESTIONS).contains(&count) {
-        return Err(ApiError::BadRequest(
-            "questions: must be between 1 and 50".into(),
-        ));
+        return Err(ApiError::InvalidField {
+            field: "questions".into(),
+            message: format!("expected a whole number from 1 to {MAX_QUESTIONS}, got {count}"),
+        });
     }
     let mode = b
         .mode
         .unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
     if !["economy", "balanced", "adaptive", "auto"].contains(&mode.as_str()) {
-        return Err(ApiError::BadRequest(
-            "mode: economy | balanced | adaptive | auto".into(),
-        ));
+        return Err(ApiError::InvalidField {
+            field: "mode".into(),
+            message: format!("expected one of economy, balanced, adaptive, auto, got {mode:?}"),
+        });
     }
     let resume_text = b.resume_text.unwrap_or_default();
     if resume_text.chars().count() > MAX_RESUME_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "resume_text: at most {MAX_RESUME_CHARS} characters"
-        )));
+        return Err(ApiError::InvalidField {
+            field: "resume_text".into(),
+            message: format!(
+                "expected at most {MAX_RESUME_CHARS} characters, got {}",
+                resume_text.chars().count()
+            ),
+        });
     }
     let track = b.track.unwrap_or_default();
     let difficulty = b.difficulty.unwrap_or_default();
