@@ -536,6 +536,7 @@ fn node_specs(
             model: n.model.clone(),
             max_concurrency: n.max_concurrency,
             api_key,
+            // Config: lower is tried first (as for providers); the GPU pool prefers higher.
             priority: -i32::try_from(n.priority).unwrap_or(i32::MAX),
         });
     }
@@ -586,30 +587,7 @@ async fn start_gpu_pool(
     if config.gpu_nodes.is_empty() {
         return Ok(None);
     }
-    let mut specs = Vec::with_capacity(config.gpu_nodes.len());
-    for n in &config.gpu_nodes {
-        let api_key = match &n.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
-                _ => {
-                    return Err(StartError::Actor(format!(
-                        "gpu node {:?}: api_key_env {var} is not set",
-                        n.name
-                    )))
-                }
-            },
-            None => None,
-        };
-        specs.push(GpuNodeSpec {
-            name: n.name.clone(),
-            url: n.url.clone(),
-            model: n.model.clone(),
-            max_concurrency: n.max_concurrency,
-            api_key,
-            // Config: lower is tried first (as for providers); the GPU pool prefers higher.
-            priority: -i32::try_from(n.priority).unwrap_or(i32::MAX),
-        });
-    }
+    let specs = node_specs(&config.gpu_nodes, "gpu")?;
     let g = &config.gpu;
     let cfg = GpuPoolConfig {
         probe_interval: Duration::from_millis(g.probe_interval_ms),

@@ -219,6 +219,15 @@ fn event_key(id: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// The keys of a time index (`time_key`) that sort before `cut_ms`, oldest first.
+fn keys_before(index: &sled::Tree, cut_ms: i64) -> Result<Vec<sled::IVec>, StorageError> {
+    index
+        .range(..time_key(cut_ms, ""))
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)
+}
+
 /// Retention index key: creation time (ms, big-endian), then the interview id.
 fn time_key(ms: i64, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + id.len());
@@ -669,15 +678,7 @@ impl SessionLog for SledStore {
             .reports_ms
             .map(|r| now_ms.saturating_sub(r.max(keep)));
         // Interviews created before the cut-off, oldest first (none created later can be due).
-        let due: Vec<Vec<u8>> = self
-            .retention
-            .range(..time_key(transcripts_cut, ""))
-            .keys()
-            .collect::<Result<Vec<sled::IVec>, _>>()
-            .map_err(db_err)?
-            .into_iter()
-            .map(|k| k.to_vec())
-            .collect();
+        let due = keys_before(&self.retention, transcripts_cut)?;
         for key in due {
             let id = String::from_utf8_lossy(&key[8..]).to_string();
             let meta = match self.read(&id) {
@@ -712,15 +713,7 @@ impl SessionLog for SledStore {
             }
         }
         if let Some(cut) = reports_cut {
-            let due: Vec<Vec<u8>> = self
-                .reports
-                .range(..time_key(cut, ""))
-                .keys()
-                .collect::<Result<Vec<sled::IVec>, _>>()
-                .map_err(db_err)?
-                .into_iter()
-                .map(|k| k.to_vec())
-                .collect();
+            let due = keys_before(&self.reports, cut)?;
             for key in due {
                 let id = String::from_utf8_lossy(&key[8..]).to_string();
                 match self.read(&id) {
