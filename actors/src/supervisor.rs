@@ -6,16 +6,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::time::Duration;
+
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
 
 use crate::cluster::sessions::Placement;
-use crate::conn::{ConnSlot, Outbound};
+use crate::conn::{ConnHandle, ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
 use crate::protocol::{self, ErrorCode};
-use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
+use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg, HIBERNATE};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
 pub const MAX_SESSION_RESTARTS: u32 = 3;
+
+/// How often, at most, the supervisor looks for hibernating sessions due to wake.
+const WAKE_CHECK: Duration = Duration::from_secs(30);
 
 /// How many sessions may be live on this node (`limits.max_live_sessions`), and how many are: the
 /// supervisor keeps the count, the HTTP layer reads it to refuse work the node cannot take.
@@ -23,6 +30,7 @@ pub const MAX_SESSION_RESTARTS: u32 = 3;
 pub struct LiveSessions {
     max: usize,
     live: AtomicUsize,
+    asleep: AtomicUsize,
 }
 
 impl LiveSessions {
@@ -31,7 +39,14 @@ impl LiveSessions {
         LiveSessions {
             max: max.max(1),
             live: AtomicUsize::new(0),
+            asleep: AtomicUsize::new(0),
         }
+    }
+
+    /// Interviews whose session hibernates now (not counted in [`LiveSessions::live`]: they hold
+    /// no actor, only their connection's place).
+    pub fn hibernated(&self) -> usize {
+        self.asleep.load(Ordering::Relaxed)
     }
 
     /// Live sessions now.
@@ -93,6 +108,11 @@ pub enum SupervisorMsg {
     Live(RpcReplyPort<usize>),
     /// Cluster mode: renew the interview leases (sent every third of a lease).
     RenewLeases,
+    /// A message a session took while going to sleep, for the session that follows it.
+    Deliver(String, Box<SessionMsg>),
+    /// Wake the hibernating sessions whose idle timeout may have come (they expire themselves), and
+    /// forget the connections of those whose client went away.
+    WakeDue,
     /// Cluster mode: these interviews' leases were lost; stop their sessions.
     LeasesLost(Vec<String>),
 }
@@ -103,10 +123,19 @@ struct Entry {
     restarts: u32,
 }
 
+/// A hibernating session: no actor, its record in the log; the connection stays attached here, and
+/// the next message for the interview (or its idle timeout) brings the session back.
+struct Asleep {
+    conn: ConnSlot,
+    /// When its idle timeout may have come: it is woken then, to expire itself if it has.
+    wake_at: std::time::Instant,
+}
+
 /// The supervisor's state.
 pub struct SupervisorState {
     deps: Arc<SessionDeps>,
     live: HashMap<String, Entry>,
+    asleep: HashMap<String, Asleep>,
     failed: HashMap<String, u32>,
 }
 
@@ -134,6 +163,89 @@ async fn spawn_session(
 
 impl SupervisorState {
     /// The interview's record, its questions shared with the other live sessions.
+    /// The live session of interview `id`: the running one, or one spawned from the log (with the
+    /// connection of a hibernating or leaving predecessor).
+    async fn session(
+        &mut self,
+        id: &str,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<ActorRef<SessionMsg>, SessionError> {
+        if self.failed.contains_key(id) {
+            return Err(SessionError::Failed);
+        }
+        if let Some(e) = self.live.get(id).filter(|e| !stopping(&e.actor)) {
+            return Ok(e.actor.clone());
+        }
+        // A session on its way out (hibernating, or stopping for another reason) is replaced now,
+        // with its connection: a message for it must not be lost in between.
+        let leaving = self.live.remove(id).map(|e| e.conn);
+        if self.live.len() >= self.deps.live.max {
+            return Err(SessionError::Busy);
+        }
+        // Cluster mode: one live session per interview cluster-wide. Take the lease (and bring
+        // this node's log up to date from Redis) or say where the interview lives.
+        if let Some(c) = &self.deps.cluster {
+            match c.place(id).await {
+                Ok(Placement::Here(_)) => {}
+                Ok(Placement::Elsewhere {
+                    node_id,
+                    url,
+                    expires_in,
+                }) => {
+                    return Err(SessionError::Elsewhere {
+                        node_id,
+                        url,
+                        expires_in,
+                    })
+                }
+                Err(e) => return Err(SessionError::Cluster(e.to_string())),
+            }
+        }
+        // A hibernating session comes back with the connection it had.
+        let kept = self.asleep.remove(id).map(|a| a.conn).or(leaving);
+        let conn: ConnSlot = kept.unwrap_or_else(|| Arc::new(Mutex::new(None)));
+        let r = match self.load(id) {
+            Ok(record) => {
+                spawn_session(
+                    record,
+                    self.deps.clone(),
+                    conn.clone(),
+                    false,
+                    myself.get_cell(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(actor) => {
+                self.live.insert(
+                    id.to_string(),
+                    Entry {
+                        actor: actor.clone(),
+                        conn,
+                        restarts: 0,
+                    },
+                );
+            }
+            Err(_) => {
+                if let Some(c) = &self.deps.cluster {
+                    c.release(id).await;
+                }
+            }
+        }
+        self.counted();
+        r
+    }
+
+    fn counted(&self) {
+        self.deps.live.set(self.live.len());
+        self.deps
+            .live
+            .asleep
+            .store(self.asleep.len(), Ordering::Relaxed);
+    }
+
     fn load(&self, id: &str) -> Result<InterviewRecord, SessionError> {
         let mut rec = self
             .deps
@@ -148,9 +260,17 @@ impl SupervisorState {
     }
 }
 
+/// Whether a session actor is stopping or stopped (its mailbox takes nothing more).
+fn stopping(actor: &ActorRef<SessionMsg>) -> bool {
+    matches!(
+        actor.get_status(),
+        ActorStatus::Draining | ActorStatus::Stopping | ActorStatus::Stopped
+    )
+}
+
 /// Tells a session's client that its interview moved to another node, and closes the connection.
-fn moved(entry: &Entry, deps: &SessionDeps, id: &str) {
-    let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+fn moved(conn: &ConnSlot, deps: &SessionDeps, id: &str) {
+    let conn = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(c) = conn {
         let seq = deps.log.load(id).ok().flatten().map_or(0, |r| r.last_seq());
         let ev = protocol::error_event(
@@ -178,9 +298,14 @@ impl Actor for InterviewSupervisor {
             let every = c.lease_renewal_interval();
             myself.send_interval(every, || SupervisorMsg::RenewLeases);
         }
+        if let Some(after) = deps.hibernate_after {
+            let every = after.clamp(Duration::from_secs(1), WAKE_CHECK);
+            myself.send_interval(every, || SupervisorMsg::WakeDue);
+        }
         Ok(SupervisorState {
             deps,
             live: HashMap::new(),
+            asleep: HashMap::new(),
             failed: HashMap::new(),
         })
     }
@@ -193,76 +318,14 @@ impl Actor for InterviewSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Get(id, reply) => {
-                if state.failed.contains_key(&id) {
-                    let _ = reply.send(Err(SessionError::Failed));
-                    return Ok(());
-                }
-                if let Some(e) = state.live.get(&id) {
-                    let _ = reply.send(Ok(e.actor.clone()));
-                    return Ok(());
-                }
-                if state.live.len() >= state.deps.live.max {
-                    let _ = reply.send(Err(SessionError::Busy));
-                    return Ok(());
-                }
-                // Cluster mode: one live session per interview cluster-wide. Take the lease (and
-                // bring this node's log up to date from Redis) or say where the interview lives.
-                if let Some(c) = &state.deps.cluster {
-                    match c.place(&id).await {
-                        Ok(Placement::Here(_)) => {}
-                        Ok(Placement::Elsewhere {
-                            node_id,
-                            url,
-                            expires_in,
-                        }) => {
-                            let _ = reply.send(Err(SessionError::Elsewhere {
-                                node_id,
-                                url,
-                                expires_in,
-                            }));
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(SessionError::Cluster(e.to_string())));
-                            return Ok(());
-                        }
-                    }
-                }
-                let r = match state.load(&id) {
-                    Ok(record) => {
-                        let conn: ConnSlot = Arc::new(Mutex::new(None));
-                        match spawn_session(
-                            record,
-                            state.deps.clone(),
-                            conn.clone(),
-                            false,
-                            myself.get_cell(),
-                        )
-                        .await
-                        {
-                            Ok(actor) => {
-                                state.live.insert(
-                                    id.clone(),
-                                    Entry {
-                                        actor: actor.clone(),
-                                        conn,
-                                        restarts: 0,
-                                    },
-                                );
-                                Ok(actor)
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Err(e) => Err(e),
-                };
-                if r.is_err() {
-                    if let Some(c) = &state.deps.cluster {
-                        c.release(&id).await;
-                    }
-                }
-                state.deps.live.set(state.live.len());
+                let r = state.session(&id, &myself).await;
                 let _ = reply.send(r);
+            }
+            SupervisorMsg::Deliver(id, msg) => {
+                // A message its session took while it was going to sleep: for its successor.
+                if let Ok(actor) = state.session(&id, &myself).await {
+                    let _ = actor.cast(*msg);
+                }
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(state.live.len());
@@ -283,11 +346,33 @@ impl Actor for InterviewSupervisor {
                 for id in ids {
                     if let Some(entry) = state.live.remove(&id) {
                         tracing::warn!(interview = %id, "lease lost: another node owns the interview now; session stopped");
-                        moved(&entry, &state.deps, &id);
+                        moved(&entry.conn, &state.deps, &id);
                         entry.actor.stop(Some("lease lost".into()));
                     }
+                    if let Some(a) = state.asleep.remove(&id) {
+                        moved(&a.conn, &state.deps, &id);
+                    }
                 }
-                state.deps.live.set(state.live.len());
+                state.counted();
+            }
+            SupervisorMsg::WakeDue => {
+                let now = std::time::Instant::now();
+                let mut due = Vec::new();
+                for (id, a) in &state.asleep {
+                    let mut slot = a.conn.lock().unwrap_or_else(|p| p.into_inner());
+                    if slot.as_ref().is_some_and(ConnHandle::is_closed) {
+                        // Its client went away while it slept: it wakes detached.
+                        *slot = None;
+                    }
+                    if a.wake_at <= now {
+                        due.push(id.clone());
+                    }
+                }
+                for id in due {
+                    // Through Get, as a client would: the reply is not needed.
+                    let (tx, _rx) = ractor::concurrency::oneshot();
+                    let _ = myself.cast(SupervisorMsg::Get(id, tx.into()));
+                }
             }
         }
         Ok(())
@@ -299,9 +384,9 @@ impl Actor for InterviewSupervisor {
         event: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+        let (cell, failure, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string()), None),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, None, reason),
             _ => return Ok(()),
         };
         let Some(id) = state
@@ -315,7 +400,24 @@ impl Actor for InterviewSupervisor {
         let Some(entry) = state.live.remove(&id) else {
             return Ok(());
         };
-        state.deps.live.set(state.live.len());
+        if failure.is_none() && reason.as_deref() == Some(HIBERNATE) {
+            // Hibernating: the interview goes on (its lease and quota are kept); the connection
+            // stays here until the next message brings the session back.
+            let idle = state.deps.idle_timeout;
+            let slept_after = state.deps.hibernate_after.unwrap_or_default();
+            let wake_at = std::time::Instant::now()
+                + idle.saturating_sub(slept_after).max(Duration::from_secs(1));
+            state.asleep.insert(
+                id,
+                Asleep {
+                    conn: entry.conn,
+                    wake_at,
+                },
+            );
+            state.counted();
+            return Ok(());
+        }
+        state.counted();
         let Some(why) = failure else {
             // Stopped normally (finished, idle, shutdown): every step is appended; let another
             // node take the interview at once.
@@ -328,7 +430,7 @@ impl Actor for InterviewSupervisor {
             if !c.holds(&id) {
                 // Its append was refused: another node owns the interview. Never restart here.
                 tracing::warn!(interview = %id, error = %why, "session stopped: another node owns the interview");
-                moved(&entry, &state.deps, &id);
+                moved(&entry.conn, &state.deps, &id);
                 return Ok(());
             }
         }
@@ -376,7 +478,7 @@ impl Actor for InterviewSupervisor {
                             restarts: entry.restarts + 1,
                         },
                     );
-                    state.deps.live.set(state.live.len());
+                    state.counted();
                 }
                 Err(e) => tracing::error!(interview = %id, error = %e, "session restart failed"),
             },

@@ -270,6 +270,9 @@ pub struct InterviewConfig {
     pub mode: Mode,
     /// Close an interview after this many seconds without activity.
     pub idle_timeout_s: u64,
+    /// A session waiting this many seconds for its candidate hibernates: its actor and record leave
+    /// memory until the next message (0: never).
+    pub hibernate_after_s: u64,
     /// Time an evaluation may take through the providers before the rubric scorer steps in.
     pub eval_deadline_ms: u64,
     /// Test hooks (an answer `__panic__` panics its session). Never enable in production.

@@ -67,6 +67,19 @@ enum Command {
         /// Pause before each answer, like a person thinking (ms): keeps C sessions open at once.
         #[arg(long, default_value_t = 0)]
         think_ms: u64,
+        /// Spread of the pauses: each is drawn in think-ms × [1 − J, 1 + J] (0 ≤ J ≤ 1).
+        #[arg(long, default_value_t = 0.0, value_name = "J")]
+        think_jitter: f64,
+        /// Seconds a client waits for the server's next event before it counts the interview failed
+        /// (its own thinking is not counted, so long runs have no fixed cap).
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        turn_timeout_s: u64,
+        /// Interview creations (HTTP) at once; as many HTTP connections are kept alive and reused.
+        #[arg(long, default_value_t = 64)]
+        create_concurrency: usize,
+        /// The server's process id (same machine): report its CPU per turn and its memory.
+        #[arg(long, value_name = "PID")]
+        server_pid: Option<u32>,
         /// Send a short synthetic resume with each interview (skills and years vary per candidate).
         #[arg(long)]
         resume: bool,
@@ -160,12 +173,22 @@ fn main() -> ExitCode {
             admin_token,
             mode,
             think_ms,
+            think_jitter,
+            turn_timeout_s,
+            create_concurrency,
+            server_pid,
             resume,
             audio,
             audio_fast,
             json,
             progress_every,
         } => {
+            if !(0.0..=1.0).contains(&think_jitter) {
+                eprintln!(
+                    "loadtest: --think-jitter is a fraction from 0 to 1 (got {think_jitter})"
+                );
+                return ExitCode::from(2);
+            }
             let audio = match audio
                 .map(|p| cli::voice_load::AudioAnswer::load(&p, !audio_fast))
                 .transpose()
@@ -195,6 +218,10 @@ fn main() -> ExitCode {
                 admin_token,
                 mode,
                 think_ms,
+                think_jitter,
+                turn_timeout_s,
+                create_concurrency,
+                server_pid,
                 resume,
                 audio,
                 progress_every_s: progress_every,

@@ -217,6 +217,8 @@ impl Engine {
                 })
             }),
             pending_ttl: Duration::from_secs(config.limits.pending_ttl_s),
+            hibernate_after: (config.interview.hibernate_after_s > 0)
+                .then(|| Duration::from_secs(config.interview.hibernate_after_s)),
             live: live.clone(),
             cluster: cluster.as_ref().map(|c| c.sessions.clone()),
             embedder: embedder(&config.scoring),

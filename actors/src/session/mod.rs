@@ -68,6 +68,10 @@ pub struct SessionDeps {
     /// A session with nobody connected and nothing answered leaves memory after this long
     /// (`limits.pending_ttl_s`); its record stays, and a connection brings it back.
     pub pending_ttl: Duration,
+    /// A session waiting this long for its candidate's answer, with no work of its own in flight,
+    /// hibernates (`interview.hibernate_after_s`; `None`: never): its actor and record leave memory,
+    /// the supervisor keeps its connection, and the next message brings it back from the log.
+    pub hibernate_after: Option<Duration>,
     /// Live sessions on this node and how many may be.
     pub live: Arc<crate::supervisor::LiveSessions>,
     /// Cluster mode: the interview leases and the shared log in Redis (`None`: a single node).
@@ -237,7 +241,14 @@ pub struct SessionState {
     prompt_seq: u64,
     /// Since when nobody is connected (None while a connection is attached).
     detached_since: Option<std::time::Instant>,
+    /// Stopping to hibernate: the interview goes on, so its quota reservation is kept.
+    hibernating: bool,
 }
+
+/// The stop reason of a session that hibernates (the supervisor keeps its place and connection): a
+/// hibernating session drains its mailbox (ractor's `drain`), and ractor stops a drained actor with
+/// this reason. (`tests/hibernate.rs` fails if a ractor release names it otherwise.)
+pub const HIBERNATE: &str = "Drained";
 
 /// The session actor.
 pub struct InterviewSession;
@@ -309,6 +320,22 @@ impl SessionState {
             && self
                 .detached_since
                 .is_some_and(|t| t.elapsed() >= self.deps.pending_ttl)
+    }
+
+    /// Whether the session may hibernate now: it waits for the candidate's answer (or a connection),
+    /// nothing of its own is in flight, it does not speak, and it has been idle long enough (but not
+    /// so long that its idle timeout came: then it closes instead).
+    fn may_hibernate(&self) -> bool {
+        let Some(after) = self.deps.hibernate_after else {
+            return false;
+        };
+        let idle_ms = now_ms().saturating_sub(self.rec.updated_ms);
+        self.rec.phase == Phase::AwaitingAnswer
+            && self.stream.is_none()
+            && !self.greeting_pending
+            && self.voice.is_quiet()
+            && u128::try_from(idle_ms).unwrap_or(0) >= after.as_millis()
+            && u128::try_from(idle_ms).unwrap_or(0) < self.deps.idle_timeout.as_millis()
     }
 
     /// Numbers `events`, commits them with the record, flushes, then sends them.
@@ -1145,6 +1172,7 @@ impl Actor for InterviewSession {
             voice: voice::VoiceState::default(),
             prompt_seq: 0,
             detached_since: None,
+            hibernating: false,
         };
         state.start_voice();
         if state.conn().is_none() {
@@ -1222,7 +1250,7 @@ impl Actor for InterviewSession {
         _myself: ActorRef<SessionMsg>,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
-        if !state.rec.phase.is_finished() {
+        if !state.rec.phase.is_finished() && !state.hibernating {
             state.deps.budget.release(&state.rec.id);
         }
         Ok(())
@@ -1234,6 +1262,16 @@ impl Actor for InterviewSession {
         msg: SessionMsg,
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.hibernating {
+            if !matches!(msg, SessionMsg::IdleCheck) {
+                if let Some(sup) = myself.try_get_supervisor() {
+                    let sup: ActorRef<crate::supervisor::SupervisorMsg> = sup.into();
+                    let id = state.rec.id.clone();
+                    let _ = sup.cast(crate::supervisor::SupervisorMsg::Deliver(id, Box::new(msg)));
+                }
+            }
+            return Ok(());
+        }
         match msg {
             SessionMsg::Attach(conn, reply) => {
                 if state.rec.last_seq() == 0 {
@@ -1293,6 +1331,14 @@ impl Actor for InterviewSession {
             SessionMsg::IdleCheck if state.conn().is_none() && state.pending_expired() => {
                 // Its record holds everything; a connection brings it back.
                 myself.stop(Some("pending: nobody connected".into()));
+            }
+            SessionMsg::IdleCheck if state.may_hibernate() => {
+                // Everything is in the log; the supervisor keeps the connection and brings the
+                // session back at the next message. Draining closes the mailbox at once (a sender
+                // then asks the supervisor for the session), and what it already took is passed
+                // on to the successor (above): nothing sent to a sleeping session is lost.
+                state.hibernating = true;
+                let _ = myself.drain();
             }
             SessionMsg::IdleCheck => {
                 let idle = Duration::from_millis(

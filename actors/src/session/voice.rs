@@ -84,6 +84,12 @@ pub(super) struct VoiceState {
 }
 
 impl VoiceState {
+    /// Whether speech plays no part in this session (nothing spoken, nothing heard, nothing
+    /// pending): its state is then all in the record, and it may hibernate.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.speaker.is_none() && !self.heard_audio && self.pending.is_none()
+    }
+
     /// Whether a follow-up from `source` was spoken as it streamed.
     pub(super) fn streamed_aloud(&self, source: &str) -> bool {
         self.stream_aloud && source != "pool"
@@ -118,7 +124,12 @@ impl SessionState {
     pub(super) fn idle_check_every(&self) -> Duration {
         let d = Duration::from_secs(30)
             .min(self.deps.idle_timeout)
-            .min(self.deps.pending_ttl);
+            .min(self.deps.pending_ttl)
+            .min(
+                self.deps
+                    .hibernate_after
+                    .map_or(Duration::MAX, |h| (h / 2).max(Duration::from_secs(1))),
+            );
         match &self.deps.voice {
             Some(v) => d.min((v.away / 2).max(Duration::from_millis(200))),
             None => d,

@@ -36,6 +36,15 @@ pub struct LoadTest {
     pub mode: Option<String>,
     /// Pause before each answer, ms (the session sits idle meanwhile).
     pub think_ms: u64,
+    /// Spread of the pause: each one is drawn in `think_ms × [1 − j, 1 + j]` (0: every pause the same).
+    pub think_jitter: f64,
+    /// How long a client waits for the server's next event (its own thinking is not counted).
+    pub turn_timeout_s: u64,
+    /// Interview creations (HTTP) in flight at once; the HTTP connection pool keeps as many idle
+    /// connections, so a run holds about `concurrency` WebSockets and at most this many HTTP sockets.
+    pub create_concurrency: usize,
+    /// The server's process id, to report its CPU time per turn and its memory (same machine only).
+    pub server_pid: Option<u32>,
     /// Send a short synthetic resume with each interview (skills and years vary per interview).
     pub resume: bool,
     /// Answer by speaking this audio instead of typing (`--audio FILE.wav`).
@@ -89,6 +98,72 @@ pub struct LoadReport {
     /// With `--audio`: end of speech → interviewer latency, speech-to-text time, frames.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice: Option<super::voice_load::VoiceFigures>,
+    /// The load generator's own figures (its sockets and memory).
+    pub loadgen: LoadgenFigures,
+    /// The server's CPU and memory over the run, with `--server-pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFigures>,
+}
+
+/// What the load generator itself held.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoadgenFigures {
+    /// Most WebSockets open at once.
+    pub open_peak: usize,
+    /// Seconds during which at least 99 % of `open_peak` sockets were open (sampled every second).
+    pub held_s: u64,
+    /// Its peak resident memory (VmHWM), MB.
+    pub peak_rss_mb: f64,
+    /// Its peak memory per socket open at the peak, KiB.
+    pub kib_per_socket: f64,
+}
+
+/// The server's process over the run (read from `/proc/<pid>`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ServerFigures {
+    /// CPU seconds (user + system) the server used during the run.
+    pub cpu_s: f64,
+    /// That CPU per turn measured, µs (all of the server's work, divided by the turns).
+    pub cpu_us_per_turn: f64,
+    /// Resident memory at the start, MB.
+    pub rss_start_mb: f64,
+    /// Resident memory sampled at the moment most sockets were open, MB.
+    pub rss_at_open_peak_mb: f64,
+    /// Highest resident memory sampled, MB.
+    pub rss_peak_mb: f64,
+    /// Resident memory at the end, MB.
+    pub rss_end_mb: f64,
+    /// `(rss_at_open_peak − rss_start) / open_peak`, KiB.
+    pub kib_per_open_session: f64,
+}
+
+/// `/proc/<pid>` readings: (user + system CPU seconds, resident MB, peak resident MB).
+fn proc_figures(pid: &str) -> Option<(f64, f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    // Linux reports CPU in clock ticks of 1/100 s (USER_HZ) on every architecture it runs on here.
+    Some((
+        ticks / 100.0,
+        kb("VmRSS:")? / 1024.0,
+        kb("VmHWM:")? / 1024.0,
+    ))
+}
+
+/// Think time before answer `index` of interview `n`: `think_ms` spread by `think_jitter`, drawn
+/// from a hash of (n, index) so runs are repeatable.
+pub fn think_time(lt: &LoadTest, n: usize, index: usize) -> Duration {
+    let j = lt.think_jitter.clamp(0.0, 1.0);
+    let u = (mix(&[n as u64, index as u64, 0x7468_696e_6b]) % 10_001) as f64 / 10_000.0;
+    let factor = 1.0 - j + 2.0 * j * u;
+    Duration::from_millis((lt.think_ms as f64 * factor).round() as u64)
 }
 
 /// Cache lookups of one kind during the run.
@@ -247,6 +322,8 @@ async fn one_interview(
     n: usize,
     hist: &Mutex<Histogram<u64>>,
     voice: Option<&super::voice_load::VoiceRecorder>,
+    creating: &tokio::sync::Semaphore,
+    open: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<u64, String> {
     let role = [
         "Backend Engineer",
@@ -266,6 +343,7 @@ async fn one_interview(
     if lt.resume {
         body["resume_text"] = json!(resume_text(n, &name, role));
     }
+    let permit = creating.acquire().await.map_err(|e| e.to_string())?;
     let created: Value = http
         .post(format!("{}/api/interviews", lt.url))
         .json(&body)
@@ -275,6 +353,7 @@ async fn one_interview(
         .json()
         .await
         .map_err(|e| format!("create: {e}"))?;
+    drop(permit);
     let id = created["interview_id"]
         .as_str()
         .ok_or(format!("create: {created}"))?;
@@ -299,18 +378,26 @@ async fn one_interview(
     let mut audio_started = false;
     // The last event received (`type` / `kind`), for the failure message.
     let mut last = String::from("none");
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // The server must answer within the turn timeout of the last thing the client did (connecting or
+    // answering); the client's own thinking is not counted, so long runs have no fixed cap.
+    let wait = Duration::from_secs(lt.turn_timeout_s.max(1));
+    let _open = OpenSocket::new(open);
+    // Events that came while the candidate was thinking, handled before reading more.
+    let mut early: std::collections::VecDeque<Message> = Default::default();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .map_err(|_| {
-                format!(
-                    "timed out waiting for the server (interview {id}, {answered} answers sent, last event {last})"
-                )
-            })?
-            .ok_or("connection closed before the report")?
-            .map_err(|e| format!("ws: {e}"))?;
+        let msg = match early.pop_front() {
+            Some(m) => m,
+            None => tokio::time::timeout(wait, ws.next())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no event from the server for {} s (interview {id}, {answered} answers sent, last event {last})",
+                        wait.as_secs()
+                    )
+                })?
+                .ok_or("connection closed before the report")?
+                .map_err(|e| format!("ws: {e}"))?,
+        };
         let Message::Text(text) = msg else { continue };
         let v: Value = serde_json::from_str(&text).map_err(|e| format!("bad frame: {e}"))?;
         last = match (v["type"].as_str(), v["kind"].as_str()) {
@@ -330,9 +417,23 @@ async fn one_interview(
                 }
                 if matches!(v["kind"].as_str(), Some("question" | "follow_up")) {
                     let answer = answer_text(n, answered);
+                    let think = think_time(lt, n, answered);
                     answered += 1;
-                    if lt.think_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(lt.think_ms)).await;
+                    if !think.is_zero() {
+                        // Reading while thinking, as a browser does: the server's heartbeat pings
+                        // are answered (tungstenite queues the pong when it reads the ping).
+                        let until = tokio::time::Instant::now() + think;
+                        loop {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(until) => break,
+                                m = ws.next() => match m {
+                                    Some(Ok(m @ Message::Text(_))) => early.push_back(m),
+                                    Some(Ok(_)) => {}
+                                    Some(Err(e)) => return Err(format!("ws: {e}")),
+                                    None => return Err("connection closed while thinking".into()),
+                                },
+                            }
+                        }
                     }
                     if let (Some(audio), Some(rec)) = (&lt.audio, voice) {
                         super::voice_load::speak(&mut ws, audio, !audio_started, rec).await?;
@@ -357,6 +458,64 @@ async fn one_interview(
             }
             _ => {}
         }
+    }
+}
+
+/// What the sampler saw, once a second.
+#[derive(Debug, Default)]
+struct Samples {
+    /// Open sockets at each sample.
+    open: Vec<usize>,
+    /// The most open sockets seen, and the server's RSS (MB) then.
+    open_peak: (usize, f64),
+    /// The server's highest RSS seen, MB.
+    server_rss_peak: f64,
+}
+
+impl Samples {
+    /// Seconds during which at least 99 % of the peak were open.
+    fn held_s(&self) -> u64 {
+        let bar = self.open_peak.0 - self.open_peak.0 / 100;
+        self.open.iter().filter(|&&n| n > 0 && n >= bar).count() as u64
+    }
+}
+
+/// Samples open sockets and the server's memory every second until aborted.
+async fn sample(
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    server_pid: Option<String>,
+    into: Arc<std::sync::Mutex<Samples>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let n = open.load(std::sync::atomic::Ordering::Relaxed);
+        let rss = server_pid
+            .as_deref()
+            .and_then(proc_figures)
+            .map_or(0.0, |(_, rss, _)| rss);
+        let mut s = into.lock().unwrap_or_else(|p| p.into_inner());
+        s.open.push(n);
+        if n >= s.open_peak.0 {
+            s.open_peak = (n, rss);
+        }
+        s.server_rss_peak = s.server_rss_peak.max(rss);
+    }
+}
+
+/// Counts an open WebSocket while it lives.
+struct OpenSocket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenSocket {
+    fn new(open: &Arc<std::sync::atomic::AtomicUsize>) -> OpenSocket {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenSocket(open.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -585,10 +744,18 @@ impl Progress {
 
 /// Runs the load test.
 pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
+    // Creations share a few kept-alive HTTP connections: the server and this process then hold about
+    // one descriptor per interview (its WebSocket), not two.
+    let creators = lt.create_concurrency.max(1);
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(lt.concurrency)
+        .pool_max_idle_per_host(creators)
+        .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
+    let creating = Arc::new(tokio::sync::Semaphore::new(creators));
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server_pid = lt.server_pid.map(|p| p.to_string());
+    let server_start = server_pid.as_deref().and_then(proc_figures);
     let stats_before = optimization_stats(&http, &lt).await;
     // Tags this run's candidate ids, so runs against the same storage are new candidates.
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
@@ -621,8 +788,11 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
             }
         })
     });
+    let samples = Arc::new(std::sync::Mutex::new(Samples::default()));
+    let sampler = tokio::spawn(sample(open.clone(), server_pid.clone(), samples.clone()));
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
+        let (creating, open) = (creating.clone(), open.clone());
         let (http, lt, hist, next, results, run, voice, progress) = (
             http.clone(),
             lt.clone(),
@@ -639,7 +809,17 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                 if n >= lt.interviews {
                     break;
                 }
-                let r = one_interview(&http, &lt, &run, n, &hist, voice.as_deref()).await;
+                let r = one_interview(
+                    &http,
+                    &lt,
+                    &run,
+                    n,
+                    &hist,
+                    voice.as_deref(),
+                    &creating,
+                    &open,
+                )
+                .await;
                 progress.finished(r.is_ok());
                 let mut res = results.lock().await;
                 match r {
@@ -660,6 +840,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     if let Some(t) = ticker {
         t.abort();
     }
+    sampler.abort();
     progress.end();
     let elapsed = t0.elapsed().as_secs_f64();
     let stats_after = optimization_stats(&http, &lt).await;
@@ -681,6 +862,23 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     };
     let (completed, failed, failures) = results.lock().await.clone();
     let h = hist.lock().await;
+    let (open_peak, rss_at_peak, rss_peak, held_s) = {
+        let s = samples.lock().unwrap_or_else(|p| p.into_inner());
+        (s.open_peak.0, s.open_peak.1, s.server_rss_peak, s.held_s())
+    };
+    let own_peak = proc_figures("self").map_or(0.0, |(_, _, hwm)| hwm);
+    let server = match (server_start, server_pid.as_deref().and_then(proc_figures)) {
+        (Some((cpu0, rss0, _)), Some((cpu1, rss1, _))) => Some(ServerFigures {
+            cpu_s: cpu1 - cpu0,
+            cpu_us_per_turn: (cpu1 - cpu0) * 1e6 / (h.len().max(1) as f64),
+            rss_start_mb: rss0,
+            rss_at_open_peak_mb: rss_at_peak,
+            rss_peak_mb: rss_peak.max(rss1),
+            rss_end_mb: rss1,
+            kib_per_open_session: (rss_at_peak - rss0).max(0.0) * 1024.0 / open_peak.max(1) as f64,
+        }),
+        _ => None,
+    };
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoadReport {
         completed,
@@ -707,6 +905,13 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         dedup_saves: delta.as_ref().map(|d| d.dedup),
         content_by_source: delta.map(|d| d.by_source),
         voice: voice_figures,
+        loadgen: LoadgenFigures {
+            open_peak,
+            held_s,
+            peak_rss_mb: own_peak,
+            kib_per_socket: own_peak * 1024.0 / open_peak.max(1) as f64,
+        },
+        server,
     })
 }
 
@@ -790,6 +995,17 @@ pub fn print(r: &LoadReport) {
         let parts: Vec<String> = src.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("content by source: {}", parts.join("  "));
     }
+    let g = &r.loadgen;
+    println!(
+        "load generator: {} sockets open at most, ≥ 99 % of them for {} s; its peak RSS {:.1} MB ({:.1} KiB per socket)",
+        g.open_peak, g.held_s, g.peak_rss_mb, g.kib_per_socket
+    );
+    if let Some(s) = &r.server {
+        println!(
+            "server: {:.2} s of CPU, {:.0} µs per turn; RSS {:.1} MB at the start, {:.1} MB with the most sockets open ({:.1} KiB per open session), peak {:.1} MB, end {:.1} MB",
+            s.cpu_s, s.cpu_us_per_turn, s.rss_start_mb, s.rss_at_open_peak_mb, s.kib_per_open_session, s.rss_peak_mb, s.rss_end_mb
+        );
+    }
 }
 
 #[cfg(test)]
@@ -808,6 +1024,53 @@ mod tests {
         let b = resume_text(2, "A B", "SRE");
         assert_ne!(a, b);
         assert!(a.contains("2 years") && b.contains("3 years"), "{a} / {b}");
+    }
+
+    fn plan(think_ms: u64, think_jitter: f64) -> LoadTest {
+        LoadTest {
+            url: String::new(),
+            interviews: 1,
+            concurrency: 1,
+            answers_per_interview: 1,
+            admin_token: None,
+            mode: None,
+            think_ms,
+            think_jitter,
+            turn_timeout_s: 120,
+            create_concurrency: 1,
+            server_pid: None,
+            resume: false,
+            audio: None,
+            progress_every_s: 10,
+        }
+    }
+
+    #[test]
+    fn think_times_spread_within_the_jitter() {
+        let fixed = plan(10_000, 0.0);
+        assert_eq!(think_time(&fixed, 3, 4), Duration::from_secs(10));
+        let lt = plan(10_000, 0.5);
+        let ms: Vec<u128> = (0..2000)
+            .map(|n| think_time(&lt, n, n % 7).as_millis())
+            .collect();
+        assert!(
+            ms.iter().all(|&m| (5_000..=15_000).contains(&m)),
+            "out of range"
+        );
+        // Spread over the whole range, not bunched: each fifth of it gets a fair share.
+        for k in 0..5u128 {
+            let (lo, hi) = (5_000 + 2_000 * k, 7_000 + 2_000 * k);
+            let n = ms.iter().filter(|&&m| m >= lo && m < hi).count();
+            assert!((300..=500).contains(&n), "{lo}..{hi}: {n}");
+        }
+        assert_eq!(think_time(&lt, 9, 2), think_time(&lt, 9, 2));
+    }
+
+    #[test]
+    fn this_process_can_be_measured() {
+        let (cpu, rss, hwm) = proc_figures("self").expect("/proc/self readable");
+        assert!(cpu >= 0.0 && rss > 0.0 && hwm >= rss, "{cpu} {rss} {hwm}");
+        assert!(proc_figures("no-such-pid").is_none());
     }
 
     #[test]

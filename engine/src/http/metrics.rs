@@ -146,6 +146,13 @@ fn interviews(s: &Scrape, state: &State, live: Option<usize>) -> Result<(), ApiE
         .with_label_values::<&str>(&[])
         .set(n as f64);
     }
+    s.gauges(
+        "sessions_hibernated",
+        "Interviews whose session hibernates (no actor; the next message brings it back).",
+        &[],
+    )?
+    .with_label_values::<&str>(&[])
+    .set(state.live.hibernated() as f64);
     Ok(())
 }
 
