@@ -50,6 +50,46 @@ fn main() {
             (k + v) as f64 / per
         );
     }
+    // Events by type and kind: where the log's bytes go.
+    if let Ok(events) = db.open_tree("events") {
+        let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (_, val) in events.iter().flatten() {
+            let text = String::from_utf8_lossy(&val);
+            let start = text.find('{').unwrap_or(0);
+            let v: serde_json::Value = serde_json::from_str(&text[start..]).unwrap_or_default();
+            let key = format!(
+                "{}/{}",
+                v["type"].as_str().unwrap_or("?"),
+                v["kind"].as_str().unwrap_or("-")
+            );
+            let e = by.entry(key).or_default();
+            e.0 += 1;
+            e.1 += val.len() as u64;
+        }
+        if let Ok(path) = std::env::var("STORAGE_SIZES_DUMP") {
+            // One line per event: the key's interview id (hex) and the value, for offline analysis.
+            let mut out = String::new();
+            for (k, val) in events.iter().flatten() {
+                let id = String::from_utf8_lossy(&k[..k.len().saturating_sub(8)]).to_string();
+                out.push_str(&id);
+                out.push('\t');
+                out.push_str(&String::from_utf8_lossy(&val).replace('\n', " "));
+                out.push('\n');
+            }
+            std::fs::write(path, out).expect("write dump");
+        }
+        println!(
+            "\n{:<28} {:>9} {:>12} {:>10} {:>14}",
+            "event", "count", "bytes", "mean", "per interview"
+        );
+        for (k, (n, b)) in by {
+            println!(
+                "{k:<28} {n:>9} {b:>12} {:>10.0} {:>14.0}",
+                b as f64 / n as f64,
+                b as f64 / per
+            );
+        }
+    }
     println!(
         "keys + values: {total} bytes ({:.0} per interview); on disk: {on_disk} bytes ({:.0} per interview, {:.2}× the data)",
         total as f64 / per,

@@ -32,6 +32,7 @@ pub mod gpu_node;
 pub mod gpu_pool;
 pub mod interview;
 pub mod key;
+pub mod memory;
 pub mod pool;
 pub mod protocol;
 pub mod providers;

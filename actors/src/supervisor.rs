@@ -137,6 +137,8 @@ pub struct SupervisorState {
     live: HashMap<String, Entry>,
     asleep: HashMap<String, Asleep>,
     failed: HashMap<String, u32>,
+    /// Sessions that went to sleep since the freed memory was last given back to the system.
+    slept_since_trim: usize,
 }
 
 /// The supervisor actor.
@@ -307,6 +309,7 @@ impl Actor for InterviewSupervisor {
             live: HashMap::new(),
             asleep: HashMap::new(),
             failed: HashMap::new(),
+            slept_since_trim: 0,
         })
     }
 
@@ -368,6 +371,11 @@ impl Actor for InterviewSupervisor {
                         due.push(id.clone());
                     }
                 }
+                if state.slept_since_trim > 0 {
+                    // What the sleepers freed goes back to the system, off the actors' threads.
+                    state.slept_since_trim = 0;
+                    tokio::task::spawn_blocking(crate::memory::give_back);
+                }
                 for id in due {
                     // Through Get, as a client would: the reply is not needed.
                     let (tx, _rx) = ractor::concurrency::oneshot();
@@ -414,6 +422,7 @@ impl Actor for InterviewSupervisor {
                     wake_at,
                 },
             );
+            state.slept_since_trim += 1;
             state.counted();
             return Ok(());
         }
