@@ -21,6 +21,8 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
+
 /// What the whole cluster used of a scope's calendar windows (`None`: no such window).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterUsage {
@@ -321,7 +323,7 @@ impl Quota {
         Self {
             limits,
             tz,
-            origin: Instant::now(),
+            origin: Clock::now(),
             minute: VecDeque::new(),
             minute_requests: 0,
             minute_tokens: 0,
@@ -869,7 +871,7 @@ impl Quota {
             micros: actual.micros.saturating_sub(o.cost.micros),
         };
         self.since_write.1 = self.since_write.1.add(extra);
-        o.started.map(|s| s.elapsed())
+        o.started.map(Clock::since)
     }
 
     /// Releases a reservation whose call failed or was cancelled. `sent` says whether the request
@@ -878,7 +880,7 @@ impl Quota {
     pub fn release(&mut self, id: ReservationId, sent: bool) -> Option<Duration> {
         let o = self.close(id)?;
         self.adjust(&o, Cost::ZERO, !sent);
-        o.started.map(|s| s.elapsed())
+        o.started.map(Clock::since)
     }
 
     /// Blocks the quota until `until` (a 429 cool-down or a day-exhausted park).
@@ -1020,7 +1022,7 @@ impl AudioWindow {
             per_hour,
             per_day,
             tz,
-            origin: Instant::now(),
+            origin: Clock::now(),
             minutes: VecDeque::new(),
             hour_total: 0,
             day: String::new(),
