@@ -936,6 +936,7 @@ impl SessionState {
         }
         self.grade_unscored(&seed);
         self.deps.stats.count_completed(&self.rec.mode);
+        self.deps.stats.count_completed_level(self.rec.level);
         self.deps.budget.release(&self.rec.id);
         self.rec.phase = phase;
         self.rec.ending = None;
