@@ -105,6 +105,50 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_quota_minute_window_and_day_follow_the_virtual_clock() {
+        use crate::quota::{Blocked, Cost, Limits, Quota};
+        // Start just after a midnight (UTC) of the virtual wall clock, so the day cannot end early.
+        let wall = Clock::wall();
+        let midnight = (wall.date_naive() + chrono::Days::new(1))
+            .and_hms_opt(0, 0, 1)
+            .unwrap()
+            .and_utc();
+        tokio::time::advance((midnight - wall).to_std().unwrap()).await;
+        let mut q = Quota::new(
+            Limits {
+                rpm: Some(2),
+                rpd: Some(3),
+                ..Limits::default()
+            },
+            chrono_tz::UTC,
+        );
+        let one = Cost {
+            tokens: 1,
+            ..Cost::ZERO
+        };
+        for _ in 0..2 {
+            let id = q.try_reserve(Clock::now(), Clock::wall(), one).unwrap();
+            q.settle(id, one);
+        }
+        // The minute window is full until a minute has passed on the virtual clock.
+        assert!(matches!(
+            q.try_reserve(Clock::now(), Clock::wall(), one),
+            Err(Blocked::Until(_))
+        ));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let id = q.try_reserve(Clock::now(), Clock::wall(), one).unwrap();
+        q.settle(id, one);
+        // The day's three are spent until the next midnight of the virtual wall clock.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(matches!(
+            q.try_reserve(Clock::now(), Clock::wall(), one),
+            Err(Blocked::Day(_))
+        ));
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(q.try_reserve(Clock::now(), Clock::wall(), one).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn blocking_work_holds_the_paused_clock() {
         // While a spawn_blocking task runs, tokio does not jump to the next timer: real work (a sled
         // flush) takes no virtual time, and a deadline timer cannot fire during it.
