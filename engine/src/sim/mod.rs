@@ -36,7 +36,8 @@ use crate::config::{Config, GpuNodeConfig};
 
 pub mod candidate;
 pub mod curve;
-#[allow(dead_code)]
+// The fake provider's interviewer persona, shared with that binary (whose `Parsed` has more fields).
+#[allow(dead_code, clippy::needless_update)]
 #[path = "../bin/fake_provider/persona.rs"]
 mod persona;
 pub mod provider;

@@ -253,7 +253,7 @@ impl SimProvider {
         }
         tokio::time::sleep(self.latency).await;
         let text = persona::reply(&parsed(req));
-        let out = (text.len() as u64).div_ceil(4).min(u64::from(max_out));
+        let out = (text.len() as u64).div_ceil(4).min(max_out);
         let usage = Usage {
             prompt_tokens: prompt,
             completion_tokens: out,
@@ -333,7 +333,7 @@ impl SimGpu {
         let (prompt, max_out) = req.token_split();
         let usage = Usage {
             prompt_tokens: prompt,
-            completion_tokens: (text.len() as u64).div_ceil(4).min(u64::from(max_out)),
+            completion_tokens: (text.len() as u64).div_ceil(4).min(max_out),
         };
         (text, usage)
     }
