@@ -849,7 +849,10 @@ fn validate_nodes(nodes: &[GpuNodeSpec]) -> Result<(), GpuError> {
         if !seen.insert(n.name.as_str()) {
             return Err(bad("name: used by another node"));
         }
-        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+        if !(n.url.starts_with("http://")
+            || n.url.starts_with("https://")
+            || n.url.starts_with(crate::inproc::SCHEME))
+        {
             return Err(bad("url: must start with http:// or https://"));
         }
         if n.model.trim().is_empty() {
