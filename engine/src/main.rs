@@ -86,7 +86,8 @@ enum Command {
     },
     /// Run a day of interviews on a virtual clock against in-process providers that enforce the
     /// catalogue's free-tier windows (one key per free provider), print the hour table, the day and
-    /// `plan`'s figures for the same inputs; exit 1 if an invariant fails or `plan` disagrees.
+    /// `plan`'s figures for the same inputs; exit 1 if an interview did not complete, a provider
+    /// answered 429 or a window was exceeded (a disagreement with `plan` is printed, not an exit code).
     Simulate {
         /// TOML config file (its catalogue, `[interview] questions`, GPU and cache settings).
         #[arg(long)]
@@ -280,6 +281,7 @@ fn main() -> ExitCode {
                 think: std::time::Duration::from_secs(think_s),
                 provider_latency: std::time::Duration::from_millis(provider_latency_ms),
                 data_dir: None,
+                progress: true,
             };
             match cli::simulate::run(&cfg, &opts) {
                 Ok(s) => {

@@ -64,6 +64,8 @@ pub struct SimOptions {
     pub provider_latency: Duration,
     /// Scratch directory for sled (default: a new directory under /dev/shm, else the temp dir).
     pub data_dir: Option<PathBuf>,
+    /// Write a progress line to stderr every virtual hour.
+    pub progress: bool,
 }
 
 impl Default for SimOptions {
@@ -75,6 +77,7 @@ impl Default for SimOptions {
             think: Duration::from_secs(40),
             provider_latency: Duration::from_millis(800),
             data_dir: None,
+            progress: false,
         }
     }
 }
@@ -421,21 +424,43 @@ async fn day(
         start,
     });
     let arrivals = opts.curve.arrivals(opts.interviews);
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(arrivals.len());
     for (n, at) in arrivals.iter().enumerate() {
         let world = world.clone();
         let at = start + *at;
+        let done = done.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-            candidate::run(&world, n).await
+            let outcome = candidate::run(&world, n).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outcome
         }));
     }
+    let total = arrivals.len();
+    let progress = opts.progress.then(|| {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                eprintln!(
+                    "simulate: {:.0} h virtual, {} of {total} interviews ended, {:.0} s real",
+                    Clock::since(start).as_secs_f64() / 3600.0,
+                    done.load(std::sync::atomic::Ordering::Relaxed),
+                    real0.elapsed().as_secs_f64()
+                );
+            }
+        })
+    });
     let mut outcomes = Vec::with_capacity(tasks.len());
     for t in tasks {
         outcomes.push(match t.await {
             Ok(o) => o,
             Err(e) => Err(format!("candidate task: {e}")),
         });
+    }
+    if let Some(p) = progress {
+        p.abort();
     }
     let virtual_s = Clock::since(start).as_secs_f64();
     let _ = supervisor
