@@ -387,7 +387,7 @@ impl Budget {
         Self {
             source,
             costs,
-            clock: Utc::now,
+            clock: crate::clock::Clock::wall,
             hold_ttl: chrono::Duration::hours(1),
             inner: Mutex::new(Inner::default()),
         }

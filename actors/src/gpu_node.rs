@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::providers::{
     openai, ChatRequest, ChatResponse, ChunkStream, ProviderError, Target, WireFormat, WithoutUrl,
 };
@@ -86,7 +87,11 @@ pub async fn complete(
     req: &ChatRequest,
     timeout: Duration,
 ) -> Result<ChatResponse, ProviderError> {
-    WIRE.complete(http, &spec.target(timeout), req).await
+    let target = spec.target(timeout);
+    if let Some(up) = crate::inproc::route(&target.base_url)? {
+        return up.complete(&target, req).await;
+    }
+    WIRE.complete(http, &target, req).await
 }
 
 /// Opens a streamed answer from the node (`timeout` bounds the time to the response head only).
@@ -96,7 +101,11 @@ pub async fn open_stream(
     req: &ChatRequest,
     timeout: Duration,
 ) -> Result<ChunkStream, ProviderError> {
-    WIRE.stream(http, &spec.target(timeout), req).await
+    let target = spec.target(timeout);
+    if let Some(up) = crate::inproc::route(&target.base_url)? {
+        return up.stream(&target, req).await;
+    }
+    WIRE.stream(http, &target, req).await
 }
 
 /// One health probe: `GET /health`, falling back to `GET /v1/models` when the server has no `/health`
@@ -106,6 +115,9 @@ pub async fn probe(
     spec: &GpuNodeSpec,
     timeout: Duration,
 ) -> Result<(), String> {
+    if let Some(up) = crate::inproc::route(&spec.url).map_err(|e| e.to_string())? {
+        return up.probe().await;
+    }
     let describe = |e: reqwest::Error| {
         let secret = spec.api_key.clone().unwrap_or_default();
         if e.is_timeout() {
@@ -529,13 +541,13 @@ impl GpuNodeState {
 
     async fn probe(&mut self) {
         let result = probe(&self.args.http, &self.args.spec, self.probe_timeout()).await;
-        let t = self.health.on_probe(Instant::now(), result);
+        let t = self.health.on_probe(Clock::now(), result);
         self.apply(t);
     }
 
     fn on_outcome(&mut self, outcome: RequestOutcome) {
         // The figures were counted by `NodeShared::report`; the actor keeps the health.
-        let t = self.health.on_outcome(Instant::now(), &outcome);
+        let t = self.health.on_outcome(Clock::now(), &outcome);
         self.apply(t);
     }
 

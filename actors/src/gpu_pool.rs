@@ -28,6 +28,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::gpu_node::{
     self, GpuNode, GpuNodeArgs, GpuNodeMsg, GpuNodeSpec, NodeShared, NodeState, RequestOutcome,
 };
@@ -598,16 +599,16 @@ impl GpuPool {
         deadline: Duration,
         affinity: Option<&str>,
     ) -> Result<GpuCompletion, GpuError> {
-        let deadline = Instant::now() + deadline;
+        let deadline = Clock::now() + deadline;
         let mut tries = self.tries();
         loop {
             let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
             let spec = self.inner.nodes[slot.index].spec.clone();
             let (timeout, cut) = self.try_timeout(deadline);
-            let t0 = Instant::now();
+            let t0 = Clock::now();
             match gpu_node::complete(&self.inner.http, &spec, req, timeout).await {
                 Ok(response) => {
-                    let latency = t0.elapsed();
+                    let latency = Clock::since(t0);
                     slot.report(RequestOutcome::Ok {
                         latency,
                         completion_tokens: response.usage.map(|u| u.completion_tokens),
@@ -634,13 +635,13 @@ impl GpuPool {
         deadline: Duration,
         affinity: Option<&str>,
     ) -> Result<GpuStream, GpuError> {
-        let deadline = Instant::now() + deadline;
+        let deadline = Clock::now() + deadline;
         let mut tries = self.tries();
         loop {
             let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
             let spec = self.inner.nodes[slot.index].spec.clone();
             let (timeout, cut) = self.try_timeout(deadline);
-            let t0 = Instant::now();
+            let t0 = Clock::now();
             match gpu_node::open_stream(&self.inner.http, &spec, req, timeout).await {
                 Ok(chunks) => {
                     let idle = self.inner.config.request_timeout;
@@ -678,16 +679,16 @@ impl GpuPool {
         F: Fn(reqwest::Client, Arc<GpuNodeSpec>, Duration) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        let deadline = Instant::now() + deadline;
+        let deadline = Clock::now() + deadline;
         let mut tries = self.tries();
         loop {
             let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
             let spec = self.inner.nodes[slot.index].spec.clone();
             let (timeout, cut) = self.try_timeout(deadline);
-            let t0 = Instant::now();
+            let t0 = Clock::now();
             match op(self.inner.http.clone(), spec.clone(), timeout).await {
                 Ok(answer) => {
-                    let latency = t0.elapsed();
+                    let latency = Clock::since(t0);
                     slot.report(RequestOutcome::Ok {
                         latency,
                         completion_tokens: None,
@@ -711,7 +712,7 @@ impl GpuPool {
     /// Time allowed for the next try, and whether the caller's deadline (rather than the configured
     /// request timeout) is what bounds it.
     fn try_timeout(&self, deadline: Instant) -> (Duration, bool) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(Clock::now());
         let configured = self.inner.config.request_timeout;
         (
             configured.min(left).max(Duration::from_millis(1)),
@@ -726,7 +727,7 @@ impl GpuPool {
         affinity: Option<&str>,
         tries: &mut Tries,
     ) -> Result<SlotGuard, GpuError> {
-        let result = if tries.last.is_some() && Instant::now() >= deadline {
+        let result = if tries.last.is_some() && Clock::now() >= deadline {
             Err(GpuError::Busy)
         } else {
             self.acquire(deadline, affinity, &tries.tried).await
@@ -785,13 +786,13 @@ impl GpuPool {
         tried: &[bool],
     ) -> Result<SlotGuard, GpuError> {
         let inner = &*self.inner;
-        let sticky = affinity.and_then(|k| inner.affinity().get(k, Instant::now()));
+        let sticky = affinity.and_then(|k| inner.affinity().get(k, Clock::now()));
         match inner.try_grab(sticky, tried) {
             Choice::Node(i) => return Ok(self.granted(i, affinity, sticky)),
             Choice::NoNode => return Err(GpuError::NoNode),
             Choice::Busy => {}
         }
-        if Instant::now() >= deadline {
+        if Clock::now() >= deadline {
             return Err(GpuError::Busy);
         }
         let target = queue_target(&inner.views(tried), sticky);
@@ -808,7 +809,7 @@ impl GpuPool {
                 Choice::NoNode => return Err(GpuError::NoNode),
                 Choice::Busy => {}
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(Clock::now());
             if left.is_zero() {
                 return Err(GpuError::Busy);
             }
@@ -827,7 +828,7 @@ impl GpuPool {
             } else if sticky.is_some() {
                 c.affinity_moves.fetch_add(1, Ordering::Relaxed);
             }
-            inner.affinity().set(key, index, Instant::now());
+            inner.affinity().set(key, index, Clock::now());
         }
         SlotGuard {
             index,
@@ -848,7 +849,10 @@ fn validate_nodes(nodes: &[GpuNodeSpec]) -> Result<(), GpuError> {
         if !seen.insert(n.name.as_str()) {
             return Err(bad("name: used by another node"));
         }
-        if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+        if !(n.url.starts_with("http://")
+            || n.url.starts_with("https://")
+            || n.url.starts_with(crate::inproc::SCHEME))
+        {
             return Err(bad("url: must start with http:// or https://"));
         }
         if n.model.trim().is_empty() {
@@ -893,7 +897,7 @@ impl Stream for NodeStream {
         }
         match this.inner.poll_next_unpin(cx) {
             Poll::Ready(item) => {
-                let now = Instant::now();
+                let now = Clock::now();
                 this.sleep
                     .as_mut()
                     .reset(tokio::time::Instant::now() + this.idle);

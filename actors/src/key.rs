@@ -25,6 +25,7 @@ use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::cluster::admission::{
     Amounts, GrantId, Refusal as SharedRefusal, ScopeSpec, SharedWindows,
 };
@@ -104,7 +105,7 @@ impl SharedQuota {
         // Read even for a quota without time windows: a provider's cool-down or daily park is
         // recorded for every key.
         match ledger.load(&scope) {
-            Ok(Some(rec)) => quota.restore(&rec, Instant::now(), Utc::now()),
+            Ok(Some(rec)) => quota.restore(&rec, Clock::now(), Clock::wall()),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(scope = %scope, error = %e, "usage record unreadable; starting empty")
@@ -163,7 +164,7 @@ impl SharedQuota {
     pub(crate) fn observe_shared(&self) {
         if let Some(seen) = self.shared().and_then(|w| w.last_calendar_usage()) {
             self.lock()
-                .observe_cluster(Instant::now(), Utc::now(), &seen);
+                .observe_cluster(Clock::now(), Clock::wall(), &seen);
         }
     }
 
@@ -177,7 +178,7 @@ impl SharedQuota {
     /// Current usage and headroom.
     pub fn usage(&self) -> QuotaUsage {
         self.observe_shared();
-        self.lock().usage(Instant::now(), Utc::now())
+        self.lock().usage(Clock::now(), Clock::wall())
     }
 
     /// The limits.
@@ -188,7 +189,7 @@ impl SharedQuota {
     /// What the quota can still serve today at `rates` (nothing while parked for the day).
     pub fn day_left(&self, rates: &Rates) -> DayLeft {
         self.observe_shared();
-        self.lock().day_left(Instant::now(), Utc::now(), rates)
+        self.lock().day_left(Clock::now(), Clock::wall(), rates)
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, Vec<(ActorRef<KeyMsg>, Arc<KeyGauge>)>> {
@@ -550,7 +551,7 @@ impl Permit {
                     day_exhausted,
                 } = e
                 {
-                    let (now, wall) = (Instant::now(), Utc::now());
+                    let (now, wall) = (Clock::now(), Clock::wall());
                     for q in self.quotas.all() {
                         let mut g = q.lock();
                         let until = cool_down_end(
@@ -625,7 +626,7 @@ pub async fn try_fast(
         // Cluster mode: the key actor is the only path to the key (it asks the shared windows).
         return None;
     }
-    let (now, wall) = (Instant::now(), Utc::now());
+    let (now, wall) = (Clock::now(), Clock::wall());
     let (id, due) = {
         let mut g = q.lock();
         let id = g.try_reserve(now, wall, cost).ok()?;
@@ -788,7 +789,7 @@ fn ready_of(blocked: Blocked, now: Instant) -> (RefusalReason, Option<Instant>) 
     match blocked {
         Blocked::TooLarge { .. } => (RefusalReason::TooLarge, None),
         Blocked::Day(reset) => {
-            let d = (reset - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let d = (reset - Clock::wall()).to_std().unwrap_or(Duration::ZERO);
             (RefusalReason::DayExhausted, Some(now + d))
         }
         Blocked::CoolingDown(until) => (RefusalReason::CoolingDown, Some(until)),
@@ -861,7 +862,7 @@ impl KeyState {
         rates: Rates,
         cost: Cost,
     ) -> Result<Permit, Blocked> {
-        let (now, wall) = (Instant::now(), Utc::now());
+        let (now, wall) = (Clock::now(), Clock::wall());
         let q = self.args.quotas.get(quota).clone();
         {
             let g = q.lock();
@@ -876,7 +877,7 @@ impl KeyState {
         let grant = match q.shared() {
             Some(shared) => match shared.admit(amounts(cost)).await {
                 Ok(g) => Some((shared.clone(), g)),
-                Err(r) => return Err(shared_blocked(r, Instant::now())),
+                Err(r) => return Err(shared_blocked(r, Clock::now())),
             },
             None => None,
         };
@@ -953,7 +954,7 @@ impl KeyState {
         wait: bool,
         reply: RpcReplyPort<Result<Permit, Refusal>>,
     ) {
-        let now = Instant::now();
+        let now = Clock::now();
         if let Some(r) = self.health_refusal(now) {
             let _ = reply.send(Err(r));
             return;
@@ -965,9 +966,9 @@ impl KeyState {
         let reserved = {
             let mut g = q.lock();
             if ahead.0 == 0 {
-                g.try_reserve(now, Utc::now(), cost)
+                g.try_reserve(now, Clock::wall(), cost)
             } else {
-                match g.check_behind(now, Utc::now(), cost, ahead) {
+                match g.check_behind(now, Clock::wall(), cost, ahead) {
                     // Room for all of them: the queue drains at its next tick.
                     Ok(()) => Err(Blocked::Until(now)),
                     Err(b) => Err(b),
@@ -1049,7 +1050,7 @@ impl KeyState {
     /// room; refuses the ones whose deadline passed or that can no longer be served in time, and
     /// schedules a tick for the next window opening or deadline.
     async fn drain(&mut self, myself: &ActorRef<KeyMsg>) {
-        let now = Instant::now();
+        let now = Clock::now();
         let n_quotas = 1 + self.args.quotas.by_model.len();
         let mut window_blocked = vec![false; n_quotas];
         let mut slot_blocked = vec![false; n_quotas];
@@ -1078,7 +1079,7 @@ impl KeyState {
                 continue;
             }
             if w.res.is_none() && !window_blocked[w.quota] {
-                let got = q.lock().try_reserve(now, Utc::now(), w.cost);
+                let got = q.lock().try_reserve(now, Clock::wall(), w.cost);
                 match got {
                     Ok(id) => w.res = Some(id),
                     Err(b) => {
@@ -1132,16 +1133,16 @@ impl KeyState {
     }
 
     fn schedule_tick(&mut self, myself: &ActorRef<KeyMsg>, at: Instant) {
-        if self.tick_at.is_some_and(|t| t <= at && t > Instant::now()) {
+        if self.tick_at.is_some_and(|t| t <= at && t > Clock::now()) {
             return;
         }
         self.tick_at = Some(at);
-        let delay = at.saturating_duration_since(Instant::now());
+        let delay = at.saturating_duration_since(Clock::now());
         myself.send_after(delay, || KeyMsg::Tick);
     }
 
     fn on_outcome(&mut self, outcome: CallOutcome) {
-        let now = Instant::now();
+        let now = Clock::now();
         match outcome {
             CallOutcome::Ok => {
                 self.args.gauge.served.fetch_add(1, Ordering::Relaxed);
@@ -1160,7 +1161,7 @@ impl KeyState {
                         day_exhausted,
                     } => {
                         self.rate_limited += 1;
-                        let wall = Utc::now();
+                        let wall = Clock::wall();
                         // A 429 is about the key: every quota of it cools down.
                         let mut until = now;
                         for q in self.args.quotas.all() {
@@ -1208,7 +1209,7 @@ impl KeyState {
     }
 
     fn publish(&self) {
-        let now = Instant::now();
+        let now = Clock::now();
         let q = &self.args.quotas.default;
         let usage = q.usage();
         let g = &self.args.gauge;
@@ -1242,8 +1243,8 @@ impl KeyState {
     }
 
     fn status(&mut self) -> KeyStatus {
-        let now = Instant::now();
-        let wall = Utc::now();
+        let now = Clock::now();
+        let wall = Clock::wall();
         let spec = self.args.spec.clone();
         let rates = spec.rates_for(None);
         let q = self.args.quotas.default.clone();
@@ -1350,7 +1351,7 @@ impl Actor for KeyActor {
         state: &mut KeyState,
     ) -> Result<(), ActorProcessingErr> {
         // A clean stop writes the exact usage (no block to count as spent after the restart).
-        let (now, wall) = (Instant::now(), Utc::now());
+        let (now, wall) = (Clock::now(), Clock::wall());
         for q in state.args.quotas.all() {
             q.members().retain(|(m, _)| m.get_id() != myself.get_id());
             let mut g = q.lock();

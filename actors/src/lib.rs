@@ -23,6 +23,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod clock;
 pub mod cluster;
 pub mod coalesce;
 pub mod conn;
@@ -30,6 +31,7 @@ pub mod content;
 pub mod embedder;
 pub mod gpu_node;
 pub mod gpu_pool;
+pub mod inproc;
 pub mod interview;
 pub mod key;
 pub mod memory;

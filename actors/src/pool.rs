@@ -26,6 +26,7 @@ use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::gpu_pool::{GpuError, GpuPool};
 use crate::key::KeyStatus;
 use crate::key::{CallOutcome, KeyMsg, Permit, Refusal, RefusalReason};
@@ -276,7 +277,7 @@ impl Pool {
             key: "gpu".into(),
             provider: "gpu".into(),
             outcome: e.to_string(),
-            latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: Clock::since(t0).as_secs_f64() * 1000.0,
             called: matches!(e, GpuError::Failed { .. }),
         });
         if g.fallback_to_cloud {
@@ -377,7 +378,7 @@ impl Pool {
         deadline: Instant,
         wait: bool,
     ) -> Result<Permit, Refusal> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(Clock::now());
         let r =
             p.c.actor
                 .call(
@@ -414,7 +415,7 @@ impl Pool {
         refused: &mut Vec<Refusal>,
     ) -> Option<(usize, Permit)> {
         loop {
-            let now = Instant::now();
+            let now = Clock::now();
             let mut best: Option<(Rank, usize)> = None;
             for (i, p) in cands.iter().enumerate() {
                 if tried.contains(&i) {
@@ -463,12 +464,12 @@ impl Pool {
                     return Some((i, permit));
                 }
             }
-            let t0 = Instant::now();
+            let t0 = Clock::now();
             match Self::reserve(p, cost, deadline, true).await {
                 Ok(permit) => return Some((i, permit)),
                 Err(r) => Self::refuse(p, i, r, tried, trail, refused, t0),
             }
-            if Instant::now() >= deadline {
+            if Clock::now() >= deadline {
                 return None;
             }
         }
@@ -508,7 +509,7 @@ impl Pool {
                 };
             }
         }
-        let now = Instant::now();
+        let now = Clock::now();
         let retry_after = refused
             .iter()
             .filter_map(|r| r.ready_at)
@@ -521,7 +522,7 @@ impl Pool {
     /// admits it, without a call. The permit settles or releases like any other. Used by benchmarks
     /// of the admission path.
     pub async fn acquire(&self, tokens: u64, opts: &CallOptions) -> Result<Permit, PoolError> {
-        let deadline = Instant::now() + opts.deadline;
+        let deadline = Clock::now() + opts.deadline;
         let cands = self.plan(opts)?;
         let mut trail = Vec::new();
         let mut refused = Vec::new();
@@ -568,10 +569,10 @@ impl Pool {
         req: &ChatRequest,
         opts: CallOptions,
     ) -> Result<D, PoolError> {
-        let deadline = Instant::now() + opts.deadline;
+        let deadline = Clock::now() + opts.deadline;
         let mut trail = Vec::new();
         if let Some((g, budget)) = self.gpu_for(&opts) {
-            let t0 = Instant::now();
+            let t0 = Clock::now();
             match D::from_gpu(&g.pool, req, budget, opts.affinity.as_deref()).await {
                 Ok((node, answer)) => {
                     trail.push(gpu_attempt(&node, t0));
@@ -586,7 +587,7 @@ impl Pool {
         let mut refused = Vec::new();
         let mut last_err: Option<ProviderError> = None;
         let mut calls = 0;
-        while calls < opts.max_attempts && Instant::now() < deadline {
+        while calls < opts.max_attempts && Clock::now() < deadline {
             let Some((i, mut permit)) = Self::admit(
                 &cands,
                 &mut tried,
@@ -608,8 +609,8 @@ impl Pool {
             }
             target.timeout = target
                 .timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let t0 = Instant::now();
+                .min(deadline.saturating_duration_since(Clock::now()));
+            let t0 = Clock::now();
             permit.mark_sent();
             match D::send(spec.format.wire(), &self.http, &target, req).await {
                 Ok(answer) => {
@@ -711,6 +712,9 @@ impl Delivery for Completion {
         target: &Target,
         req: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
+        if let Some(up) = crate::inproc::route(&target.base_url)? {
+            return up.complete(target, req).await;
+        }
         wire.complete(http, target, req).await
     }
 
@@ -761,6 +765,9 @@ impl Delivery for StreamCompletion {
         target: &Target,
         req: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
+        if let Some(up) = crate::inproc::route(&target.base_url)? {
+            return up.stream(target, req).await;
+        }
         wire.stream(http, target, req).await
     }
 
@@ -796,7 +803,7 @@ fn gpu_attempt(node: &str, t0: Instant) -> Attempt {
         key: format!("gpu:{node}"),
         provider: "gpu".into(),
         outcome: "ok".into(),
-        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        latency_ms: Clock::since(t0).as_secs_f64() * 1000.0,
     }
 }
 
@@ -806,7 +813,7 @@ fn attempt(c: &Candidate, outcome: String, t0: Instant) -> Attempt {
         key: c.spec.id.clone(),
         provider: c.spec.provider.clone(),
         outcome,
-        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        latency_ms: Clock::since(t0).as_secs_f64() * 1000.0,
     }
 }
 

@@ -21,6 +21,8 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
+
 /// What the whole cluster used of a scope's calendar windows (`None`: no such window).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterUsage {
@@ -321,7 +323,7 @@ impl Quota {
         Self {
             limits,
             tz,
-            origin: Instant::now(),
+            origin: Clock::now(),
             minute: VecDeque::new(),
             minute_requests: 0,
             minute_tokens: 0,
@@ -869,7 +871,7 @@ impl Quota {
             micros: actual.micros.saturating_sub(o.cost.micros),
         };
         self.since_write.1 = self.since_write.1.add(extra);
-        o.started.map(|s| s.elapsed())
+        o.started.map(Clock::since)
     }
 
     /// Releases a reservation whose call failed or was cancelled. `sent` says whether the request
@@ -878,7 +880,7 @@ impl Quota {
     pub fn release(&mut self, id: ReservationId, sent: bool) -> Option<Duration> {
         let o = self.close(id)?;
         self.adjust(&o, Cost::ZERO, !sent);
-        o.started.map(|s| s.elapsed())
+        o.started.map(Clock::since)
     }
 
     /// Blocks the quota until `until` (a 429 cool-down or a day-exhausted park).
@@ -934,6 +936,13 @@ impl Quota {
             l.tpd.map(|t| t.saturating_sub(self.tokens_day)),
             month_share(l.tokens_per_month, self.tokens_month),
         );
+        // A key limited only per minute is not unlimited for the day: it serves at most its
+        // per-minute limit in each minute left before the reset (`plan` counts it the same way).
+        let minutes_left = u64::try_from((self.next_reset(wall) - wall).num_seconds().max(0))
+            .unwrap_or(0)
+            .div_ceil(60);
+        let requests = min_opt(requests, l.rpm.map(|r| u64::from(r) * minutes_left));
+        tokens = min_opt(tokens, l.tpm.map(|t| t.saturating_mul(minutes_left)));
         let bought = |budget: Option<u64>, used: u64, per_token: f64| {
             budget.map(|b| {
                 let left = b.saturating_sub(used) as f64;
@@ -1020,7 +1029,7 @@ impl AudioWindow {
             per_hour,
             per_day,
             tz,
-            origin: Instant::now(),
+            origin: Clock::now(),
             minutes: VecDeque::new(),
             hour_total: 0,
             day: String::new(),
@@ -1189,7 +1198,22 @@ mod tests {
         assert!(admit(&mut q, now, wall, 10).is_ok());
         let left = q.day_left(now, wall, &r);
         assert_eq!(left.requests, Some(3), "rpd 5, 2 used");
-        assert_eq!(left.tokens, None, "no daily token limit");
+        assert_eq!(
+            left.tokens,
+            Some(10_000 * 720),
+            "no daily token limit: the per-minute limit for the 720 minutes left"
+        );
+        // A key limited only per minute serves at most that per minute until the reset.
+        let mut per_minute_only = Quota::new(
+            Limits {
+                rpm: Some(30),
+                ..Limits::default()
+            },
+            chrono_tz::UTC,
+        );
+        let left = per_minute_only.day_left(now, wall, &r);
+        assert_eq!(left.requests, Some(30 * 720));
+        assert_eq!(left.tokens, None);
         // A cool-down is not a park: today's room is unchanged.
         q.block_until(now, wall, now + Duration::from_secs(30));
         assert!(!q.parked_for_day(now, wall));

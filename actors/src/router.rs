@@ -12,6 +12,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::budget::Capacity;
+use crate::clock::Clock;
 use crate::key::{
     free_day_left, KeyActor, KeyArgs, KeyGauge, KeyMsg, KeyQuotas, KeySpec, KeyStatus, Refusal,
     RefusalReason,
@@ -76,7 +77,7 @@ impl Candidate {
         }
         let q = self.quotas.get(self.quotas.index_of(model));
         let mut g = q.lock();
-        let wall = chrono::Utc::now();
+        let wall = Clock::wall();
         let headroom = g.usage(now, wall).headroom;
         let slot_wait = |conc: Option<u32>| {
             let conc = conc.unwrap_or(1).max(1) as usize;
@@ -102,7 +103,7 @@ impl Candidate {
                 }))
             }
             Err(Blocked::Day(reset)) => {
-                let d = (reset - chrono::Utc::now()).to_std().unwrap_or_default();
+                let d = (reset - Clock::wall()).to_std().unwrap_or_default();
                 Estimate::At(now + d)
             }
             Err(Blocked::Concurrency) => Estimate::At(slot_wait(g.slots().1)),

@@ -73,6 +73,24 @@ pub struct OptimizationStats {
     calls: [AtomicU64; 4],
     tokens: [AtomicU64; 4],
     completed: [AtomicU64; 4],
+    /// Calls, tokens and completions by the budget level the interview was at (heuristic first).
+    level_calls: [AtomicU64; 4],
+    level_tokens: [AtomicU64; 4],
+    level_completed: [AtomicU64; 4],
+}
+
+/// Per-level figures: provider work counted at the level the interview was at when it was done, and
+/// interviews by the level they finished at.
+#[derive(Debug, Serialize)]
+pub struct LevelFigures {
+    /// Level name.
+    pub level: &'static str,
+    /// Interviews that reached their report at this level.
+    pub completed_interviews: u64,
+    /// Provider calls made while interviews were at this level.
+    pub provider_calls: u64,
+    /// Tokens reported for those calls.
+    pub provider_tokens: u64,
 }
 
 /// Per-mode figures.
@@ -139,6 +157,32 @@ impl OptimizationStats {
         self.completed[mode_index(mode)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `n` tokens used while an interview was at `level`.
+    pub fn count_level_tokens(&self, level: crate::budget::Level, n: u64) {
+        self.level_tokens[level as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a finished interview that ended at `level`.
+    pub fn count_completed_level(&self, level: crate::budget::Level) {
+        self.level_completed[level as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Per-level calls, tokens and completions.
+    pub fn levels(&self) -> Vec<LevelFigures> {
+        crate::budget::Level::ALL
+            .iter()
+            .map(|l| {
+                let i = *l as usize;
+                LevelFigures {
+                    level: l.as_str(),
+                    completed_interviews: self.level_completed[i].load(Ordering::Relaxed),
+                    provider_calls: self.level_calls[i].load(Ordering::Relaxed),
+                    provider_tokens: self.level_tokens[i].load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
     /// Content counts by source.
     pub fn by_source(&self) -> Vec<(&'static str, u64)> {
         Source::ALL
@@ -185,6 +229,26 @@ pub fn count_cost<T: HasTrail>(
     stats.count_calls(mode, trail.iter().filter(|a| a.called).count() as u64);
     if let Ok(d) = result {
         stats.count_tokens(mode, d.tokens());
+    }
+}
+
+/// [`count_cost`], and the same figures for the budget level the interview was at.
+pub fn count_cost_at<T: HasTrail>(
+    stats: &OptimizationStats,
+    mode: &str,
+    level: crate::budget::Level,
+    result: &Result<T, crate::pool::PoolError>,
+) {
+    count_cost(stats, mode, result);
+    let trail = match result {
+        Ok(d) => d.trail(),
+        Err(e) => e.trail(),
+    };
+    let i = level as usize;
+    let calls = trail.iter().filter(|a| a.called).count() as u64;
+    stats.level_calls[i].fetch_add(calls, Ordering::Relaxed);
+    if let Ok(d) = result {
+        stats.level_tokens[i].fetch_add(d.tokens(), Ordering::Relaxed);
     }
 }
 

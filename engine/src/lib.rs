@@ -17,5 +17,6 @@ pub mod http;
 pub mod progress_page;
 pub mod report_html;
 pub mod server;
+pub mod sim;
 pub mod telemetry;
 pub mod timeline;

@@ -1,4 +1,4 @@
-//! The `interview-engine` binary: `serve`, `plan`, `loadtest`, `check-keys`.
+//! The `interview-engine` binary: `serve`, `plan`, `loadtest`, `check-keys`, `simulate`.
 //! Each subcommand loads the layered config first; a bad config exits with code 2 naming the field.
 
 use std::path::PathBuf;
@@ -96,6 +96,34 @@ enum Command {
         /// Seconds between progress lines on stderr when it is not a terminal (a terminal shows a bar).
         #[arg(long, default_value_t = 10, value_name = "SECONDS")]
         progress_every: u64,
+    },
+    /// Run a day of interviews on a virtual clock against in-process providers that enforce the
+    /// catalogue's free-tier windows (one key per free provider), print the hour table, the day and
+    /// `plan`'s figures for the same inputs; exit 1 if an interview did not complete, a provider
+    /// answered 429 or a window was exceeded (a disagreement with `plan` is printed, not an exit code).
+    Simulate {
+        /// TOML config file (its catalogue, `[interview] questions`, GPU and cache settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Interviews in the day.
+        #[arg(long, default_value_t = 20_000)]
+        interviews: usize,
+        /// Arrivals per hour (UTC): `workday` (quiet at night, peak 11:00-14:00), `flat`, or 24
+        /// comma-separated weights from 00:00.
+        #[arg(long, default_value = "workday")]
+        curve: String,
+        /// Add one in-process GPU node serving this many calls a second.
+        #[arg(long, value_name = "N")]
+        gpu_node_rps: Option<f64>,
+        /// Seconds a candidate takes to answer (virtual time).
+        #[arg(long, default_value_t = 40)]
+        think_s: u64,
+        /// Milliseconds a provider takes to answer (virtual time).
+        #[arg(long, default_value_t = 800)]
+        provider_latency_ms: u64,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Send one minimal request through every configured key and report per key.
     CheckKeys {
@@ -241,6 +269,62 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("loadtest: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Simulate {
+            config,
+            interviews,
+            curve,
+            gpu_node_rps,
+            think_s,
+            provider_latency_ms,
+            json,
+        } => {
+            let cfg = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let curve = match interview_engine::sim::curve::Curve::parse(&curve) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("simulate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if gpu_node_rps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                eprintln!("simulate: --gpu-node-rps: expected a positive number of calls a second");
+                return ExitCode::from(2);
+            }
+            telemetry::init("error", LogFormat::Text);
+            let opts = interview_engine::sim::SimOptions {
+                interviews,
+                curve,
+                gpu_node_rps,
+                think: std::time::Duration::from_secs(think_s),
+                provider_latency: std::time::Duration::from_millis(provider_latency_ms),
+                data_dir: None,
+                progress: true,
+            };
+            match cli::simulate::run(&cfg, &opts) {
+                Ok(s) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    } else {
+                        cli::simulate::print(&s);
+                    }
+                    if s.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("simulate: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::budget::{Budget, Level};
 use crate::cache::{self, Cache, CacheKind};
+use crate::clock::Clock;
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
 use crate::content::grading::{self, Grader, Target};
 use crate::content::prompts::{self, LlmEvaluation};
@@ -254,7 +255,7 @@ pub const HIBERNATE: &str = "Drained";
 pub struct InterviewSession;
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    Clock::wall().timestamp_millis()
 }
 
 fn error_event(rec: &InterviewRecord, code: ErrorCode, message: &str) -> Value {
@@ -319,7 +320,7 @@ impl SessionState {
             && self.unanswered()
             && self
                 .detached_since
-                .is_some_and(|t| t.elapsed() >= self.deps.pending_ttl)
+                .is_some_and(|t| Clock::since(t) >= self.deps.pending_ttl)
     }
 
     /// Whether the session may hibernate now: it waits for the candidate's answer (or a connection),
@@ -962,13 +963,14 @@ impl SessionState {
         }
         self.grade_unscored(&seed);
         self.deps.stats.count_completed(&self.rec.mode);
+        self.deps.stats.count_completed_level(self.rec.level);
         self.deps.budget.release(&self.rec.id);
         self.rec.phase = phase;
         self.rec.ending = None;
         let started = chrono::DateTime::from_timestamp_millis(self.rec.created_ms)
             .unwrap_or_default()
             .to_rfc3339();
-        let finished = chrono::Utc::now().to_rfc3339();
+        let finished = Clock::wall().to_rfc3339();
         let mut report = report::build(&ReportInput {
             interview_id: &self.rec.id,
             candidate_id: &self.rec.candidate.id,
@@ -1176,7 +1178,7 @@ impl Actor for InterviewSession {
         };
         state.start_voice();
         if state.conn().is_none() {
-            state.detached_since = Some(std::time::Instant::now());
+            state.detached_since = Some(Clock::now());
         }
         if state.rec.phase == Phase::AwaitingAnswer {
             state.prompt_seq = last_prompt_seq(state.deps.log.as_ref(), &state.rec);
@@ -1301,7 +1303,7 @@ impl Actor for InterviewSession {
                 let mut slot = state.conn.lock().unwrap_or_else(|p| p.into_inner());
                 if slot.as_ref().is_some_and(|c| c.id == id) {
                     *slot = None;
-                    state.detached_since = Some(std::time::Instant::now());
+                    state.detached_since = Some(Clock::now());
                 }
                 let finished = state.rec.phase.is_finished();
                 drop(slot);

@@ -21,7 +21,7 @@ use crate::embedder::Embedder;
 use crate::interview::Phase;
 use crate::pool::{CallOptions, Pool};
 use crate::providers::StreamChunk;
-use crate::stats::{count_cost, OptimizationStats};
+use crate::stats::{count_cost_at, OptimizationStats};
 
 /// The most a provider task of `calls` calls with `deadline` each may take before the session moves
 /// on without it: a safety net, so that no bug below can leave an interview waiting forever.
@@ -58,6 +58,8 @@ pub(super) struct TaskCtx {
     pub(super) cache: Option<Cache>,
     pub(super) stats: Arc<OptimizationStats>,
     pub(super) mode: String,
+    /// The interview's level when the task started (calls are counted per level too).
+    pub(super) level: Level,
     pub(super) deadline: Duration,
     pub(super) interview: String,
 }
@@ -104,7 +106,7 @@ impl TaskCtx {
                 ..self.opts()
             };
             let result = self.pool.complete(req, opts).await;
-            count_cost(&self.stats, &self.mode, &result);
+            count_cost_at(&self.stats, &self.mode, self.level, &result);
             let done = match result {
                 Ok(done) => done,
                 // Every key it tried failed (errors, timeouts, 429s), or every key is briefly out
@@ -186,6 +188,7 @@ impl SessionState {
             cache: self.deps.cache.clone(),
             stats: self.deps.stats.clone(),
             mode: self.rec.mode.clone(),
+            level: self.rec.level,
             deadline,
             interview: self.rec.id.clone(),
         }
@@ -281,7 +284,7 @@ impl SessionState {
         let task = tokio::spawn(async move {
             let streamed = async {
                 let opened = ctx.pool.stream(&req, ctx.opts()).await;
-                count_cost(&ctx.stats, &ctx.mode, &opened);
+                count_cost_at(&ctx.stats, &ctx.mode, ctx.level, &opened);
                 let mut s = opened.ok()?;
                 while let Some(item) = s.stream.next().await {
                     match item {
@@ -299,6 +302,7 @@ impl SessionState {
                         Ok(StreamChunk::Done { usage, .. }) => {
                             if let Some(u) = usage {
                                 ctx.stats.count_tokens(&ctx.mode, u.total());
+                                ctx.stats.count_level_tokens(ctx.level, u.total());
                             }
                             break;
                         }
@@ -419,7 +423,7 @@ impl SessionState {
                         .collect();
                     let req = prompts::batch_evaluation_request(&inputs, &role);
                     let result = ctx.pool.complete(&req, ctx.opts()).await;
-                    count_cost(&ctx.stats, &ctx.mode, &result);
+                    count_cost_at(&ctx.stats, &ctx.mode, ctx.level, &result);
                     match result {
                         Ok(done) => {
                             let rs: Vec<&[String]> = inputs.iter().map(|(_, r, _)| *r).collect();

@@ -103,7 +103,14 @@ impl GroupFlush {
             if let Ok(guard) = self.flushing.try_lock() {
                 // Every ticket issued so far belongs to writes made before this flush starts.
                 let upto = self.issued.load(Ordering::Acquire);
-                let flushed = db.flush_async().await;
+                // On tokio's blocking pool rather than sled's `flush_async`: the same fsync, and a
+                // runtime whose time is paused (a simulation, `clock.rs`) does not jump to its next
+                // timer while the disk works.
+                let db = db.clone();
+                let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(r) => r,
+                    Err(e) => Err(sled::Error::ReportableBug(format!("flush task: {e}"))),
+                };
                 // Unlock before announcing: a waiter woken by the announcement must find the lock
                 // free (or held by a flusher that will announce again). Announcing first lost that
                 // wake-up: a caller whose ticket the flush did not cover, failing `try_lock` just

@@ -3,4 +3,5 @@
 pub mod check_keys;
 pub mod loadtest;
 pub mod plan;
+pub mod simulate;
 pub mod voice_load;

@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use crate::Parsed;
+use super::Parsed;
 
 /// The fixed reply that turns the persona on.
 pub const INTERVIEWER: &str = "@interviewer";
