@@ -2,7 +2,7 @@
 //! `.ci/install-llama-server`) serving SmolLM2-135M-Instruct on 127.0.0.1, reached through the engine
 //! binary: plain and streamed gateway requests, a whole balanced interview graded on the node, and
 //! a dead node that falls back to cloud keys. Dispatch rules (least outstanding, max_concurrency,
-//! breaker, affinity) are tested against in-test fake nodes in `actors/src/gpu_pool.rs`.
+//! breaker, affinity) are tested against in-test fake nodes in `actors/src/gpu_pool/tests.rs`.
 #![allow(
     missing_docs,
     dead_code,
