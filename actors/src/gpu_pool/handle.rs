@@ -20,7 +20,8 @@ use super::dispatch::{
     choose, queue_target, AffinityMap, Choice, NodeView, AFFINITY_CAP, AFFINITY_TTL,
 };
 use super::{GpuCompletion, GpuError, GpuPoolConfig, GpuStats, GpuStream, NodeStatus};
-use crate::gpu_node::{self, GpuNodeSpec, NodeShared, RequestOutcome};
+use crate::gpu_node::{GpuNodeSpec, NodeShared, RequestOutcome};
+use crate::pool::{Completion, Delivery, StreamCompletion};
 use crate::providers::{ChatRequest, ChunkStream, ProviderError, StreamChunk};
 
 /// A waiter re-checks this often even without a wake-up (a node coming back up does not wake anyone).
@@ -106,6 +107,32 @@ impl SlotGuard {
     fn report(&mut self, outcome: RequestOutcome) {
         self.reported = true;
         self.node.report(outcome);
+    }
+
+    /// The node answered a request sent at `t0` in full: reports the latency (and the tokens, when
+    /// known) and gives the slot back.
+    pub(crate) fn served(mut self, t0: Instant, completion_tokens: Option<u64>) {
+        let latency = t0.elapsed();
+        self.report(RequestOutcome::Ok {
+            latency,
+            completion_tokens,
+            generation: latency,
+        });
+    }
+
+    /// The node opened a stream at `t0`: its chunks pass through, and the slot is settled and given
+    /// back when the stream ends, fails, goes silent for `idle`, or is dropped.
+    pub(crate) fn streaming(self, chunks: ChunkStream, t0: Instant, idle: Duration) -> ChunkStream {
+        Box::pin(NodeStream {
+            inner: chunks,
+            slot: Some(self),
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            t0,
+            first_at: None,
+            deltas: 0,
+            ended: false,
+        })
     }
 }
 
@@ -297,30 +324,12 @@ impl GpuPool {
         deadline: Duration,
         affinity: Option<&str>,
     ) -> Result<GpuCompletion, GpuError> {
-        let deadline = Instant::now() + deadline;
-        let mut tries = self.tries();
-        loop {
-            let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
-            let spec = self.inner.nodes[slot.index].spec.clone();
-            let (timeout, cut) = self.try_timeout(deadline);
-            let t0 = Instant::now();
-            match gpu_node::complete(&self.inner.http, &spec, req, timeout).await {
-                Ok(response) => {
-                    let latency = t0.elapsed();
-                    slot.report(RequestOutcome::Ok {
-                        latency,
-                        completion_tokens: response.usage.map(|u| u.completion_tokens),
-                        generation: latency,
-                    });
-                    return Ok(GpuCompletion {
-                        response,
-                        node: spec.name.clone(),
-                        failed: tries.failed,
-                    });
-                }
-                Err(error) => Self::on_failure(&mut slot, &spec, error, cut, &mut tries)?,
-            }
-        }
+        let (node, failed, response) = self.serve::<Completion>(req, deadline, affinity).await?;
+        Ok(GpuCompletion {
+            response,
+            node,
+            failed,
+        })
     }
 
     /// Opens a streamed answer on a node, failing over to other nodes until one opens within `deadline`;
@@ -333,34 +342,33 @@ impl GpuPool {
         deadline: Duration,
         affinity: Option<&str>,
     ) -> Result<GpuStream, GpuError> {
-        let deadline = Instant::now() + deadline;
-        let mut tries = self.tries();
-        loop {
-            let mut slot = self.next_slot(deadline, affinity, &mut tries).await?;
-            let spec = self.inner.nodes[slot.index].spec.clone();
-            let (timeout, cut) = self.try_timeout(deadline);
-            let t0 = Instant::now();
-            match gpu_node::open_stream(&self.inner.http, &spec, req, timeout).await {
-                Ok(chunks) => {
-                    let idle = self.inner.config.request_timeout;
-                    return Ok(GpuStream {
-                        node: spec.name.clone(),
-                        failed: tries.failed,
-                        stream: Box::pin(NodeStream {
-                            inner: chunks,
-                            slot: Some(slot),
-                            idle,
-                            sleep: Box::pin(tokio::time::sleep(idle)),
-                            t0,
-                            first_at: None,
-                            deltas: 0,
-                            ended: false,
-                        }),
-                    });
-                }
-                Err(error) => Self::on_failure(&mut slot, &spec, error, cut, &mut tries)?,
-            }
-        }
+        let (node, failed, stream) = self
+            .serve::<StreamCompletion>(req, deadline, affinity)
+            .await?;
+        Ok(GpuStream {
+            node,
+            failed,
+            stream,
+        })
+    }
+
+    /// A chat request as a whole answer or a stream, as the provider pool's [`Delivery`] says: the node
+    /// that served, the nodes that failed before it, and the answer (which holds the node's slot until
+    /// it ends, for a stream).
+    pub(crate) async fn serve<D: Delivery>(
+        &self,
+        req: &ChatRequest,
+        deadline: Duration,
+        affinity: Option<&str>,
+    ) -> Result<(String, Vec<String>, D::Answer), GpuError> {
+        let idle = self.inner.config.request_timeout;
+        self.fail_over(
+            deadline,
+            affinity,
+            |http, spec, timeout| async move { D::send_gpu(&http, &spec, req, timeout).await },
+            |answer, slot, t0| D::hold_gpu(answer, slot, t0, idle),
+        )
+        .await
     }
 
     /// Runs `op` (given the HTTP client, the node and the time allowed for this try) on a node chosen
@@ -377,6 +385,27 @@ impl GpuPool {
         F: Fn(reqwest::Client, Arc<GpuNodeSpec>, Duration) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        self.fail_over(deadline, affinity, op, |answer, slot, t0| {
+            slot.served(t0, None);
+            answer
+        })
+        .await
+    }
+
+    /// The failover loop behind every request: a slot on the best node not tried yet, one try within
+    /// what is left of `deadline`, and on failure the next node; `served` takes the answer and the slot
+    /// (settling the slot at once, or handing it to a stream that settles it when it ends).
+    async fn fail_over<T, R, F, Fut>(
+        &self,
+        deadline: Duration,
+        affinity: Option<&str>,
+        op: F,
+        served: impl FnOnce(T, SlotGuard, Instant) -> R,
+    ) -> Result<(String, Vec<String>, R), GpuError>
+    where
+        F: Fn(reqwest::Client, Arc<GpuNodeSpec>, Duration) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         let deadline = Instant::now() + deadline;
         let mut tries = self.tries();
         loop {
@@ -386,13 +415,7 @@ impl GpuPool {
             let t0 = Instant::now();
             match op(self.inner.http.clone(), spec.clone(), timeout).await {
                 Ok(answer) => {
-                    let latency = t0.elapsed();
-                    slot.report(RequestOutcome::Ok {
-                        latency,
-                        completion_tokens: None,
-                        generation: latency,
-                    });
-                    return Ok((spec.name.clone(), tries.failed, answer));
+                    return Ok((spec.name.clone(), tries.failed, served(answer, slot, t0)))
                 }
                 Err(error) => Self::on_failure(&mut slot, &spec, error, cut, &mut tries)?,
             }

@@ -32,6 +32,7 @@ use crate::providers::{ChatResponse, ChunkStream, ProviderError, StreamChunk};
 
 pub use actor::{GpuPoolActor, GpuPoolArgs, GpuPoolMsg, GpuPoolState};
 pub use handle::GpuPool;
+pub(crate) use handle::SlotGuard;
 
 /// Settings of the pool as a whole.
 #[derive(Debug, Clone)]
