@@ -14,34 +14,34 @@ use super::{Category, Guide, Question, QuestionPool, DOMAINS, EMBEDDED, PLACEHOL
 /// One expected point of a follow-up, as written in the pool.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPoint {
-    say: String,
-    concepts: String,
+pub(super) struct RawPoint {
+    pub(super) say: String,
+    pub(super) concepts: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFile {
-    domain: String,
-    questions: Vec<RawQuestion>,
+pub(super) struct RawFile {
+    pub(super) domain: String,
+    pub(super) questions: Vec<RawQuestion>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawQuestion {
-    id: String,
-    category: Category,
-    difficulty: Difficulty,
-    tags: Vec<String>,
-    text: String,
-    rubric: Vec<String>,
-    follow_ups: Vec<String>,
+pub(super) struct RawQuestion {
+    pub(super) id: String,
+    pub(super) category: Category,
+    pub(super) difficulty: Difficulty,
+    pub(super) tags: Vec<String>,
+    pub(super) text: String,
+    pub(super) rubric: Vec<String>,
+    pub(super) follow_ups: Vec<String>,
     #[serde(default)]
-    say: Vec<String>,
+    pub(super) say: Vec<String>,
     #[serde(default)]
-    concepts: Vec<String>,
+    pub(super) concepts: Vec<String>,
     #[serde(default)]
-    follow_up_points: Vec<RawPoint>,
+    pub(super) follow_up_points: Vec<RawPoint>,
 }
 
 impl QuestionPool {

@@ -2,9 +2,12 @@
 //! and the deterministic choice of an interview's questions (difficulty ramp, exclusions, resume fill).
 //!
 //! Split by job: `load.rs` parses and validates the pool files (the checks the server refuses to start
-//! without), `select.rs` chooses an interview's questions. This file holds the types they share.
+//! without), `review.rs` adds the content review that CI runs on the shipped pool and templates (the
+//! one content validator), `select.rs` chooses an interview's questions. This file holds the types
+//! they share.
 
 mod load;
+mod review;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::scoring::Point;
 use super::Difficulty;
 
+pub use review::{review, review_embedded};
 pub use select::{ChosenQuestion, Fill, Selection};
 
 /// The shared vocabulary of concept alternatives (`@name` in a point's concepts), embedded at build
