@@ -478,7 +478,7 @@ pub fn plan(providers: &[ProviderInput], nodes: &[NodeInput], costs: &Costs) -> 
     }
 }
 
-/// Counts the keys in a provider's variable the way [`Config::key_configs`] splits them.
+/// Counts the keys in a provider's variable the way [`crate::server::key_configs`] splits them.
 pub(super) fn count_keys(value: Option<String>) -> u64 {
     value
         .unwrap_or_default()
