@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::config::free_port;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use common::ws::{create, Client, GOOD_ANSWER};
@@ -69,14 +70,6 @@ fn installed() -> (PathBuf, PathBuf) {
         model.display()
     );
     (bin, model)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running `llama-server`, killed on drop.
