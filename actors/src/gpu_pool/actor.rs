@@ -21,7 +21,7 @@ pub enum GpuPoolMsg {
 /// The pool actor: owns the node actors and restarts them. Requests never pass through it.
 pub struct GpuPoolActor;
 
-/// What the pool actor starts with (built by [`GpuPool::start`]).
+/// What the pool actor starts with (built by [`GpuPool::start`](super::GpuPool::start)).
 pub struct GpuPoolArgs {
     pub(super) nodes: Vec<(Arc<GpuNodeSpec>, Arc<NodeShared>)>,
     pub(super) http: reqwest::Client,

@@ -487,7 +487,7 @@ pub(super) fn count_keys(value: Option<String>) -> u64 {
         .count() as u64
 }
 
-/// The plan for `config` at `costs` (see [`costs`]), with key counts read through `env`.
+/// The plan for `config` at `costs` (see [`costs`](super::costs)), with key counts read through `env`.
 pub fn from_config(config: &Config, env: &dyn Fn(&str) -> Option<String>, costs: &Costs) -> Plan {
     let providers: Vec<ProviderInput> = config
         .providers

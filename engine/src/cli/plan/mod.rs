@@ -37,7 +37,7 @@
 //! [`plan`] (arithmetic.rs) does the arithmetic over plain inputs and explicit costs; [`costs`] (fetch.rs) gathers
 //! the costs (defaults, or measured through [`fetch_stats`]) and [`from_config`] the inputs from the config
 //! and the environment.
-//! and [`print`] (print.rs) shows the result as tables.
+//! and [`print()`] (print.rs) shows the result as tables.
 
 mod arithmetic;
 mod fetch;
