@@ -10,7 +10,7 @@
 # (N/NODES through each node, at once), then prints: round trips (commands a node sent) and commands run
 # inside scripts, per answered turn and per provider call, by command; and the idle cost per node
 # (heartbeats, lease renewals) from an idle period after the run. Uses target/debug binaries
-# (`cargo build --bin interview-engine --bin fake-provider`): counts do not depend on the build.
+# (`cargo build -p interview-engine -p fake-provider --bin interview-engine --bin fake-provider`): counts do not depend on the build.
 # Everything started here is stopped on exit. Ports are free ones found at start.
 set -euo pipefail
 N=${N:-30}

@@ -317,10 +317,11 @@ fn main() {
 
     // Fake provider, 0 ms latency, four keys with no limits.
     let bin = |var: &str, built: &str| std::env::var_os(var).unwrap_or_else(|| built.into());
-    let mut fake_cmd = Command::new(bin(
-        "GATEWAY_BENCH_FAKE_BIN",
-        env!("CARGO_BIN_EXE_fake-provider"),
-    ));
+    let fake_bin = std::env::var_os("GATEWAY_BENCH_FAKE_BIN").map_or_else(
+        || fake_provider::binary().expect("the fake-provider binary"),
+        std::path::PathBuf::from,
+    );
+    let mut fake_cmd = Command::new(fake_bin);
     fake_cmd
         .arg("--bind")
         .arg(std::env::var("GATEWAY_BENCH_FAKE_BIND").unwrap_or_else(|_| "127.0.0.1:0".into()))

@@ -80,7 +80,7 @@ wait_listening() {
 }
 
 echo "building release binaries (target: $TARGET)..." >&2
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin interview-engine --bin fake-provider
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p interview-engine -p fake-provider --bin interview-engine --bin fake-provider
 
 # The fake provider: KEYS keys without limits, each answering after FAKE_LATENCY_MS.
 key_list=""

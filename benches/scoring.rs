@@ -72,7 +72,8 @@ fn report(name: &str, graded: &[(Labelled, u8)]) -> Value {
 
 /// Starts a server that prints `listening on URL` (the fake provider) and returns it with its URL.
 fn spawn_fake() -> (Guard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
+    let bin = fake_provider::binary().expect("the fake-provider binary");
+    let mut child = Command::new(bin)
         .args(["--bind", "127.0.0.1:0", "--persona", "interviewer"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -6,14 +6,14 @@
 #  2. load: 50 candidates speaking at once, frames paced in real time, against the fake provider as
 #     the speech-to-text node: frames sent vs. frames the server took (dropped must be 0), and the
 #     engine's resident memory per speaking session ((peak RSS - RSS before) / 50).
-# Needs .ci/install-voice, espeak-ng and sox, and `cargo build --release`.
+# Needs .ci/install-voice, espeak-ng and sox, and `cargo build --release --workspace`.
 # Usage: benches/voice_load.sh [latency|load|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHAT="${1:-all}"
 BIN=target/release/interview-engine
 FAKE=target/release/fake-provider
-[[ -x "$BIN" && -x "$FAKE" ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+[[ -x "$BIN" && -x "$FAKE" ]] || { echo "build first: cargo build --release --workspace" >&2; exit 1; }
 # shellcheck disable=SC1090
 source "${IE_VOICE_HOME:-$HOME/.cache/interview-engine/voice}/env" || { echo "run .ci/install-voice first" >&2; exit 1; }
 WORK=$(mktemp -d)

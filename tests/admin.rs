@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::Browser;
+use common::config::Config;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use serde_json::json;
@@ -17,13 +18,12 @@ const TOKEN: &str = "adm-tok-SECRETVALUE-0123456789";
 const KEY: &str = "admin-key-SECRETVALUE";
 
 fn config(fake: &FakeProvider) -> String {
-    format!(
-        "[server]\nbind = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n[storage]\npath = \"data\"\n\
-         [interview]\nquestions = 2\nmode = \"balanced\"\n\
-         [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\npriority = 1\n\
-         keys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ rpm = 600, rpd = 900 }}\n",
-        fake.base
-    )
+    Config::new()
+        .set("server.admin_token", TOKEN)
+        .set("interview.questions", 2)
+        .set("interview.mode", "balanced")
+        .openai_provider("fakeai", &fake.base, "{ rpm = 600, rpd = 900 }")
+        .toml()
 }
 
 /// A client that shows redirects instead of following them.

@@ -11,17 +11,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
+use common::config::Config;
 use common::server::Engine;
 use serde_json::{json, Value};
 
 fn config(max_frame: Option<usize>) -> String {
-    let mut c = String::from(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nquestions = 3\n",
-    );
-    if let Some(m) = max_frame {
-        c = c.replace("[storage]", &format!("max_ws_frame_bytes = {m}\n[storage]"));
+    let c = Config::new().set("interview.questions", 3);
+    match max_frame {
+        Some(m) => c.set("server.max_ws_frame_bytes", m as i64),
+        None => c,
     }
-    c
+    .toml()
 }
 
 const ANSWER: &str = "In my last role I owned the payments API. When latency spiked during a sale, I profiled it \

@@ -13,16 +13,15 @@
 
 mod common;
 
+use common::config::Config;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use serde_json::{json, Value};
 
 fn config(fake: &str) -> String {
-    format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n\
-         [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{fake}/v1\"\nmodel = \"m\"\npriority = 1\n\
-         keys_env = \"FAKEAI_API_KEYS\"\nlimits = {{ rpm = 1000 }}\n"
-    )
+    Config::new()
+        .openai_provider("fakeai", fake, "{ rpm = 1000 }")
+        .toml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

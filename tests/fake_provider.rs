@@ -1080,139 +1080,167 @@ async fn requests_are_recorded_per_key_without_secrets() {
     assert_eq!(resp.status(), 401, "reset forgets keys too");
 }
 
+/// Something a malformed request's answer must show, beside its status.
+enum Check {
+    /// The value at a JSON pointer.
+    Eq(&'static str, Value),
+    /// The start of the string at a JSON pointer.
+    Prefix(&'static str, &'static str),
+}
+
+/// One malformed request: path, headers, body (JSON, or raw text sent as JSON), and the provider's answer.
+struct Bad {
+    what: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: Result<Value, &'static str>,
+    status: u16,
+    checks: Vec<Check>,
+}
+
 #[tokio::test]
 async fn malformed_requests_get_each_providers_400() {
     let fp = FakeProvider::start().await;
     fp.add_key("k", json!({})).await;
     let http = reqwest::Client::new();
-    let post = |path: &str| http.post(fp.url(path));
-
-    let r = post("/v1/chat/completions")
-        .bearer_auth("k")
-        .json(&json!({"model": "m"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "missing_required_parameter");
-    assert_eq!(v["error"]["param"], "messages");
-
-    let r = post("/v1/chat/completions")
-        .bearer_auth("k")
-        .json(&json!({"messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-
-    let r = post("/v1/chat/completions")
-        .bearer_auth("k")
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "invalid_request_error");
-
-    let r = post("/v1/chat/completions")
-        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "missing Authorization");
-
-    let r = post("/openai/deployments/d/chat/completions")
-        .header("api-key", "k")
-        .json(&json!({"messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        404,
-        "Azure without api-version: Resource not found"
-    );
-
-    let r = post("/v1beta/models/gemini-2.0-flash:generateContent")
-        .header("x-goog-api-key", "k")
-        .json(&json!({"contents": []}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
-
-    let r = post("/v1beta/models/gemini-2.0-flash:generateContent")
-        .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "Gemini without a key: PERMISSION_DENIED");
-
-    let r = post("/client/v4/accounts/a/ai/run/@cf/meta/llama-3.1-8b-instruct")
-        .bearer_auth("k")
-        .json(&json!({"max_tokens": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["success"], false);
-
-    let r = post("/client/v4/accounts/a/ai/run/@cf/meta/llama-3.1-8b-instruct")
-        .header("authorization", "Token k")
-        .json(&json!({"messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["errors"][0]["error_chain"][0]["code"], 6111);
-
-    let r = post("/v2/chat")
-        .bearer_auth("k")
-        .json(&json!({"messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert!(v["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("invalid request"));
-
-    let r = post("/v1/messages")
-        .header("x-api-key", "k")
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "c", "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "invalid_request_error");
-    assert_eq!(v["error"]["message"], "max_tokens: Field required");
-
-    let r = post("/v1/messages")
-        .header("x-api-key", "k")
-        .json(
-            &json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(
-        v["error"]["message"],
-        "anthropic-version: header is required"
-    );
-
+    const BEARER: &[(&str, &str)] = &[("authorization", "Bearer k")];
+    const CF: &str = "/client/v4/accounts/a/ai/run/@cf/meta/llama-3.1-8b-instruct";
+    const GEMINI: &str = "/v1beta/models/gemini-2.0-flash:generateContent";
+    let user = json!([{"role": "user", "content": "x"}]);
+    let cases = [
+        Bad {
+            what: "OpenAI without messages",
+            path: "/v1/chat/completions",
+            headers: BEARER,
+            body: Ok(json!({"model": "m"})),
+            status: 400,
+            checks: vec![
+                Check::Eq("/error/code", json!("missing_required_parameter")),
+                Check::Eq("/error/param", json!("messages")),
+            ],
+        },
+        Bad {
+            what: "OpenAI without model",
+            path: "/v1/chat/completions",
+            headers: BEARER,
+            body: Ok(json!({"messages": user})),
+            status: 400,
+            checks: vec![],
+        },
+        Bad {
+            what: "OpenAI with a body that is not JSON",
+            path: "/v1/chat/completions",
+            headers: BEARER,
+            body: Err("{not json"),
+            status: 400,
+            checks: vec![Check::Eq("/error/type", json!("invalid_request_error"))],
+        },
+        Bad {
+            what: "OpenAI: missing Authorization",
+            path: "/v1/chat/completions",
+            headers: &[],
+            body: Ok(json!({"model": "m", "messages": user})),
+            status: 401,
+            checks: vec![],
+        },
+        Bad {
+            what: "Azure without api-version: Resource not found",
+            path: "/openai/deployments/d/chat/completions",
+            headers: &[("api-key", "k")],
+            body: Ok(json!({"messages": user})),
+            status: 404,
+            checks: vec![],
+        },
+        Bad {
+            what: "Gemini with no contents",
+            path: GEMINI,
+            headers: &[("x-goog-api-key", "k")],
+            body: Ok(json!({"contents": []})),
+            status: 400,
+            checks: vec![Check::Eq("/error/status", json!("INVALID_ARGUMENT"))],
+        },
+        Bad {
+            what: "Gemini without a key: PERMISSION_DENIED",
+            path: GEMINI,
+            headers: &[],
+            body: Ok(json!({"contents": [{"parts": [{"text": "x"}]}]})),
+            status: 403,
+            checks: vec![],
+        },
+        Bad {
+            what: "Cloudflare without prompt or messages",
+            path: CF,
+            headers: BEARER,
+            body: Ok(json!({"max_tokens": 5})),
+            status: 400,
+            checks: vec![Check::Eq("/success", json!(false))],
+        },
+        Bad {
+            what: "Cloudflare with a non-Bearer Authorization",
+            path: CF,
+            headers: &[("authorization", "Token k")],
+            body: Ok(json!({"messages": user})),
+            status: 400,
+            checks: vec![Check::Eq("/errors/0/error_chain/0/code", json!(6111))],
+        },
+        Bad {
+            what: "Cohere without model",
+            path: "/v2/chat",
+            headers: BEARER,
+            body: Ok(json!({"messages": user})),
+            status: 400,
+            checks: vec![Check::Prefix("/message", "invalid request")],
+        },
+        Bad {
+            what: "Anthropic without max_tokens",
+            path: "/v1/messages",
+            headers: &[("x-api-key", "k"), ("anthropic-version", "2023-06-01")],
+            body: Ok(json!({"model": "c", "messages": user})),
+            status: 400,
+            checks: vec![
+                Check::Eq("/error/type", json!("invalid_request_error")),
+                Check::Eq("/error/message", json!("max_tokens: Field required")),
+            ],
+        },
+        Bad {
+            what: "Anthropic without anthropic-version",
+            path: "/v1/messages",
+            headers: &[("x-api-key", "k")],
+            body: Ok(json!({"model": "c", "max_tokens": 5, "messages": user})),
+            status: 400,
+            checks: vec![Check::Eq(
+                "/error/message",
+                json!("anthropic-version: header is required"),
+            )],
+        },
+    ];
+    for case in &cases {
+        let mut req = http.post(fp.url(case.path));
+        for (name, value) in case.headers {
+            req = req.header(*name, *value);
+        }
+        let req = match &case.body {
+            Ok(v) => req.json(v),
+            Err(raw) => req.header("content-type", "application/json").body(*raw),
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), case.status, "{}", case.what);
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        for check in &case.checks {
+            match check {
+                Check::Eq(ptr, want) => {
+                    assert_eq!(v.pointer(ptr), Some(want), "{}: {v}", case.what)
+                }
+                Check::Prefix(ptr, start) => assert!(
+                    v.pointer(ptr)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.starts_with(start)),
+                    "{}: {v}",
+                    case.what
+                ),
+            }
+        }
+    }
     let log = fp.requests("k").await;
     assert_eq!(log.len(), 9, "bad requests with a key are logged");
     assert!(log.iter().all(|r| r["status"].as_u64().unwrap() >= 400));

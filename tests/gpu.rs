@@ -2,7 +2,7 @@
 //! `.ci/install-llama-server`) serving SmolLM2-135M-Instruct on 127.0.0.1, reached through the engine
 //! binary: plain and streamed gateway requests, a whole balanced interview graded on the node, and
 //! a dead node that falls back to cloud keys. Dispatch rules (least outstanding, max_concurrency,
-//! breaker, affinity) are tested against in-test fake nodes in `actors/src/gpu_pool.rs`.
+//! breaker, affinity) are tested against in-test fake nodes in `actors/src/gpu_pool/tests.rs`.
 #![allow(
     missing_docs,
     dead_code,
@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::config::free_port;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use common::ws::{create, Client, GOOD_ANSWER};
@@ -69,14 +70,6 @@ fn installed() -> (PathBuf, PathBuf) {
         model.display()
     );
     (bin, model)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running `llama-server`, killed on drop.

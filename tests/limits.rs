@@ -15,15 +15,14 @@ mod common;
 use std::time::Duration;
 
 use common::attack::RawWs;
+use common::config::{table, Config};
 use common::fake::FakeProvider;
 use common::server::Engine;
 use common::ws::{Client, Created};
 use serde_json::{json, Value};
 
 fn config(limits: &str, extra: &str) -> String {
-    format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[limits]\n{limits}\n{extra}"
-    )
+    Config::new().set("limits", table(limits)).toml_with(extra)
 }
 
 fn body(name: &str, questions: u32) -> Value {

@@ -11,18 +11,17 @@
 
 mod common;
 
+use common::config::Config;
 use common::fake::FakeProvider;
 use common::server::{mode_figures, Engine};
 use common::ws::{create, Client, GOOD_ANSWER};
 use serde_json::{json, Value};
 
 fn config(mode: &str, fake: &FakeProvider, limits: &str) -> String {
-    format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n[interview]\nmode = \"{mode}\"\n\
-         [providers.fakeai]\nformat = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\npriority = 1\n\
-         keys_env = \"FAKEAI_API_KEYS\"\nlimits = {limits}\n",
-        fake.base
-    )
+    Config::new()
+        .set("interview.mode", mode)
+        .openai_provider("fakeai", &fake.base, limits)
+        .toml()
 }
 
 fn body(name: &str, questions: u32) -> Value {

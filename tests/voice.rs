@@ -18,6 +18,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::Config;
 use common::fake::FakeProvider;
 use common::server::Engine;
 use common::voice::{pcm, silence, speech, stream, Node, VoiceEnv};
@@ -25,7 +26,7 @@ use common::ws::{create, Client, Created};
 use serde_json::{json, Value};
 
 fn config(extra: &str) -> String {
-    format!("[server]\nbind = \"127.0.0.1:0\"\n[storage]\npath = \"data\"\n{extra}")
+    Config::new().toml_with(extra)
 }
 
 fn stt_node(name: &str, url: &str) -> String {

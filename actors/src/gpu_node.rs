@@ -1,7 +1,7 @@
 //! `GpuNode`: one actor per local inference node (vLLM, TGI, llama.cpp `llama-server`) that speaks the
 //! OpenAI chat-completions format; it owns the node's health (periodic probe, circuit breaker) and figures.
 //!
-//! The actor publishes what it knows in a [`NodeShared`] that the GPU pool (`gpu_pool.rs`) reads without a
+//! The actor publishes what it knows in a [`NodeShared`] that the GPU pool (`gpu_pool/`) reads without a
 //! message round trip; the pool admits requests into the same `NodeShared` with an atomic compare-and-swap
 //! on `in_flight`, makes the HTTP call in the caller's task with the helpers below, and reports each
 //! outcome back here as a message.

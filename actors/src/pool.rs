@@ -27,7 +27,8 @@ use ractor::ActorRef;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::gpu_pool::{GpuError, GpuPool};
+use crate::gpu_node::{self, GpuNodeSpec};
+use crate::gpu_pool::{GpuError, GpuPool, SlotGuard};
 use crate::key::KeyStatus;
 use crate::key::{CallOutcome, KeyMsg, Permit, Refusal, RefusalReason};
 use crate::providers::{
@@ -658,8 +659,9 @@ impl Pool {
 }
 
 /// What differs between a whole answer and a stream: how a node or a key is asked, and how a served
-/// answer holds its key's permit. The failover loop around them is [`Pool::serve`].
-trait Delivery: Sized {
+/// answer holds its key's permit or its node's slot. The failover loops around them are [`Pool::serve`]
+/// (keys) and [`GpuPool::serve`] (nodes).
+pub(crate) trait Delivery: Sized {
     /// What a provider or node hands back.
     type Answer;
 
@@ -669,7 +671,24 @@ trait Delivery: Sized {
         req: &ChatRequest,
         budget: Duration,
         affinity: Option<&str>,
-    ) -> Result<(String, Self::Answer), GpuError>;
+    ) -> Result<(String, Self::Answer), GpuError> {
+        gpu.serve::<Self>(req, budget, affinity)
+            .await
+            .map(|(node, _failed, answer)| (node, answer))
+    }
+
+    /// Sends `req` to one GPU node, `timeout` being what this try may take.
+    async fn send_gpu(
+        http: &reqwest::Client,
+        spec: &GpuNodeSpec,
+        req: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<Self::Answer, ProviderError>;
+
+    /// A node answered a try sent at `t0`: settle its slot now (a whole answer), or when the answer
+    /// ends or stays silent for `idle` (a stream).
+    fn hold_gpu(answer: Self::Answer, slot: SlotGuard, t0: Instant, idle: Duration)
+        -> Self::Answer;
 
     /// Sends `req` to one key in its wire format.
     async fn send(
@@ -695,15 +714,23 @@ trait Delivery: Sized {
 impl Delivery for Completion {
     type Answer = ChatResponse;
 
-    async fn from_gpu(
-        gpu: &GpuPool,
+    async fn send_gpu(
+        http: &reqwest::Client,
+        spec: &GpuNodeSpec,
         req: &ChatRequest,
-        budget: Duration,
-        affinity: Option<&str>,
-    ) -> Result<(String, ChatResponse), GpuError> {
-        gpu.complete(req, budget, affinity)
-            .await
-            .map(|done| (done.node, done.response))
+        timeout: Duration,
+    ) -> Result<ChatResponse, ProviderError> {
+        gpu_node::complete(http, spec, req, timeout).await
+    }
+
+    fn hold_gpu(
+        answer: ChatResponse,
+        slot: SlotGuard,
+        t0: Instant,
+        _idle: Duration,
+    ) -> ChatResponse {
+        slot.served(t0, answer.usage.map(|u| u.completion_tokens));
+        answer
     }
 
     async fn send(
@@ -748,15 +775,17 @@ impl Delivery for Completion {
 impl Delivery for StreamCompletion {
     type Answer = ChunkStream;
 
-    async fn from_gpu(
-        gpu: &GpuPool,
+    async fn send_gpu(
+        http: &reqwest::Client,
+        spec: &GpuNodeSpec,
         req: &ChatRequest,
-        budget: Duration,
-        affinity: Option<&str>,
-    ) -> Result<(String, ChunkStream), GpuError> {
-        gpu.stream(req, budget, affinity)
-            .await
-            .map(|s| (s.node, s.stream))
+        timeout: Duration,
+    ) -> Result<ChunkStream, ProviderError> {
+        gpu_node::open_stream(http, spec, req, timeout).await
+    }
+
+    fn hold_gpu(stream: ChunkStream, slot: SlotGuard, t0: Instant, idle: Duration) -> ChunkStream {
+        slot.streaming(stream, t0, idle)
     }
 
     async fn send(

@@ -2,18 +2,16 @@
 //! `IE_<SECTION>__<FIELD>` environment variables, layered with figment; then `validate()`.
 //!
 //! Unknown fields are refused; every error names the field (`providers.groq.limits.rpm: must be > 0`).
+//! Only layering and validation live here: building the actors' configuration from it (keys with
+//! their windows restored from the ledger) is the server's wiring (engine/src/server.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use actors::key::{KeyQuotas, KeySpec, SharedQuota};
-use actors::providers::{FormatKind, Target};
+use actors::providers::FormatKind;
 use actors::quota::{Limits, Rates};
-use actors::router::KeyConfig;
 use actors::secret::Secret;
-use actors::storage::UsageLedger;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -37,7 +35,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -655,15 +653,6 @@ impl ProviderConfig {
     }
 }
 
-/// Which audio work a provider's keys are built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AudioUse {
-    /// Speech-to-text (`stt_model`).
-    Stt,
-    /// Text-to-speech (`tts_model`).
-    Tts,
-}
-
 fn default_priority() -> u32 {
     10
 }
@@ -1163,63 +1152,6 @@ impl Config {
         Ok(())
     }
 
-    /// The cloud keys for speech-to-text or text-to-speech: one per key of every enabled provider
-    /// with an `stt_model` (`tts_model`), with their own windows restored from the ledger.
-    pub fn audio_keys(
-        &self,
-        env: &dyn Fn(&str) -> Option<String>,
-        ledger: Arc<dyn UsageLedger>,
-        kind: AudioUse,
-    ) -> Result<Vec<Arc<actors::voice::audio_key::AudioKey>>, ConfigError> {
-        use actors::voice::audio_key::{AudioKey, AudioKeySpec};
-        let mut out = Vec::new();
-        for (name, prov) in &self.providers {
-            let (model, limits, voice, tag) = match kind {
-                AudioUse::Stt => (&prov.stt_model, prov.stt_limits, None, "stt"),
-                AudioUse::Tts => (
-                    &prov.tts_model,
-                    prov.tts_limits,
-                    prov.tts_voice.clone(),
-                    "tts",
-                ),
-            };
-            let Some(model) = model.as_ref().filter(|_| prov.enabled) else {
-                continue;
-            };
-            let keys: Vec<String> = env(&Self::keys_env(name, prov))
-                .unwrap_or_default()
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect();
-            let tz: chrono_tz::Tz = prov
-                .reset_tz
-                .parse()
-                .map_err(|_| invalid(format!("providers.{name}.reset_tz"), "unknown time zone"))?;
-            for (i, key) in keys.into_iter().enumerate() {
-                let id = format!("{name}#{}", i + 1);
-                let spec = AudioKeySpec {
-                    id: id.clone(),
-                    provider: name.clone(),
-                    base_url: prov.base_url.trim_end_matches('/').to_string(),
-                    model: model.clone(),
-                    voice: voice.clone(),
-                    secret: Secret::new(key),
-                    priority: prov.priority,
-                    limits,
-                    tz,
-                    timeout: Duration::from_millis(self.pool.request_timeout_ms),
-                };
-                out.push(Arc::new(AudioKey::restored(
-                    spec,
-                    format!("{id}:{tag}"),
-                    ledger.clone(),
-                )));
-            }
-        }
-        Ok(out)
-    }
-
     /// The endpointing settings.
     pub fn endpoint_config(&self) -> actors::voice::vad::EndpointConfig {
         let v = &self.voice;
@@ -1237,123 +1169,6 @@ impl Config {
         prov.keys_env
             .clone()
             .unwrap_or_else(|| format!("{}_API_KEYS", name.to_ascii_uppercase().replace('-', "_")))
-    }
-
-    /// Builds the key actors' configuration from the providers and the keys in the environment.
-    /// Providers without keys are skipped with one log line each.
-    pub fn key_configs(
-        &self,
-        env: &dyn Fn(&str) -> Option<String>,
-        ledger: &dyn UsageLedger,
-    ) -> Result<Vec<KeyConfig>, ConfigError> {
-        let mut out = Vec::new();
-        for (name, prov) in &self.providers {
-            let Some(format) = prov.format else { continue };
-            if !prov.enabled {
-                tracing::info!(provider = %name, "provider disabled in config; skipped");
-                continue;
-            }
-            let var = Self::keys_env(name, prov);
-            let keys: Vec<String> = env(&var)
-                .unwrap_or_default()
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect();
-            if keys.is_empty() {
-                tracing::info!(provider = %name, env = %var, "no keys configured; provider skipped");
-                continue;
-            }
-            let mut base_url = prov.base_url.trim_end_matches('/').to_string();
-            let mut account_id = None;
-            match format {
-                FormatKind::AzureOpenai if base_url.is_empty() => {
-                    base_url = env("AZURE_OPENAI_ENDPOINT")
-                        .unwrap_or_default()
-                        .trim_end_matches('/')
-                        .to_string();
-                    if base_url.is_empty() {
-                        return Err(invalid(
-                            format!("providers.{name}.base_url"),
-                            "empty and AZURE_OPENAI_ENDPOINT is not set",
-                        ));
-                    }
-                }
-                FormatKind::Cloudflare => {
-                    account_id = env("CLOUDFLARE_ACCOUNT_ID").filter(|s| !s.trim().is_empty());
-                    if account_id.is_none() {
-                        return Err(invalid(format!("providers.{name}"), "CLOUDFLARE_ACCOUNT_ID is not set (Workers AI URLs need the account id)"));
-                    }
-                }
-                _ => {}
-            }
-            let tz: chrono_tz::Tz = prov
-                .reset_tz
-                .parse()
-                .map_err(|_| invalid(format!("providers.{name}.reset_tz"), "unknown time zone"))?;
-            let limits = prov.effective_limits();
-            let quotas_for = |scope: String| {
-                let default = Arc::new(SharedQuota::restored(scope.clone(), limits, tz, ledger));
-                let by_model = prov
-                    .model_limits
-                    .iter()
-                    .filter(|(m, _)| **m != prov.model)
-                    .map(|(m, ml)| {
-                        let mut ml = *ml;
-                        ml.daily_spend_micros = limits.daily_spend_micros;
-                        let q = SharedQuota::restored(format!("{scope}/{m}"), ml, tz, ledger);
-                        (m.clone(), Arc::new(q))
-                    })
-                    .collect();
-                KeyQuotas { default, by_model }
-            };
-            let shared = (prov.quota_scope == QuotaScope::Shared)
-                .then(|| quotas_for(format!("{name}:shared")));
-            let rates: std::collections::HashMap<String, Rates> = prov
-                .served_models()
-                .into_iter()
-                .chain(prov.unit_rates.keys().cloned())
-                .map(|m| {
-                    let r = prov.rates_for(&m);
-                    (m, r)
-                })
-                .collect();
-            for (i, key) in keys.into_iter().enumerate() {
-                let id = format!("{name}#{}", i + 1);
-                let quotas = shared.clone().unwrap_or_else(|| quotas_for(id.clone()));
-                let spec = KeySpec {
-                    id,
-                    provider: name.clone(),
-                    format,
-                    target: Target {
-                        base_url: base_url.clone(),
-                        model: prov.model.clone(),
-                        secret: Secret::new(key),
-                        account_id: account_id.clone(),
-                        api_version: prov.api_version.clone(),
-                        timeout: Duration::from_millis(self.pool.request_timeout_ms),
-                    },
-                    priority: prov.priority,
-                    breaker_failures: self.pool.breaker_failures,
-                    breaker_cooldown: Duration::from_millis(self.pool.breaker_cooldown_ms),
-                    queue_capacity: self.pool.queue_capacity,
-                    default_retry_after: Duration::from_millis(self.pool.default_retry_after_ms),
-                    models: prov.models.clone(),
-                    rates: rates.clone(),
-                    default_rates: Rates {
-                        price_in: prov.cost.map_or(0.0, |c| c.input),
-                        price_out: prov.cost.map_or(0.0, |c| c.output),
-                        ..Rates::default()
-                    },
-                    paid: prov.cost.is_some_and(|c| c.input > 0.0 || c.output > 0.0),
-                };
-                out.push(KeyConfig {
-                    spec: Arc::new(spec),
-                    quotas,
-                });
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -1423,7 +1238,6 @@ fn describe(e: figment::Error) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actors::storage::NullLedger;
 
     fn from_str(toml: &str) -> Result<Config, ConfigError> {
         let cfg: Config = Figment::from(Toml::string(DEFAULT_TOML))
@@ -1552,27 +1366,5 @@ mod tests {
             "other limits keep their defaults"
         );
         assert_eq!(cfg.providers["my_vllm"].priority, 10);
-    }
-
-    #[test]
-    fn keys_come_from_env_and_scopes_share_quota() {
-        let cfg = from_str("").unwrap();
-        let env = |k: &str| match k {
-            "GROQ_API_KEYS" => Some("gsk_a, gsk_b".to_string()),
-            "GEMINI_API_KEYS" => Some("g1,g2".to_string()),
-            _ => None,
-        };
-        let keys = cfg.key_configs(&env, &NullLedger).unwrap();
-        let ids: Vec<_> = keys.iter().map(|k| k.spec.id.as_str()).collect();
-        assert_eq!(ids, ["gemini#1", "gemini#2", "groq#1", "groq#2"]);
-        assert!(
-            Arc::ptr_eq(&keys[0].quotas.default, &keys[1].quotas.default),
-            "gemini keys share one quota"
-        );
-        assert!(
-            !Arc::ptr_eq(&keys[2].quotas.default, &keys[3].quotas.default),
-            "groq keys have their own"
-        );
-        assert!(!format!("{:?}", keys[2].spec).contains("gsk_a"));
     }
 }

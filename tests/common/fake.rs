@@ -30,7 +30,8 @@ impl FakeProvider {
 
     /// Like [`FakeProvider::start_with_args`], listening on `bind` (a port chosen by the test).
     pub async fn start_bound(bind: &str, args: &[&str]) -> FakeProvider {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fake-provider"))
+        let bin = fake_provider::binary().expect("the fake-provider binary");
+        let mut child = Command::new(bin)
             .args(["--bind", bind])
             .args(args)
             .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 pub mod attack;
 pub mod browser;
+pub mod config;
 pub mod fake;
 pub mod python;
 pub mod redis;

@@ -25,7 +25,7 @@ pub struct KeyCheck {
 /// Checks every key of `config` found in the environment. Uses no ledger: one tiny request per key.
 pub async fn check_keys(config: &Config) -> Result<Vec<KeyCheck>, ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
-    let keys = config.key_configs(&env, &NullLedger)?;
+    let keys = crate::server::key_configs(config, &env, &NullLedger)?;
     let http = reqwest::Client::new();
     let req = ChatRequest {
         messages: vec![Message::new(Role::User, "Reply with the word ok.")],

@@ -38,7 +38,7 @@ pub mod candidate;
 pub mod curve;
 // The fake provider's interviewer persona, shared with that binary (whose `Parsed` has more fields).
 #[allow(dead_code, clippy::needless_update)]
-#[path = "../bin/fake_provider/persona.rs"]
+#[path = "../../../fake-provider/src/persona.rs"]
 mod persona;
 pub mod provider;
 
@@ -318,7 +318,7 @@ async fn day(
     let store = SledStore::open(&dir.join("data"))?;
     let ledger: Arc<dyn UsageLedger> = Arc::new(store.clone());
     let getenv = |k: &str| env.get(k).cloned();
-    let keys = cfg.key_configs(&getenv, ledger.as_ref())?;
+    let keys = crate::server::key_configs(&cfg, &getenv, ledger.as_ref())?;
     // One in-process provider per key (one key per provider).
     let mut registrations: Vec<Registration> = Vec::new();
     let mut sims: Vec<Arc<SimProvider>> = Vec::new();
@@ -407,6 +407,8 @@ async fn day(
         questions: Arc::default(),
         voice: None,
         pending_ttl: Duration::from_secs(cfg.limits.pending_ttl_s),
+        hibernate_after: (cfg.interview.hibernate_after_s > 0)
+            .then(|| Duration::from_secs(cfg.interview.hibernate_after_s)),
         live: Arc::new(LiveSessions::new(usize::MAX / 2)),
         cluster: None,
         embedder: None,

@@ -7,7 +7,7 @@
 //!
 //! It exists because a loopback HTTP fake (`fake-provider`) cannot run on a paused clock: while a
 //! socket is in flight tokio would jump to its next timer. The answers come from the fake provider's
-//! interviewer persona (`engine/src/bin/fake_provider/persona.rs`), so the sessions parse them as they
+//! interviewer persona (`fake-provider/src/persona.rs`), so the sessions parse them as they
 //! parse a model's.
 
 use std::collections::{BTreeMap, VecDeque};

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::state::{LimitKind, RateLimited};
-use crate::{header, json_response, percent_decode, Answer, ErrKind, Parsed, Plan, Query, Wire};
+use crate::{
+    header, json_response, percent_decode, Answer, Asked, ErrKind, Parsed, Plan, Query, Wire,
+};
 
 /// The Gemini format.
 pub struct Gemini;
@@ -142,16 +144,10 @@ impl Wire for Gemini {
             prompt_chars += system.chars().count();
         }
         let (model, _) = model_and_method(req);
-        Ok(Parsed {
-            model,
-            stream: is_stream(req),
-            json_mode: v["generationConfig"]["responseMimeType"].as_str()
-                == Some("application/json"),
-            prompt_chars,
-            last_user,
-            system,
-            include_usage: false,
-        })
+        let json_mode =
+            v["generationConfig"]["responseMimeType"].as_str() == Some("application/json");
+        let scan = (prompt_chars, last_user, system);
+        Ok(Parsed::chat(model, is_stream(req), json_mode, scan))
     }
 
     fn error(kind: ErrKind) -> HttpResponse {
@@ -195,7 +191,8 @@ impl Wire for Gemini {
         }
     }
 
-    fn rate_limited(rl: &RateLimited, model: &str, _req: &HttpRequest, _q: &Query) -> HttpResponse {
+    fn rate_limited(rl: &RateLimited, asked: Asked<'_>) -> HttpResponse {
+        let model = asked.model;
         let (metric, quota_id) = match rl.kind {
             LimitKind::Rpm => (
                 "generativelanguage.googleapis.com/generate_content_free_tier_requests",

@@ -115,6 +115,16 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// The entry of `[rpm, rpd, tpm, tpd]` for this limit (how a format words it).
+    pub fn pick<T>(self, [rpm, rpd, tpm, tpd]: [T; 4]) -> T {
+        match self {
+            LimitKind::Rpm => rpm,
+            LimitKind::Rpd => rpd,
+            LimitKind::Tpm => tpm,
+            LimitKind::Tpd => tpd,
+        }
+    }
+
     /// Whether this is a daily limit.
     pub fn is_day(self) -> bool {
         matches!(self, LimitKind::Rpd | LimitKind::Tpd)

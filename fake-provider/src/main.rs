@@ -31,8 +31,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use state::{
-    first_chars, split_pieces, tokens_of_chars, Call, Decision, Fault, KeySpec, LimitView,
-    RateLimited, Record, State, TIMEOUT_HOLD,
+    first_chars, split_pieces, tokens_of_chars, Call, Decision, Fault, HeaderLimit, KeySpec,
+    LimitView, RateLimited, Record, State, TIMEOUT_HOLD,
 };
 
 /// Command line.
@@ -115,6 +115,54 @@ pub struct Parsed {
     pub include_usage: bool,
 }
 
+impl Parsed {
+    /// A parsed chat request (no OpenAI `include_usage`).
+    pub fn chat(
+        model: String,
+        stream: bool,
+        json_mode: bool,
+        (prompt_chars, last_user, system): (usize, String, String),
+    ) -> Parsed {
+        Parsed {
+            model,
+            stream,
+            json_mode,
+            prompt_chars,
+            last_user,
+            system,
+            include_usage: false,
+        }
+    }
+}
+
+/// Whether an OpenAI-style body asks for JSON (`response_format.type` `json_object` or `json_schema`);
+/// Cloudflare and Cohere take the same field.
+pub fn json_response_format(v: &Value) -> bool {
+    matches!(
+        v["response_format"]["type"].as_str(),
+        Some("json_object" | "json_schema")
+    )
+}
+
+/// A reset header: its name, and how the format writes the time until the reset.
+pub type ResetHeader = (&'static str, fn(Duration) -> String);
+
+/// Sets one window's rate-limit headers: `limit` and `remaining` as numbers, `reset` (when the format
+/// has one) as `show` writes a duration.
+pub fn window_headers(
+    h: &mut HeaderMap,
+    window: Option<HeaderLimit>,
+    [limit, remaining]: [&'static str; 2],
+    reset: Option<ResetHeader>,
+) {
+    let Some(w) = window else { return };
+    set_header(h, limit, w.limit.to_string());
+    set_header(h, remaining, w.remaining.to_string());
+    if let Some((name, show)) = reset {
+        set_header(h, name, show(w.reset));
+    }
+}
+
 /// The answer to give, in neutral terms; each format dresses it.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -151,6 +199,35 @@ pub struct Plan {
     pub tail: Vec<Bytes>,
 }
 
+impl Plan {
+    /// A named-event SSE stream: `head`, one `piece(text)` event per content piece, `tail`.
+    pub fn events(
+        content_type: &'static str,
+        head: Vec<Bytes>,
+        pieces: &[String],
+        piece: impl Fn(&str) -> Bytes,
+        tail: Vec<Bytes>,
+    ) -> Plan {
+        Plan {
+            content_type,
+            head,
+            pieces: pieces.iter().map(|p| piece(p)).collect(),
+            tail,
+        }
+    }
+}
+
+/// The request a 429 answers: the model asked for, the HTTP request and its query.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    /// The model (as parsed).
+    pub model: &'a str,
+    /// The HTTP request.
+    pub req: &'a HttpRequest,
+    /// Its query string.
+    pub q: &'a Query,
+}
+
 /// One provider wire format.
 pub trait Wire {
     /// The format's name (as the engine's config writes it).
@@ -176,7 +253,7 @@ pub trait Wire {
     fn error(kind: ErrKind) -> HttpResponse;
 
     /// The format's 429 (the pipeline adds `Retry-After`).
-    fn rate_limited(rl: &RateLimited, model: &str, req: &HttpRequest, q: &Query) -> HttpResponse;
+    fn rate_limited(rl: &RateLimited, asked: Asked<'_>) -> HttpResponse;
 
     /// The whole (non-streamed) answer body.
     fn complete(a: &Answer) -> Value;
@@ -433,7 +510,12 @@ async fn serve<W: Wire>(req: HttpRequest, body: Bytes, state: web::Data<State>) 
     rec.stream = parsed.stream;
 
     let limited = |rl: &RateLimited, view: &LimitView| {
-        let mut resp = W::rate_limited(rl, &parsed.model, &req, &q);
+        let asked = Asked {
+            model: &parsed.model,
+            req: &req,
+            q: &q,
+        };
+        let mut resp = W::rate_limited(rl, asked);
         set_header(
             resp.headers_mut(),
             "retry-after",

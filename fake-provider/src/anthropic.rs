@@ -6,10 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::state::{LimitKind, LimitView, RateLimited};
+use crate::state::{LimitView, RateLimited};
 use crate::{
-    header, json_response, set_header, sse_event, text_of, type_name, Answer, ErrKind, Parsed,
-    Plan, Query, Wire,
+    header, json_response, set_header, sse_event, text_of, type_name, window_headers, Answer,
+    Asked, ErrKind, Parsed, Plan, Query, Wire,
 };
 
 /// The Anthropic format.
@@ -129,15 +129,9 @@ impl Wire for Anthropic {
         // Anthropic has no JSON switch: a system prompt asking for JSON (or structured outputs) is JSON mode.
         let json_mode =
             v.get("output_format").is_some() || system.to_ascii_lowercase().contains("json");
-        Ok(Parsed {
-            model,
-            stream: v["stream"].as_bool().unwrap_or(false),
-            json_mode,
-            prompt_chars,
-            last_user,
-            system,
-            include_usage: false,
-        })
+        let stream = v["stream"].as_bool().unwrap_or(false);
+        let scan = (prompt_chars, last_user, system);
+        Ok(Parsed::chat(model, stream, json_mode, scan))
     }
 
     fn error(kind: ErrKind) -> HttpResponse {
@@ -150,18 +144,14 @@ impl Wire for Anthropic {
         }
     }
 
-    fn rate_limited(
-        rl: &RateLimited,
-        _model: &str,
-        _req: &HttpRequest,
-        _q: &Query,
-    ) -> HttpResponse {
-        let what = match rl.kind {
-            LimitKind::Rpm => format!("{} requests per minute", rl.limit),
-            LimitKind::Rpd => format!("{} requests per day", rl.limit),
-            LimitKind::Tpm => format!("{} tokens per minute", rl.limit),
-            LimitKind::Tpd => format!("{} tokens per day", rl.limit),
-        };
+    fn rate_limited(rl: &RateLimited, _asked: Asked<'_>) -> HttpResponse {
+        let per = [
+            "requests per minute",
+            "requests per day",
+            "tokens per minute",
+            "tokens per day",
+        ];
+        let what = format!("{} {}", rl.limit, rl.kind.pick(per));
         anthropic_error(
             429,
             "rate_limit_error",
@@ -203,16 +193,6 @@ impl Wire for Anthropic {
             ),
             sse_event("ping", &json!({"type": "ping"})),
         ];
-        let pieces = a
-            .pieces
-            .iter()
-            .map(|p| {
-                sse_event(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
-                )
-            })
-            .collect();
         let tail = vec![
             sse_event(
                 "content_block_stop",
@@ -224,33 +204,33 @@ impl Wire for Anthropic {
             ),
             sse_event("message_stop", &json!({"type": "message_stop"})),
         ];
-        Plan {
-            content_type: "text/event-stream; charset=utf-8",
+        Plan::events(
+            "text/event-stream; charset=utf-8",
             head,
-            pieces,
+            &a.pieces,
+            |p| {
+                sse_event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+                )
+            },
             tail,
-        }
+        )
     }
 
     /// `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`, resets as RFC 3339 times.
     fn limit_headers(view: &LimitView, h: &mut HeaderMap) {
-        if let Some(r) = view.requests {
-            set_header(h, "anthropic-ratelimit-requests-limit", r.limit.to_string());
-            set_header(
-                h,
-                "anthropic-ratelimit-requests-remaining",
-                r.remaining.to_string(),
-            );
-            set_header(h, "anthropic-ratelimit-requests-reset", at(r.reset));
-        }
-        if let Some(t) = view.tokens {
-            set_header(h, "anthropic-ratelimit-tokens-limit", t.limit.to_string());
-            set_header(
-                h,
-                "anthropic-ratelimit-tokens-remaining",
-                t.remaining.to_string(),
-            );
-            set_header(h, "anthropic-ratelimit-tokens-reset", at(t.reset));
-        }
+        let requests = [
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+        ];
+        let reset = ("anthropic-ratelimit-requests-reset", at as fn(_) -> _);
+        window_headers(h, view.requests, requests, Some(reset));
+        let tokens = [
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+        ];
+        let reset = ("anthropic-ratelimit-tokens-reset", at as fn(_) -> _);
+        window_headers(h, view.tokens, tokens, Some(reset));
     }
 }

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::state::{go_duration, LimitKind, LimitView, RateLimited};
 use crate::{
-    bearer, json_response, set_header, sse_data, text_of, type_name, Answer, ErrKind, Parsed, Plan,
-    Query, Wire,
+    bearer, json_response, json_response_format, sse_data, text_of, type_name, window_headers,
+    Answer, Asked, ErrKind, Parsed, Plan, Query, Wire,
 };
 
 /// The OpenAI format.
@@ -143,18 +143,11 @@ pub fn parse_body(body: &[u8], model: Option<String>) -> Result<Parsed, HttpResp
             _ => {}
         }
     }
-    let json_mode = matches!(
-        v["response_format"]["type"].as_str(),
-        Some("json_object" | "json_schema")
-    );
+    let stream = v["stream"].as_bool().unwrap_or(false);
+    let scan = (prompt_chars, last_user, system.join("\n\n"));
     Ok(Parsed {
-        model,
-        stream: v["stream"].as_bool().unwrap_or(false),
-        json_mode,
-        prompt_chars,
-        last_user,
-        system: system.join("\n\n"),
         include_usage: v["stream_options"]["include_usage"].as_bool() == Some(true),
+        ..Parsed::chat(model, stream, json_response_format(&v), scan)
     })
 }
 
@@ -232,16 +225,15 @@ pub fn chunk_plan(a: &Answer, id_prefix: &str) -> Plan {
 
 /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
 pub fn ratelimit_headers(view: &LimitView, h: &mut HeaderMap) {
-    if let Some(r) = view.requests {
-        set_header(h, "x-ratelimit-limit-requests", r.limit.to_string());
-        set_header(h, "x-ratelimit-remaining-requests", r.remaining.to_string());
-        set_header(h, "x-ratelimit-reset-requests", go_duration(r.reset));
-    }
-    if let Some(t) = view.tokens {
-        set_header(h, "x-ratelimit-limit-tokens", t.limit.to_string());
-        set_header(h, "x-ratelimit-remaining-tokens", t.remaining.to_string());
-        set_header(h, "x-ratelimit-reset-tokens", go_duration(t.reset));
-    }
+    let requests = [
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+    ];
+    let reset = ("x-ratelimit-reset-requests", go_duration as fn(_) -> _);
+    window_headers(h, view.requests, requests, Some(reset));
+    let tokens = ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"];
+    let reset = ("x-ratelimit-reset-tokens", go_duration as fn(_) -> _);
+    window_headers(h, view.tokens, tokens, Some(reset));
 }
 
 /// The 429 message as Groq words it (OpenAI's differs only in small ways).
@@ -314,7 +306,8 @@ impl Wire for OpenAi {
         }
     }
 
-    fn rate_limited(rl: &RateLimited, model: &str, _req: &HttpRequest, _q: &Query) -> HttpResponse {
+    fn rate_limited(rl: &RateLimited, asked: Asked<'_>) -> HttpResponse {
+        let model = asked.model;
         let typ = if rl.kind.is_tokens() {
             "tokens"
         } else {

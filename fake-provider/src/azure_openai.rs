@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::openai;
 use crate::state::{LimitKind, LimitView, RateLimited};
 use crate::{
-    header, json_response, percent_decode, set_header, sse_data, Answer, ErrKind, Parsed, Plan,
-    Query, Wire,
+    header, json_response, percent_decode, set_header, sse_data, Answer, Asked, ErrKind, Parsed,
+    Plan, Query, Wire,
 };
 
 /// The Azure OpenAI format.
@@ -87,7 +87,8 @@ impl Wire for AzureOpenAi {
         }
     }
 
-    fn rate_limited(rl: &RateLimited, _model: &str, _req: &HttpRequest, q: &Query) -> HttpResponse {
+    fn rate_limited(rl: &RateLimited, asked: Asked<'_>) -> HttpResponse {
+        let q = asked.q;
         let version = q
             .get("api-version")
             .map(String::as_str)

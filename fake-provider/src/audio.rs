@@ -191,6 +191,35 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// What both audio endpoints do first: wait the configured latency, answer a forced status, check the
+/// key (limits included). Returns the controls as they were at the start and the call, held until the
+/// answer. `count_refused`: a refusal
+/// counts in the transcription statistics.
+async fn admit(
+    req: &HttpRequest,
+    state: &web::Data<State>,
+    audio: &Audio,
+    count_refused: bool,
+) -> Result<(AudioControl, Option<crate::state::Call>), HttpResponse> {
+    let control = audio.control.lock().clone();
+    tokio::time::sleep(Duration::from_millis(control.latency_ms)).await;
+    let refused = || {
+        if count_refused {
+            audio.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    if let Some(s) = control.status {
+        refused();
+        return Err(error(
+            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "forced status",
+            "server_error",
+        ));
+    }
+    let call = keyed(req, state).await.inspect_err(|_| refused())?;
+    Ok((control, call))
+}
+
 /// `POST .../audio/transcriptions`.
 pub async fn transcriptions(
     req: HttpRequest,
@@ -198,22 +227,9 @@ pub async fn transcriptions(
     state: web::Data<State>,
     audio: web::Data<Arc<Audio>>,
 ) -> HttpResponse {
-    let control = audio.control.lock().clone();
-    tokio::time::sleep(Duration::from_millis(control.latency_ms)).await;
-    if let Some(s) = control.status {
-        audio.refused.fetch_add(1, Ordering::Relaxed);
-        return error(
-            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "forced status",
-            "server_error",
-        );
-    }
-    let _call = match keyed(&req, &state).await {
-        Ok(c) => c,
-        Err(r) => {
-            audio.refused.fetch_add(1, Ordering::Relaxed);
-            return r;
-        }
+    let (control, _call) = match admit(&req, &state, &audio, true).await {
+        Ok(admitted) => admitted,
+        Err(r) => return r,
     };
     let Some(parts) = multipart(&req, &body) else {
         return error(
@@ -274,17 +290,8 @@ pub async fn speech(
     state: web::Data<State>,
     audio: web::Data<Arc<Audio>>,
 ) -> HttpResponse {
-    let control = audio.control.lock().clone();
-    tokio::time::sleep(Duration::from_millis(control.latency_ms)).await;
-    if let Some(s) = control.status {
-        return error(
-            StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "forced status",
-            "server_error",
-        );
-    }
-    let _call = match keyed(&req, &state).await {
-        Ok(c) => c,
+    let (_, _call) = match admit(&req, &state, &audio, false).await {
+        Ok(admitted) => admitted,
         Err(r) => return r,
     };
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);

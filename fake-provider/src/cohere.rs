@@ -6,10 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::state::{LimitKind, LimitView, RateLimited};
+use crate::state::{LimitView, RateLimited};
 use crate::{
-    bearer, json_response, set_header, sse_event, text_of, type_name, Answer, ErrKind, Parsed,
-    Plan, Query, Wire,
+    bearer, json_response, json_response_format, sse_event, text_of, type_name, window_headers,
+    Answer, Asked, ErrKind, Parsed, Plan, Query, Wire,
 };
 
 /// The Cohere v2 format.
@@ -92,18 +92,9 @@ impl Wire for Cohere {
                 _ => {}
             }
         }
-        Ok(Parsed {
-            model,
-            stream: v["stream"].as_bool().unwrap_or(false),
-            json_mode: matches!(
-                v["response_format"]["type"].as_str(),
-                Some("json_object" | "json_schema")
-            ),
-            prompt_chars,
-            last_user,
-            system: system.join("\n\n"),
-            include_usage: false,
-        })
+        let stream = v["stream"].as_bool().unwrap_or(false);
+        let scan = (prompt_chars, last_user, system.join("\n\n"));
+        Ok(Parsed::chat(model, stream, json_response_format(&v), scan))
     }
 
     fn error(kind: ErrKind) -> HttpResponse {
@@ -124,18 +115,14 @@ impl Wire for Cohere {
 
     /// Per-minute limits use the Trial-key wording; Cohere's long limit is monthly ("API calls / month"),
     /// which is what the daily limits of the fake answer with.
-    fn rate_limited(
-        rl: &RateLimited,
-        _model: &str,
-        _req: &HttpRequest,
-        _q: &Query,
-    ) -> HttpResponse {
-        let what = match rl.kind {
-            LimitKind::Rpm => format!("{} API calls / minute", rl.limit),
-            LimitKind::Rpd => format!("{} API calls / month", rl.limit),
-            LimitKind::Tpm => format!("{} tokens / minute", rl.limit),
-            LimitKind::Tpd => format!("{} tokens / month", rl.limit),
-        };
+    fn rate_limited(rl: &RateLimited, _asked: Asked<'_>) -> HttpResponse {
+        let per = [
+            "API calls / minute",
+            "API calls / month",
+            "tokens / minute",
+            "tokens / month",
+        ];
+        let what = format!("{} {}", rl.limit, rl.kind.pick(per));
         cohere_error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("You are using a Trial key, which is limited to {what}. {TRIAL_TAIL}"),
@@ -162,16 +149,6 @@ impl Wire for Cohere {
                 &json!({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}),
             ),
         ];
-        let pieces = a
-            .pieces
-            .iter()
-            .map(|p| {
-                sse_event(
-                    "content-delta",
-                    &json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}}),
-                )
-            })
-            .collect();
         let tail = vec![
             sse_event("content-end", &json!({"type": "content-end", "index": 0})),
             sse_event(
@@ -179,23 +156,26 @@ impl Wire for Cohere {
                 &json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage(a)}}),
             ),
         ];
-        Plan {
-            content_type: "text/event-stream",
+        Plan::events(
+            "text/event-stream",
             head,
-            pieces,
+            &a.pieces,
+            |p| {
+                sse_event(
+                    "content-delta",
+                    &json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}}),
+                )
+            },
             tail,
-        }
+        )
     }
 
     /// Trial keys report their per-endpoint call limit.
     fn limit_headers(view: &LimitView, h: &mut HeaderMap) {
-        if let Some(r) = view.requests {
-            set_header(h, "x-trial-endpoint-call-limit", r.limit.to_string());
-            set_header(
-                h,
-                "x-trial-endpoint-call-remaining",
-                r.remaining.to_string(),
-            );
-        }
+        let names = [
+            "x-trial-endpoint-call-limit",
+            "x-trial-endpoint-call-remaining",
+        ];
+        window_headers(h, view.requests, names, None);
     }
 }

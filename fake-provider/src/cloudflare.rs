@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::state::{LimitKind, RateLimited};
 use crate::{
-    bearer, json_response, percent_decode, sse_data, text_of, Answer, ErrKind, Parsed, Plan, Query,
-    Wire,
+    bearer, json_response, json_response_format, percent_decode, sse_data, text_of, Answer, Asked,
+    ErrKind, Parsed, Plan, Query, Wire,
 };
 
 /// The Cloudflare Workers AI format.
@@ -112,18 +112,14 @@ impl Wire for Cloudflare {
                 ))
             }
         };
-        Ok(Parsed {
-            model: model(req),
-            stream: v["stream"].as_bool().unwrap_or(false),
-            json_mode: matches!(
-                v["response_format"]["type"].as_str(),
-                Some("json_object" | "json_schema")
-            ),
-            prompt_chars,
-            last_user,
-            system,
-            include_usage: false,
-        })
+        let stream = v["stream"].as_bool().unwrap_or(false);
+        let scan = (prompt_chars, last_user, system);
+        Ok(Parsed::chat(
+            model(req),
+            stream,
+            json_response_format(&v),
+            scan,
+        ))
     }
 
     fn error(kind: ErrKind) -> HttpResponse {
@@ -143,12 +139,7 @@ impl Wire for Cloudflare {
         }
     }
 
-    fn rate_limited(
-        rl: &RateLimited,
-        _model: &str,
-        _req: &HttpRequest,
-        _q: &Query,
-    ) -> HttpResponse {
+    fn rate_limited(rl: &RateLimited, _asked: Asked<'_>) -> HttpResponse {
         let errors = match rl.kind {
             LimitKind::Rpd | LimitKind::Tpd => json!([{
                 "code": 3036,
@@ -181,18 +172,16 @@ impl Wire for Cloudflare {
     }
 
     fn stream(a: &Answer, _q: &Query) -> Plan {
-        Plan {
-            content_type: "text/event-stream",
-            head: vec![],
-            pieces: a
-                .pieces
-                .iter()
-                .map(|p| sse_data(&json!({ "response": p })))
-                .collect(),
-            tail: vec![
-                sse_data(&json!({"response": "", "usage": usage(a)})),
-                Bytes::from_static(b"data: [DONE]\n\n"),
-            ],
-        }
+        let tail = vec![
+            sse_data(&json!({"response": "", "usage": usage(a)})),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ];
+        Plan::events(
+            "text/event-stream",
+            vec![],
+            &a.pieces,
+            |p| sse_data(&json!({ "response": p })),
+            tail,
+        )
     }
 }
