@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::budget::{Level, Step};
 use crate::content::question_pool::Question;
@@ -249,13 +249,14 @@ impl InterviewRecord {
     /// The `ready` event for a new connection (connection-level: carries the last logged seq, is not
     /// itself logged or replayed).
     pub fn ready_event(&self) -> Value {
-        json!({
-            "type": "ready", "seq": self.last_seq(), "ephemeral": true,
-            "interview_id": self.id, "state": self.phase.as_str(),
-            "question_index": (self.current + 1).min(self.questions.len()),
-            "questions_total": self.questions.len(),
-            "protocol_version": PROTOCOL_VERSION,
-        })
+        crate::protocol::ServerEvent::Ready {
+            interview_id: self.id.clone(),
+            state: self.phase,
+            question_index: (self.current + 1).min(self.questions.len()),
+            questions_total: self.questions.len(),
+            protocol_version: PROTOCOL_VERSION,
+        }
+        .ephemeral(Some(self.last_seq()))
     }
 }
 

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use crate::cluster::sessions::Placement;
 use crate::conn::{ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
-use crate::protocol::{self, ErrorCode};
+use crate::protocol::{ErrorCode, ServerEvent};
 use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
@@ -153,12 +153,8 @@ fn moved(entry: &Entry, deps: &SessionDeps, id: &str) {
     let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(c) = conn {
         let seq = deps.log.load(id).ok().flatten().map_or(0, |r| r.last_seq());
-        let ev = protocol::error_event(
-            ErrorCode::InterviewMoved,
-            seq,
-            "another node serves this interview now: reconnect and resume",
-        );
-        c.send(Outbound::Text(Arc::from(ev.to_string())));
+        let ev = ServerEvent::error(ErrorCode::InterviewMoved, "another node serves this interview now: reconnect and resume");
+        c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
         c.send(Outbound::Close("interview moved to another node".into()));
     }
 }
@@ -344,12 +340,8 @@ impl Actor for InterviewSupervisor {
                     .ok()
                     .flatten()
                     .map_or(0, |r| r.last_seq());
-                let ev = protocol::error_event(
-                    ErrorCode::InterviewFailed,
-                    seq,
-                    "the interview was closed after repeated internal errors; everything answered so far is kept",
-                );
-                c.send(Outbound::Text(Arc::from(ev.to_string())));
+                let ev = ServerEvent::error(ErrorCode::InterviewFailed, "the interview was closed after repeated internal errors; everything answered so far is kept");
+                c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
                 c.send(Outbound::Close("interview failed".into()));
             }
             state.deps.budget.release(&id);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::ActorRef;
-use serde_json::json;
+use crate::protocol::ServerEvent;
 
 use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
 use crate::budget::Level;
@@ -287,10 +287,13 @@ impl SessionState {
                     match item {
                         Ok(StreamChunk::Delta(d)) => {
                             buf.lock().unwrap_or_else(|p| p.into_inner()).push_str(&d);
-                            let ev = json!({"type": "interviewer_delta", "seq": seq, "ephemeral": true, "turn": turn, "delta": d});
+                            let ev = ServerEvent::InterviewerDelta {
+                                turn,
+                                delta: d.clone(),
+                            };
                             let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
                             if let Some(c) = c.filter(ConnHandle::is_live) {
-                                c.send(Outbound::Text(Arc::from(ev.to_string())));
+                                c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
                                 if let Some(f) = &aloud {
                                     f.delta(turn, "follow_up", &d);
                                 }
