@@ -246,7 +246,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-
 /// The seq of the last prompt in the interview's log (looked for among its last few events).
 fn last_prompt_seq(log: &dyn SessionLog, rec: &InterviewRecord) -> u64 {
     let last = rec.last_seq();
@@ -599,9 +598,7 @@ impl SessionState {
         }
         let text = text.trim().to_string();
         if text.is_empty() {
-            self.send_error(ErrorCode::EmptyAnswer,
-                "the answer is empty",
-            );
+            self.send_error(ErrorCode::EmptyAnswer, "the answer is empty");
             return Ok(());
         }
         if self.deps.test_hooks && text == "__panic__" {
@@ -647,7 +644,8 @@ impl SessionState {
         }
         let idx = self.rec.current;
         if turn.is_some_and(|t| t as usize != idx + 1) {
-            self.send_error(ErrorCode::StaleAnswer,
+            self.send_error(
+                ErrorCode::StaleAnswer,
                 "that question is no longer open: the skip was not applied",
             );
             return Ok(());
@@ -1043,7 +1041,8 @@ impl SessionState {
                 self.send_ephemeral(ServerEvent::Pong);
             }
             ClientMsg::AudioEnd { .. } => {
-                self.send_error(ErrorCode::AudioUnsupported,
+                self.send_error(
+                    ErrorCode::AudioUnsupported,
                     "speech-to-text is not configured on this server: send the answer as text",
                 );
             }
@@ -1087,7 +1086,8 @@ impl SessionState {
             }
             ClientMsg::AudioStart { .. } => {
                 // Audio is taken by the connection's voice input when speech-to-text is configured.
-                self.send_error(ErrorCode::AudioUnsupported,
+                self.send_error(
+                    ErrorCode::AudioUnsupported,
                     "speech-to-text is not configured on this server: send the answer as text",
                 );
             }
@@ -1095,7 +1095,8 @@ impl SessionState {
             ClientMsg::Skip { turn } => self.on_skip(myself, turn).await?,
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
-                    self.send_error(ErrorCode::InterviewFinished,
+                    self.send_error(
+                        ErrorCode::InterviewFinished,
                         "the interview is already finished",
                     );
                 } else {

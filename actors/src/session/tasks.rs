@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::protocol::ServerEvent;
 use futures::StreamExt;
 use ractor::ActorRef;
-use crate::protocol::ServerEvent;
 
 use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
 use crate::budget::Level;

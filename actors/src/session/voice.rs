@@ -10,8 +10,8 @@ use ractor::{ActorProcessingErr, ActorRef};
 use serde_json::Value;
 
 use super::{now_ms, SessionMsg, SessionState};
-use crate::protocol::{LineKind, ServerEvent};
 use crate::interview::{Phase, SpokenTurn};
+use crate::protocol::{LineKind, ServerEvent};
 use crate::voice::speaker::{Speaker, SpeakerFeed};
 use crate::voice::tts_pool::TtsPool;
 use crate::voice::{Word, MAX_WORDS, REPROMPTS};
