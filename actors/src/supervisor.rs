@@ -1,6 +1,7 @@
 //! `InterviewSupervisor`: spawns one linked `InterviewSession` per live interview, finds it for
 //! connections (bringing it back from the log after a process restart), and restarts a session that
-//! fails (panic or error) from its last committed record, up to a bound.
+//! fails (panic or error) from its last committed record, up to a bound ([`crate::restart`]'s rule:
+//! a session that failed is restarted, one that exited is not).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use crate::cluster::sessions::Placement;
 use crate::conn::{ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
 use crate::protocol::{ErrorCode, ServerEvent};
+use crate::restart::{child_stop, Restarts, Stop};
 use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
@@ -100,7 +102,7 @@ pub enum SupervisorMsg {
 struct Entry {
     actor: ActorRef<SessionMsg>,
     conn: ConnSlot,
-    restarts: u32,
+    restarts: Restarts,
 }
 
 /// The supervisor's state.
@@ -153,7 +155,10 @@ fn moved(entry: &Entry, deps: &SessionDeps, id: &str) {
     let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(c) = conn {
         let seq = deps.log.load(id).ok().flatten().map_or(0, |r| r.last_seq());
-        let ev = ServerEvent::error(ErrorCode::InterviewMoved, "another node serves this interview now: reconnect and resume");
+        let ev = ServerEvent::error(
+            ErrorCode::InterviewMoved,
+            "another node serves this interview now: reconnect and resume",
+        );
         c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
         c.send(Outbound::Close("interview moved to another node".into()));
     }
@@ -242,7 +247,7 @@ impl Actor for InterviewSupervisor {
                                     Entry {
                                         actor: actor.clone(),
                                         conn,
-                                        restarts: 0,
+                                        restarts: Restarts::default(),
                                     },
                                 );
                                 Ok(actor)
@@ -295,10 +300,8 @@ impl Actor for InterviewSupervisor {
         event: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
-            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
-            _ => return Ok(()),
+        let Some((cell, stop)) = child_stop(&event) else {
+            return Ok(());
         };
         let Some(id) = state
             .live
@@ -308,11 +311,11 @@ impl Actor for InterviewSupervisor {
         else {
             return Ok(());
         };
-        let Some(entry) = state.live.remove(&id) else {
+        let Some(mut entry) = state.live.remove(&id) else {
             return Ok(());
         };
         state.deps.live.set(state.live.len());
-        let Some(why) = failure else {
+        let Stop::Failed(why) = stop else {
             // Stopped normally (finished, idle, shutdown): every step is appended; let another
             // node take the interview at once.
             if let Some(c) = state.deps.cluster.clone() {
@@ -328,8 +331,8 @@ impl Actor for InterviewSupervisor {
                 return Ok(());
             }
         }
-        tracing::error!(interview = %id, error = %why, restarts = entry.restarts, "session failed");
-        if entry.restarts >= MAX_SESSION_RESTARTS {
+        tracing::error!(interview = %id, error = %why, restarts = entry.restarts.count(), "session failed");
+        if !entry.restarts.take_within(MAX_SESSION_RESTARTS) {
             tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");
             let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(c) = conn {
@@ -345,7 +348,7 @@ impl Actor for InterviewSupervisor {
                 c.send(Outbound::Close("interview failed".into()));
             }
             state.deps.budget.release(&id);
-            state.failed.insert(id, entry.restarts);
+            state.failed.insert(id, entry.restarts.count());
             return Ok(());
         }
         match state.load(&id) {
@@ -365,7 +368,7 @@ impl Actor for InterviewSupervisor {
                         Entry {
                             actor,
                             conn: entry.conn,
-                            restarts: entry.restarts + 1,
+                            restarts: entry.restarts,
                         },
                     );
                     state.deps.live.set(state.live.len());
