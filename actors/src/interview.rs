@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::{Level, Step};
+use crate::budget::{Level, Mode, Step};
 use crate::content::question_pool::Question;
 use crate::content::report::ReportItem;
 use crate::content::resume::ResumeAnalysis;
@@ -81,8 +81,8 @@ pub struct InterviewRecord {
     pub track: Track,
     /// Difficulty.
     pub difficulty: Difficulty,
-    /// Call-budget mode as requested (`economy` | `balanced` | `adaptive` | `auto`).
-    pub mode: String,
+    /// Call-budget mode as requested.
+    pub mode: Mode,
     /// Creation time, unix ms.
     pub created_ms: i64,
     /// Last activity, unix ms.
@@ -200,9 +200,10 @@ impl From<InterviewRecordV1> for InterviewRecord {
     fn from(v: InterviewRecordV1) -> Self {
         // Version 1 ran economy without provider calls; the next turn's budget decision sets the
         // level the interview can afford now.
-        let level = match v.mode.as_str() {
-            "economy" => Level::Heuristic,
-            m => Level::ceiling_of(m),
+        let mode = Mode::from_stored(&v.mode);
+        let level = match mode {
+            Mode::Economy => Level::Heuristic,
+            m => m.ceiling(),
         };
         InterviewRecord {
             id: v.id,
@@ -211,7 +212,7 @@ impl From<InterviewRecordV1> for InterviewRecord {
             role: v.role,
             track: v.track,
             difficulty: v.difficulty,
-            mode: v.mode,
+            mode,
             created_ms: v.created_ms,
             updated_ms: v.updated_ms,
             resume: v.resume,

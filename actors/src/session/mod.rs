@@ -287,7 +287,7 @@ impl SessionState {
     fn admit(&mut self) {
         let d = self.deps.budget.admit(
             &self.rec.id,
-            Level::ceiling_of(&self.rec.mode),
+            self.rec.mode.ceiling(),
             self.rec.questions.len(),
         );
         self.rec.level = d.level;
@@ -532,7 +532,7 @@ impl SessionState {
         let left = total.saturating_sub(self.rec.current);
         let d = self.deps.budget.turn(
             &self.rec.id,
-            Level::ceiling_of(&self.rec.mode),
+            self.rec.mode.ceiling(),
             self.rec.level,
             self.rec.current as u32 + 1,
             (total, left),
@@ -947,7 +947,7 @@ impl SessionState {
             }
         }
         self.grade_unscored(&seed);
-        self.deps.stats.count_completed(&self.rec.mode);
+        self.deps.stats.count_completed(self.rec.mode.as_str());
         self.deps.budget.release(&self.rec.id);
         self.rec.phase = phase;
         self.rec.ending = None;
@@ -962,7 +962,7 @@ impl SessionState {
             role: &self.rec.role,
             track: self.rec.track,
             difficulty: self.rec.difficulty,
-            mode: &self.rec.mode,
+            mode: self.rec.mode.as_str(),
             state: phase.as_str(),
             started_at: &started,
             finished_at: &finished,

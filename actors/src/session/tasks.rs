@@ -10,7 +10,7 @@ use futures::StreamExt;
 use ractor::ActorRef;
 
 use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
-use crate::budget::Level;
+use crate::budget::{Level, Mode};
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, Outbound};
 use crate::content::grading::Target;
@@ -57,7 +57,7 @@ pub(super) struct TaskCtx {
     pub(super) pool: Pool,
     pub(super) cache: Option<Cache>,
     pub(super) stats: Arc<OptimizationStats>,
-    pub(super) mode: String,
+    pub(super) mode: Mode,
     pub(super) deadline: Duration,
     pub(super) interview: String,
 }
@@ -104,7 +104,7 @@ impl TaskCtx {
                 ..self.opts()
             };
             let result = self.pool.complete(req, opts).await;
-            count_cost(&self.stats, &self.mode, &result);
+            count_cost(&self.stats, self.mode.as_str(), &result);
             let done = match result {
                 Ok(done) => done,
                 // Every key it tried failed (errors, timeouts, 429s), or every key is briefly out
@@ -185,7 +185,7 @@ impl SessionState {
             pool,
             cache: self.deps.cache.clone(),
             stats: self.deps.stats.clone(),
-            mode: self.rec.mode.clone(),
+            mode: self.rec.mode,
             deadline,
             interview: self.rec.id.clone(),
         }
@@ -281,7 +281,7 @@ impl SessionState {
         let task = tokio::spawn(async move {
             let streamed = async {
                 let opened = ctx.pool.stream(&req, ctx.opts()).await;
-                count_cost(&ctx.stats, &ctx.mode, &opened);
+                count_cost(&ctx.stats, ctx.mode.as_str(), &opened);
                 let mut s = opened.ok()?;
                 while let Some(item) = s.stream.next().await {
                     match item {
@@ -301,7 +301,7 @@ impl SessionState {
                         }
                         Ok(StreamChunk::Done { usage, .. }) => {
                             if let Some(u) = usage {
-                                ctx.stats.count_tokens(&ctx.mode, u.total());
+                                ctx.stats.count_tokens(ctx.mode.as_str(), u.total());
                             }
                             break;
                         }
@@ -422,7 +422,7 @@ impl SessionState {
                         .collect();
                     let req = prompts::batch_evaluation_request(&inputs, &role);
                     let result = ctx.pool.complete(&req, ctx.opts()).await;
-                    count_cost(&ctx.stats, &ctx.mode, &result);
+                    count_cost(&ctx.stats, ctx.mode.as_str(), &result);
                     match result {
                         Ok(done) => {
                             let rs: Vec<&[String]> = inputs.iter().map(|(_, r, _)| *r).collect();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::budget::Level;
+use actors::budget::{Level, Mode};
 use actors::cache::{self, CacheKind};
 use actors::content::prompts;
 use actors::content::question_pool::{Fill, Selection};
@@ -184,14 +184,14 @@ pub fn authorized_record(
 
 /// Who asks for a resume analysis.
 #[derive(Debug, Clone, Copy)]
-pub enum ResumeFor<'a> {
+pub enum ResumeFor {
     /// `POST /api/resume/analyze`: a provider reads it when one is configured.
     Request,
     /// An interview of `mode` admitted at `level`: a provider reads it from balanced up (economy and
     /// below keep their call count), and the call counts toward the mode's calls and tokens.
     Interview {
         /// The interview's requested mode.
-        mode: &'a str,
+        mode: Mode,
         /// Its admitted level.
         level: Level,
     },
@@ -204,7 +204,7 @@ pub enum ResumeFor<'a> {
 pub async fn analyze_resume(
     state: &AppState,
     text: &str,
-    asker: ResumeFor<'_>,
+    asker: ResumeFor,
 ) -> (ResumeAnalysis, String) {
     let key = cache::key(&[text]);
     if let Some(hit) = state
@@ -218,7 +218,7 @@ pub async fn analyze_resume(
     }
     let (llm, mode) = match asker {
         ResumeFor::Request => (true, None),
-        ResumeFor::Interview { mode, level } => (level >= Level::Balanced, Some(mode.to_string())),
+        ResumeFor::Interview { mode, level } => (level >= Level::Balanced, Some(mode)),
     };
     if llm && state.pool.has_llm() {
         let (pool, cache, t, k) = (
@@ -236,8 +236,8 @@ pub async fn analyze_resume(
                     ..CallOptions::default()
                 };
                 let done = pool.complete(&prompts::resume_request(&t), opts).await;
-                if let Some(mode) = &mode {
-                    count_cost(&stats, mode, &done);
+                if let Some(mode) = mode {
+                    count_cost(&stats, mode.as_str(), &done);
                 }
                 match done.ok().and_then(|d| {
                     prompts::parse_resume(&d.response.text).map(|a| (a, d.source.clone()))
@@ -319,15 +319,13 @@ pub async fn create(
             message: format!("expected a whole number from 1 to {MAX_QUESTIONS}, got {count}"),
         });
     }
-    let mode = b
-        .mode
-        .unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
-    if !["economy", "balanced", "adaptive", "auto"].contains(&mode.as_str()) {
-        return Err(ApiError::InvalidField {
+    let mode = match b.mode {
+        None => state.config.interview.mode,
+        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::InvalidField {
             field: "mode".into(),
-            message: format!("expected one of economy, balanced, adaptive, auto, got {mode:?}"),
-        });
-    }
+            message: e.to_string(),
+        })?,
+    };
     let resume_text = b.resume_text.unwrap_or_default();
     if resume_text.chars().count() > MAX_RESUME_CHARS {
         return Err(ApiError::InvalidField {
@@ -347,11 +345,11 @@ pub async fn create(
             // The level its share of today's quota would pay for now (it decides who reads the
             // resume). Nothing is reserved yet: the session admits the interview, and reserves its
             // share, when the candidate first connects (interviews nobody opens hold nothing).
-            let level = st.budget.preview(Level::ceiling_of(&mode), count as usize);
+            let level = st.budget.preview(mode.ceiling(), count as usize);
             let resume = if resume_text.trim().is_empty() {
                 None
             } else {
-                let asker = ResumeFor::Interview { mode: &mode, level };
+                let asker = ResumeFor::Interview { mode, level };
                 Some(analyze_resume(&st, &resume_text, asker).await.0)
             };
             // No question repeats within the candidate's last 5 interviews.
