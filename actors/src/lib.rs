@@ -53,4 +53,6 @@ pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod supervisor;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod voice;

@@ -382,3 +382,6 @@ impl Actor for InterviewSupervisor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1331,3 +1331,6 @@ impl Actor for InterviewSession {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
