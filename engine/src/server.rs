@@ -391,6 +391,11 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         engine.budget.clone(),
         engine.stats.clone(),
     );
+    let resumes = actors::resumes::ResumeAnalyzer::new(
+        engine.pool.clone(),
+        engine.cache.clone(),
+        engine.stats.clone(),
+    );
     let state = Arc::new(AppState {
         config: config.clone(),
         pool: engine.pool.clone(),
@@ -408,7 +413,14 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         budget: engine.budget.clone(),
         stt: engine.stt.clone(),
         tts: engine.tts.clone(),
-        resume_calls: actors::coalesce::Coalescer::new(),
+        resumes: resumes.clone(),
+        interviews: actors::creation::Interviews::new(
+            Arc::new(engine.store.clone()),
+            engine.questions.clone(),
+            engine.budget.clone(),
+            resumes,
+            engine.cluster.as_ref().map(|c| c.sessions.clone()),
+        ),
         gateway_calls: actors::coalesce::Coalescer::new(),
         limits: http::limits::ClientLimits::new(&config.limits)?,
         live: engine.live.clone(),
