@@ -37,7 +37,7 @@ fn finished(id: &str, age_days: i64) -> (InterviewRecord, Vec<(u64, String)>) {
         role: "SRE".into(),
         track: Default::default(),
         difficulty: Default::default(),
-        mode: "auto".into(),
+        mode: actors::budget::Mode::Auto,
         created_ms: at,
         updated_ms: at,
         resume: None,

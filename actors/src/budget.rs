@@ -54,15 +54,6 @@ impl Level {
         }
     }
 
-    /// The most a requested mode (`economy` | `balanced` | `adaptive` | `auto`) may use.
-    pub fn ceiling_of(mode: &str) -> Level {
-        match mode {
-            "economy" => Level::Economy,
-            "balanced" => Level::Balanced,
-            _ => Level::Adaptive,
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
@@ -74,6 +65,94 @@ impl Level {
             Level::Balanced => Some(Level::Economy),
             Level::Adaptive => Some(Level::Balanced),
         }
+    }
+}
+
+/// An interview's requested call-budget mode: the most LLM work it may use (`auto`: whatever the
+/// budget admits). Written as its lowercase name everywhere (REST, config, records, cluster state);
+/// a name that is not one of the four is an error naming what came, never a silent default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum Mode {
+    /// Fewest provider calls: a batched evaluation at the end.
+    Economy,
+    /// One evaluation call per answer.
+    Balanced,
+    /// Evaluation and follow-ups per answer.
+    Adaptive,
+    /// Chosen from quota headroom.
+    Auto,
+}
+
+/// A mode name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected one of economy, balanced, adaptive, auto, got {0:?}")]
+pub struct UnknownMode(pub String);
+
+impl Mode {
+    /// Every mode.
+    pub const ALL: [Mode; 4] = [Mode::Economy, Mode::Balanced, Mode::Adaptive, Mode::Auto];
+
+    /// The name used on the wire, in config and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Economy => "economy",
+            Mode::Balanced => "balanced",
+            Mode::Adaptive => "adaptive",
+            Mode::Auto => "auto",
+        }
+    }
+
+    /// The most this mode may use.
+    pub fn ceiling(self) -> Level {
+        match self {
+            Mode::Economy => Level::Economy,
+            Mode::Balanced => Level::Balanced,
+            Mode::Adaptive | Mode::Auto => Level::Adaptive,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMode(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = UnknownMode;
+
+    fn try_from(s: String) -> Result<Mode, UnknownMode> {
+        s.parse()
+    }
+}
+
+impl Mode {
+    /// The mode of a stored record (its name, written when the interview was created and checked
+    /// then). A name that is not a mode cannot come from this server; read as `auto`, which is what
+    /// the untyped code did with it (the adaptive ceiling, counted as `auto`), and logged.
+    pub fn from_stored(name: &str) -> Mode {
+        name.parse().unwrap_or_else(|e: UnknownMode| {
+            tracing::warn!(error = %e, "stored interview has an unknown mode; read as auto");
+            Mode::Auto
+        })
+    }
+}
+
+impl From<Mode> for &'static str {
+    fn from(m: Mode) -> &'static str {
+        m.as_str()
     }
 }
 
@@ -870,8 +949,28 @@ mod tests {
         let (b, _) = budget(u64::MAX);
         let d = b.turn("a", Level::Balanced, Level::Economy, 2, (12, 6));
         assert_eq!(d.level, Level::Balanced);
-        assert_eq!(Level::ceiling_of("auto"), Level::Adaptive);
-        assert_eq!(Level::ceiling_of("economy"), Level::Economy);
+        assert_eq!(Mode::Auto.ceiling(), Level::Adaptive);
+        assert_eq!(Mode::Economy.ceiling(), Level::Economy);
+    }
+
+    #[test]
+    fn modes_are_their_names_and_nothing_else() {
+        for m in Mode::ALL {
+            assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+            let back: Mode = serde_json::from_value(serde_json::json!(m.as_str())).unwrap();
+            assert_eq!(back, m);
+        }
+        // A typo is an error that says what came, not the adaptive ceiling.
+        assert_eq!(
+            "adaptve".parse::<Mode>().unwrap_err().to_string(),
+            "expected one of economy, balanced, adaptive, auto, got \"adaptve\""
+        );
+        assert!(serde_json::from_value::<Mode>(serde_json::json!("Auto")).is_err());
+        // Stored as the name, as the untyped record stored it (layout 2 records are bincode).
+        let as_string = bincode::serde::encode_to_vec("balanced", bincode::config::standard());
+        let as_mode = bincode::serde::encode_to_vec(Mode::Balanced, bincode::config::standard());
+        assert_eq!(as_string.unwrap(), as_mode.unwrap());
     }
 
     #[test]

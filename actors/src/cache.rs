@@ -890,6 +890,15 @@ pub async fn spawn(
     db: sled::Db,
     config: CacheConfig,
 ) -> Result<(Cache, tokio::task::JoinHandle<()>), CacheError> {
+    spawn_under(db, config, None).await
+}
+
+/// [`spawn`], the actor linked to `supervisor` when given (the engine root).
+pub async fn spawn_under(
+    db: sled::Db,
+    config: CacheConfig,
+    supervisor: Option<ractor::ActorCell>,
+) -> Result<(Cache, tokio::task::JoinHandle<()>), CacheError> {
     let counters = Arc::new(Counters::default());
     let mut stores = Vec::with_capacity(CacheKind::ALL.len());
     for kind in CacheKind::ALL {
@@ -908,9 +917,11 @@ pub async fn spawn(
         stores,
         counters: counters.clone(),
     };
-    let (actor, handle) = Actor::spawn(None, CacheActor, args)
-        .await
-        .map_err(|e| CacheError::Spawn(e.to_string()))?;
+    let spawned = match supervisor {
+        Some(sup) => Actor::spawn_linked(None, CacheActor, args, sup).await,
+        None => Actor::spawn(None, CacheActor, args).await,
+    };
+    let (actor, handle) = spawned.map_err(|e| CacheError::Spawn(e.to_string()))?;
     Ok((
         Cache {
             actor,

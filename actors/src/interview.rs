@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::budget::{Level, Step};
+use crate::budget::{Level, Mode, Step};
 use crate::content::question_pool::Question;
 use crate::content::report::ReportItem;
 use crate::content::resume::ResumeAnalysis;
@@ -81,8 +81,8 @@ pub struct InterviewRecord {
     pub track: Track,
     /// Difficulty.
     pub difficulty: Difficulty,
-    /// Call-budget mode as requested (`economy` | `balanced` | `adaptive` | `auto`).
-    pub mode: String,
+    /// Call-budget mode as requested.
+    pub mode: Mode,
     /// Creation time, unix ms.
     pub created_ms: i64,
     /// Last activity, unix ms.
@@ -200,9 +200,10 @@ impl From<InterviewRecordV1> for InterviewRecord {
     fn from(v: InterviewRecordV1) -> Self {
         // Version 1 ran economy without provider calls; the next turn's budget decision sets the
         // level the interview can afford now.
-        let level = match v.mode.as_str() {
-            "economy" => Level::Heuristic,
-            m => Level::ceiling_of(m),
+        let mode = Mode::from_stored(&v.mode);
+        let level = match mode {
+            Mode::Economy => Level::Heuristic,
+            m => m.ceiling(),
         };
         InterviewRecord {
             id: v.id,
@@ -211,7 +212,7 @@ impl From<InterviewRecordV1> for InterviewRecord {
             role: v.role,
             track: v.track,
             difficulty: v.difficulty,
-            mode: v.mode,
+            mode,
             created_ms: v.created_ms,
             updated_ms: v.updated_ms,
             resume: v.resume,
@@ -249,13 +250,14 @@ impl InterviewRecord {
     /// The `ready` event for a new connection (connection-level: carries the last logged seq, is not
     /// itself logged or replayed).
     pub fn ready_event(&self) -> Value {
-        json!({
-            "type": "ready", "seq": self.last_seq(), "ephemeral": true,
-            "interview_id": self.id, "state": self.phase.as_str(),
-            "question_index": (self.current + 1).min(self.questions.len()),
-            "questions_total": self.questions.len(),
-            "protocol_version": PROTOCOL_VERSION,
-        })
+        crate::protocol::ServerEvent::Ready {
+            interview_id: self.id.clone(),
+            state: self.phase,
+            question_index: (self.current + 1).min(self.questions.len()),
+            questions_total: self.questions.len(),
+            protocol_version: PROTOCOL_VERSION,
+        }
+        .ephemeral(Some(self.last_seq()))
     }
 }
 

@@ -194,14 +194,260 @@ impl Refusal {
     }
 }
 
-/// The `error` event (ephemeral) carrying `seq`, the last logged seq when it was sent.
-pub fn error_event(code: ErrorCode, seq: u64, message: &str) -> Value {
-    json!({"type": "error", "seq": seq, "ephemeral": true, "code": code, "message": message})
+/// The kind of an `interviewer` line.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum LineKind {
+    /// The opening line (turn 0).
+    Greeting,
+    /// A question of the plan.
+    Question,
+    /// A follow-up to the open question's answer (same turn as the question).
+    FollowUp,
+    /// A reaction to an answer (or to a skip).
+    Reaction,
+    /// The closing line (turn `questions_total + 1`).
+    Closing,
+    /// A nudge to a quiet candidate of a voice interview.
+    Reprompt,
 }
 
-/// The `pong` event (ephemeral).
-pub fn pong_event(seq: u64) -> Value {
-    json!({"type": "pong", "seq": seq, "ephemeral": true})
+impl LineKind {
+    /// The kind as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether a line of this kind opens a prompt the candidate answers.
+    pub fn is_prompt(self) -> bool {
+        matches!(self, LineKind::Question | LineKind::FollowUp)
+    }
+}
+
+/// What the server's voice activity detector heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeechState {
+    /// Speech began.
+    Started,
+    /// An answer ended (silence, `audio_end` or the length limit).
+    Ended,
+}
+
+/// An event the server sends (a JSON text frame with a `type`). Every event is sent with a `seq`;
+/// logged events are numbered by the session and replayed on `resume`, ephemeral ones (see
+/// [`ServerEvent::is_ephemeral`]) carry the last logged seq and `"ephemeral": true`. The envelope
+/// (`seq`, `ephemeral`) is added by [`ServerEvent::logged`] and [`ServerEvent::ephemeral`], so the
+/// variants hold only their own fields. Field names and values are the wire contract
+/// (docs/protocol.md, the browser pages): change them only with a protocol version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum_discriminants(
+    name(ServerEventType),
+    derive(strum::EnumIter, strum::IntoStaticStr),
+    strum(serialize_all = "snake_case"),
+    doc = "The `type` of a server event."
+)]
+pub enum ServerEvent {
+    /// Sent on connect: where the interview is.
+    Ready {
+        /// The interview.
+        interview_id: String,
+        /// Its phase.
+        state: crate::interview::Phase,
+        /// The open question's number (1-based), at most `questions_total`.
+        question_index: usize,
+        /// How many questions the interview has.
+        questions_total: usize,
+        /// The server's protocol version.
+        protocol_version: u32,
+    },
+    /// A line the interviewer says.
+    Interviewer {
+        /// 0 for the greeting, the question's number, `questions_total + 1` for the closing.
+        turn: usize,
+        /// What the line is.
+        kind: LineKind,
+        /// The line.
+        text: String,
+        /// Who wrote it (`template`, `pool`, `cache`, `llm:<provider>`, `gpu:<node>`).
+        source: String,
+    },
+    /// A piece of a streamed follow-up (the full `interviewer` event follows).
+    InterviewerDelta {
+        /// The follow-up's turn.
+        turn: usize,
+        /// The new text.
+        delta: String,
+    },
+    /// What speech-to-text heard of a spoken answer.
+    Transcript {
+        /// The answer's turn.
+        turn: usize,
+        /// The text heard.
+        text: String,
+        /// Always true (no partial transcripts).
+        #[serde(rename = "final")]
+        is_final: bool,
+        /// `stt:<node>` or `stt:<provider>`.
+        source: String,
+        /// How long transcription took, ms.
+        stt_ms: Option<u64>,
+        /// The answer's audio length, seconds (two decimals).
+        audio_duration_s: Option<f64>,
+    },
+    /// The server's voice activity detector.
+    Speech {
+        /// Started or ended.
+        state: SpeechState,
+        /// When ended: the answer's length, seconds (two decimals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_s: Option<f64>,
+    },
+    /// The interviewer's speech for a line follows as binary frames.
+    AudioOutStart {
+        /// The line's turn.
+        turn: usize,
+        /// The line's kind.
+        kind: String,
+        /// `pcm16`.
+        format: String,
+        /// Samples per second.
+        sample_rate: u32,
+    },
+    /// The line's audio is complete, or cut by a barge-in.
+    AudioOutEnd {
+        /// The line's turn.
+        turn: usize,
+        /// True when a barge-in cut it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interrupted: Option<bool>,
+        /// When cut: how much of it was heard, seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heard_s: Option<f64>,
+    },
+    /// The grade of an answer.
+    Evaluation {
+        /// The question's number.
+        turn: usize,
+        /// 0-10.
+        score: u8,
+        /// Feedback for the candidate.
+        feedback: String,
+        /// Who graded (`heuristic`, `cache`, `llm:<provider>`, `gpu:<node>`).
+        source: String,
+        /// The score's band.
+        band: crate::content::Verdict,
+        /// The rubric scorer or a model.
+        graded_by: crate::content::grading::Grader,
+        /// Whether this grades the answer to the question's follow-up.
+        follow_up: bool,
+        /// Every point the answer was graded against.
+        points: Vec<crate::content::scoring::PointGrade>,
+    },
+    /// The open question (or follow-up) was skipped.
+    Skipped {
+        /// The question's number.
+        turn: usize,
+        /// Whether the skipped prompt was the follow-up.
+        follow_up: bool,
+    },
+    /// The report (the same object as `GET /api/interviews/{id}/report`).
+    Report {
+        /// The report.
+        report: Value,
+    },
+    /// A refusal or a failure.
+    Error {
+        /// What happened.
+        code: ErrorCode,
+        /// A sentence for people.
+        message: String,
+    },
+    /// The answer to `ping`.
+    Pong,
+}
+
+impl ServerEventType {
+    /// The type as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl ServerEvent {
+    /// An `error` event.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerEvent::Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The event's `type`.
+    pub fn event_type(&self) -> ServerEventType {
+        self.into()
+    }
+
+    /// Whether events of this type are ephemeral (never logged or replayed). A `transcript` is
+    /// logged, except one of a refused answer, which its sender sends with [`ServerEvent::ephemeral`].
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(
+            self,
+            ServerEvent::Ready { .. }
+                | ServerEvent::Pong
+                | ServerEvent::Error { .. }
+                | ServerEvent::InterviewerDelta { .. }
+                | ServerEvent::Speech { .. }
+                | ServerEvent::AudioOutStart { .. }
+                | ServerEvent::AudioOutEnd { .. }
+        )
+    }
+
+    /// Who wrote the event's content, for the events that say (`source`).
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            ServerEvent::Interviewer { source, .. }
+            | ServerEvent::Transcript { source, .. }
+            | ServerEvent::Evaluation { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the event opens a prompt the candidate answers (a question or a follow-up).
+    pub fn is_prompt(&self) -> bool {
+        matches!(self, ServerEvent::Interviewer { kind, .. } if kind.is_prompt())
+    }
+
+    /// The event as JSON, without the envelope.
+    fn to_json(&self) -> Value {
+        // Serialising these types cannot fail (no map has non-string keys).
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// A logged event: the JSON with its `seq`.
+    pub fn logged(&self, seq: u64) -> Value {
+        let mut v = self.to_json();
+        v["seq"] = json!(seq);
+        v
+    }
+
+    /// An ephemeral event: the JSON with `seq` (the last logged seq, or `null` when the sender does
+    /// not know it and the client reads it as "no change") and `"ephemeral": true`.
+    pub fn ephemeral(&self, seq: Option<u64>) -> Value {
+        let mut v = self.to_json();
+        v["seq"] = json!(seq);
+        v["ephemeral"] = json!(true);
+        v
+    }
+
+    /// An ephemeral event as the text frame it is sent as.
+    pub fn ephemeral_text(&self, seq: Option<u64>) -> String {
+        self.ephemeral(seq).to_string()
+    }
 }
 
 /// Longest spoken answer accepted, seconds.
@@ -327,6 +573,124 @@ mod tests {
     }
 
     #[test]
+    fn docs_list_every_server_event_and_nothing_else() {
+        let code: BTreeSet<String> = ServerEventType::iter()
+            .map(|t| t.as_str().to_string())
+            .collect();
+        assert_eq!(table_names("## Server → client"), code);
+    }
+
+    #[test]
+    fn docs_list_every_ephemeral_event() {
+        let start = PROTOCOL_MD.find("Some events are **ephemeral**").unwrap();
+        let para = &PROTOCOL_MD[start..start + PROTOCOL_MD[start..].find("\n\n").unwrap()];
+        let examples = [
+            ServerEvent::Ready {
+                interview_id: "i".into(),
+                state: crate::interview::Phase::Created,
+                question_index: 1,
+                questions_total: 1,
+                protocol_version: 2,
+            },
+            ServerEvent::Pong,
+            ServerEvent::error(ErrorCode::RateLimited, "x"),
+            ServerEvent::InterviewerDelta {
+                turn: 1,
+                delta: "d".into(),
+            },
+            ServerEvent::Speech {
+                state: SpeechState::Started,
+                duration_s: None,
+            },
+            ServerEvent::AudioOutStart {
+                turn: 1,
+                kind: "question".into(),
+                format: "pcm16".into(),
+                sample_rate: 16000,
+            },
+            ServerEvent::AudioOutEnd {
+                turn: 1,
+                interrupted: None,
+                heard_s: None,
+            },
+        ];
+        for e in examples {
+            assert!(e.is_ephemeral());
+            let name = format!("`{}`", e.event_type().as_str());
+            assert!(para.contains(&name), "{name} is not listed as ephemeral");
+        }
+    }
+
+    #[test]
+    fn server_events_keep_their_wire_shape() {
+        // The exact JSON the server sent before the events were typed (keys sorted, as serde_json
+        // writes a `Value`).
+        let cases = [
+            (
+                ServerEvent::Interviewer {
+                    turn: 1,
+                    kind: LineKind::FollowUp,
+                    text: "Why?".into(),
+                    source: "pool".into(),
+                }
+                .logged(7),
+                r#"{"kind":"follow_up","seq":7,"source":"pool","text":"Why?","turn":1,"type":"interviewer"}"#,
+            ),
+            (
+                ServerEvent::Skipped {
+                    turn: 2,
+                    follow_up: false,
+                }
+                .logged(3),
+                r#"{"follow_up":false,"seq":3,"turn":2,"type":"skipped"}"#,
+            ),
+            (
+                ServerEvent::Transcript {
+                    turn: 1,
+                    text: "hi".into(),
+                    is_final: true,
+                    source: "stt:a".into(),
+                    stt_ms: None,
+                    audio_duration_s: Some(1.25),
+                }
+                .logged(4),
+                r#"{"audio_duration_s":1.25,"final":true,"seq":4,"source":"stt:a","stt_ms":null,"text":"hi","turn":1,"type":"transcript"}"#,
+            ),
+            (
+                ServerEvent::Speech {
+                    state: SpeechState::Started,
+                    duration_s: None,
+                }
+                .ephemeral(None),
+                r#"{"ephemeral":true,"seq":null,"state":"started","type":"speech"}"#,
+            ),
+            (
+                ServerEvent::AudioOutEnd {
+                    turn: 3,
+                    interrupted: Some(true),
+                    heard_s: Some(0.5),
+                }
+                .ephemeral(None),
+                r#"{"ephemeral":true,"heard_s":0.5,"interrupted":true,"seq":null,"turn":3,"type":"audio_out_end"}"#,
+            ),
+            (
+                ServerEvent::Pong.ephemeral(Some(9)),
+                r#"{"ephemeral":true,"seq":9,"type":"pong"}"#,
+            ),
+            (
+                ServerEvent::error(ErrorCode::StaleAnswer, "late").ephemeral(Some(2)),
+                r#"{"code":"stale_answer","ephemeral":true,"message":"late","seq":2,"type":"error"}"#,
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(v.to_string(), want);
+            // And a client reads it back as the same event (the envelope is ignored).
+            let back: ServerEvent = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(back.logged(0)["type"], v["type"]);
+        }
+    }
+
+    #[test]
     fn docs_list_every_error_code_and_nothing_else() {
         let code: BTreeSet<String> = ErrorCode::iter().map(|c| c.as_str().to_string()).collect();
         assert_eq!(table_names("## Error codes on the socket"), code);
@@ -401,7 +765,7 @@ mod tests {
 
     #[test]
     fn error_events_carry_a_seq() {
-        let e = error_event(ErrorCode::StaleAnswer, 12, "late");
+        let e = ServerEvent::error(ErrorCode::StaleAnswer, "late").ephemeral(Some(12));
         assert_eq!(e["code"], "stale_answer");
         assert_eq!(e["seq"], 12);
         assert_eq!(e["ephemeral"], true);

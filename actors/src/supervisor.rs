@@ -1,6 +1,7 @@
 //! `InterviewSupervisor`: spawns one linked `InterviewSession` per live interview, finds it for
 //! connections (bringing it back from the log after a process restart), and restarts a session that
-//! fails (panic or error) from its last committed record, up to a bound.
+//! fails (panic or error) from its last committed record, up to a bound ([`crate::restart`]'s rule:
+//! a session that failed is restarted, one that exited is not).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,8 @@ use ractor::{
 use crate::cluster::sessions::Placement;
 use crate::conn::{ConnHandle, ConnSlot, Outbound};
 use crate::interview::InterviewRecord;
-use crate::protocol::{self, ErrorCode};
+use crate::protocol::{ErrorCode, ServerEvent};
+use crate::restart::{child_stop, Restarts, Stop};
 use crate::session::{InterviewSession, SessionArgs, SessionDeps, SessionMsg, HIBERNATE};
 
 /// Restarts allowed per session before it is closed with an error (its log is kept).
@@ -120,7 +122,7 @@ pub enum SupervisorMsg {
 struct Entry {
     actor: ActorRef<SessionMsg>,
     conn: ConnSlot,
-    restarts: u32,
+    restarts: Restarts,
 }
 
 /// A hibernating session: no actor, its record in the log; the connection stays attached here, and
@@ -226,7 +228,7 @@ impl SupervisorState {
                     Entry {
                         actor: actor.clone(),
                         conn,
-                        restarts: 0,
+                        restarts: Restarts::default(),
                     },
                 );
             }
@@ -275,12 +277,11 @@ fn moved(conn: &ConnSlot, deps: &SessionDeps, id: &str) {
     let conn = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(c) = conn {
         let seq = deps.log.load(id).ok().flatten().map_or(0, |r| r.last_seq());
-        let ev = protocol::error_event(
+        let ev = ServerEvent::error(
             ErrorCode::InterviewMoved,
-            seq,
             "another node serves this interview now: reconnect and resume",
         );
-        c.send(Outbound::Text(Arc::from(ev.to_string())));
+        c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
         c.send(Outbound::Close("interview moved to another node".into()));
     }
 }
@@ -392,10 +393,8 @@ impl Actor for InterviewSupervisor {
         event: SupervisionEvent,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string()), None),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, None, reason),
-            _ => return Ok(()),
+        let Some((cell, stop)) = child_stop(&event) else {
+            return Ok(());
         };
         let Some(id) = state
             .live
@@ -405,10 +404,10 @@ impl Actor for InterviewSupervisor {
         else {
             return Ok(());
         };
-        let Some(entry) = state.live.remove(&id) else {
+        let Some(mut entry) = state.live.remove(&id) else {
             return Ok(());
         };
-        if failure.is_none() && reason.as_deref() == Some(HIBERNATE) {
+        if matches!(&stop, Stop::Exited(Some(r)) if r == HIBERNATE) {
             // Hibernating: the interview goes on (its lease and quota are kept); the connection
             // stays here until the next message brings the session back.
             let idle = state.deps.idle_timeout;
@@ -427,7 +426,7 @@ impl Actor for InterviewSupervisor {
             return Ok(());
         }
         state.counted();
-        let Some(why) = failure else {
+        let Stop::Failed(why) = stop else {
             // Stopped normally (finished, idle, shutdown): every step is appended; let another
             // node take the interview at once.
             if let Some(c) = state.deps.cluster.clone() {
@@ -443,8 +442,8 @@ impl Actor for InterviewSupervisor {
                 return Ok(());
             }
         }
-        tracing::error!(interview = %id, error = %why, restarts = entry.restarts, "session failed");
-        if entry.restarts >= MAX_SESSION_RESTARTS {
+        tracing::error!(interview = %id, error = %why, restarts = entry.restarts.count(), "session failed");
+        if !entry.restarts.take_within(MAX_SESSION_RESTARTS) {
             tracing::error!(interview = %id, "session keeps failing; closed (its log is kept)");
             let conn = entry.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(c) = conn {
@@ -455,16 +454,12 @@ impl Actor for InterviewSupervisor {
                     .ok()
                     .flatten()
                     .map_or(0, |r| r.last_seq());
-                let ev = protocol::error_event(
-                    ErrorCode::InterviewFailed,
-                    seq,
-                    "the interview was closed after repeated internal errors; everything answered so far is kept",
-                );
-                c.send(Outbound::Text(Arc::from(ev.to_string())));
+                let ev = ServerEvent::error(ErrorCode::InterviewFailed, "the interview was closed after repeated internal errors; everything answered so far is kept");
+                c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
                 c.send(Outbound::Close("interview failed".into()));
             }
             state.deps.budget.release(&id);
-            state.failed.insert(id, entry.restarts);
+            state.failed.insert(id, entry.restarts.count());
             return Ok(());
         }
         match state.load(&id) {
@@ -484,7 +479,7 @@ impl Actor for InterviewSupervisor {
                         Entry {
                             actor,
                             conn: entry.conn,
-                            restarts: entry.restarts + 1,
+                            restarts: entry.restarts,
                         },
                     );
                     state.counted();
@@ -498,3 +493,6 @@ impl Actor for InterviewSupervisor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

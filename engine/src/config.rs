@@ -244,19 +244,9 @@ impl StorageConfig {
     }
 }
 
-/// Call-budget mode of an interview.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Fewest provider calls.
-    Economy,
-    /// One evaluation call per answer.
-    Balanced,
-    /// Evaluation and follow-ups per answer.
-    Adaptive,
-    /// Chosen from quota headroom.
-    Auto,
-}
+/// Call-budget mode of an interview (one type from config to the record: an unknown name in
+/// `[interview] mode` is an error naming the key).
+pub use actors::budget::Mode;
 
 /// `[interview]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -1353,6 +1343,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("loopbak"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_mode_names_the_key_and_what_came() {
+        let e = from_str("[interview]\nmode = \"adaptve\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("interview.mode"), "{e}");
+        assert!(
+            e.contains("expected one of economy, balanced, adaptive, auto"),
+            "{e}"
+        );
+        assert!(e.contains("adaptve"), "{e}");
+        let cfg = from_str("[interview]\nmode = \"economy\"").unwrap();
+        assert_eq!(cfg.interview.mode, Mode::Economy);
     }
 
     #[test]

@@ -1,11 +1,20 @@
 //! `serve`: starts the engine (its own multi-threaded tokio runtime with the actor tree) and the HTTP
 //! server (actix-web workers), and shuts both down in phases.
 //!
-//! Shutdown, on SIGTERM or Ctrl-C:
+//! The engine's actors form one supervision tree under `EngineRoot` (actors/src/root.rs): the
+//! interview supervisor, the router, the reuse cache and the GPU and speech node pools are its
+//! children.
+//!
+//! Shutdown, on SIGTERM or Ctrl-C (phases 2-7 are [`Engine::shutdown`]):
 //! 1. actix stops accepting connections and gives open requests `server.shutdown_grace_s` to finish;
-//! 2. the router stops its key actors (nothing new is admitted);
-//! 3. sled is flushed, so every acknowledged write is on disk;
-//! 4. the engine runtime is shut down with a bounded wait.
+//! 2. the interview supervisor stops its sessions (every step they took is already committed);
+//! 3. sled is flushed, so every acknowledged write is on disk; in cluster mode the interview leases
+//!    are released and the node leaves the member list, so its clients reconnect elsewhere at once;
+//! 4. the router stops its key actors (nothing new is admitted; their usage blocks are written);
+//! 5. the GPU and speech node pools stop (nobody calls them any more);
+//! 6. the reuse cache stops (sessions and the gateway wrote through it until now), and sled is
+//!    flushed a last time;
+//! 7. the root stops, then the engine runtime is shut down with a bounded wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +104,10 @@ pub struct Engine {
     pub live: Arc<LiveSessions>,
     /// Cluster mode: Redis, membership, shared windows and interview leases (`None`: one node).
     pub cluster: Option<Arc<ClusterRuntime>>,
+    /// What the root of the supervision tree saw (children that failed).
+    pub root_health: Arc<actors::root::RootHealth>,
     router: ActorRef<RouterMsg>,
+    root: ActorRef<actors::root::RootMsg>,
 }
 
 impl Engine {
@@ -151,8 +163,11 @@ impl Engine {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| StartError::Actor(format!("http client: {e}")))?;
+        let (root, root_health) = runtime
+            .block_on(actors::root::start())
+            .map_err(|e| StartError::Actor(format!("root: {e}")))?;
         let (router, _) = runtime
-            .block_on(Actor::spawn(
+            .block_on(Actor::spawn_linked(
                 Some("router".into()),
                 RouterActor,
                 RouterArgs {
@@ -160,14 +175,17 @@ impl Engine {
                     ledger: ledger.clone(),
                     directory: directory.clone(),
                 },
+                root.get_cell(),
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
-        let gpu = runtime.block_on(start_gpu_pool(config, &http))?;
-        let (stt, tts) = runtime.block_on(start_voice(config, &http, &store, &ledger))?;
+        let gpu = runtime.block_on(start_gpu_pool(config, &http, root.get_cell()))?;
+        let (stt, tts) =
+            runtime.block_on(start_voice(config, &http, &store, &ledger, root.get_cell()))?;
         let (cache, _) = runtime
-            .block_on(actors::cache::spawn(
+            .block_on(actors::cache::spawn_under(
                 store.db().clone(),
                 config.cache.to_cache_config(),
+                Some(root.get_cell()),
             ))
             .map_err(|e| StartError::Actor(format!("cache: {e}")))?;
         // Cluster mode: the reuse cache's values are shared by every node.
@@ -224,10 +242,11 @@ impl Engine {
             embedder: embedder(&config.scoring),
         });
         let (supervisor, _) = runtime
-            .block_on(Actor::spawn(
+            .block_on(Actor::spawn_linked(
                 Some("interviews".into()),
                 InterviewSupervisor,
                 deps,
+                root.get_cell(),
             ))
             .map_err(|e| StartError::Actor(e.to_string()))?;
         Ok(Engine {
@@ -245,6 +264,8 @@ impl Engine {
             supervisor,
             questions,
             router,
+            root,
+            root_health,
         })
     }
 
@@ -253,32 +274,50 @@ impl Engine {
         self.pool.gpu()
     }
 
-    /// Phases 2-4 of shutdown: stop the actors, flush storage, (cluster mode) release the interview
-    /// leases and leave the member list, stop the runtime.
+    /// Phases 2-7 of shutdown (see the module's doc): the root's children in order, users before
+    /// what they use, with storage flushed after the sessions and at the end.
     pub fn shutdown(self) {
         let router = self.router.clone();
         let supervisor = self.supervisor.clone();
         let store = self.store.clone();
         let cluster = self.cluster.clone();
+        let cache = self.cache.actor().get_cell();
+        let root = self.root.clone();
+        let node_pools: Vec<ractor::ActorCell> = [
+            self.pool.gpu(),
+            self.stt.as_ref().and_then(|s| s.nodes()),
+            self.tts.as_ref().and_then(|t| t.nodes()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|g| g.actor().get_cell())
+        .collect();
         self.runtime.block_on(async move {
-            // Sessions first: every step they took is already committed and flushed.
-            let _ = supervisor
-                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
-                .await;
+            let wait = Some(Duration::from_secs(5));
+            let stop = |why: &str| Some(why.to_string());
+            // 2. Sessions first: every step they took is already committed and flushed.
+            let _ = supervisor.stop_and_wait(stop("shutdown"), wait).await;
+            // 3. Flushed (and appended to redis): the leases go, so this node's clients reconnect
+            // to another node that takes their interviews at once.
             if let Err(e) = store.flush().await {
                 tracing::error!(error = %e, "storage flush failed");
             }
-            // Flushed (and appended to redis): the leases go, so this node's clients reconnect
-            // to another node that takes their interviews at once.
             if let Some(c) = &cluster {
                 c.leave().await;
             }
-            let _ = router
-                .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
-                .await;
+            // 4. The router and its key actors.
+            let _ = router.stop_and_wait(stop("shutdown"), wait).await;
+            // 5. The GPU and speech node pools.
+            for p in node_pools {
+                let _ = p.stop_and_wait(stop("shutdown"), wait).await;
+            }
+            // 6. The reuse cache, then the last flush.
+            let _ = cache.stop_and_wait(stop("shutdown"), wait).await;
             if let Err(e) = store.flush().await {
                 tracing::error!(error = %e, "final storage flush failed");
             }
+            // 7. The root (its children are all stopped).
+            let _ = root.stop_and_wait(stop("shutdown"), wait).await;
         });
         self.runtime.shutdown_timeout(Duration::from_secs(5));
         tracing::info!("shutdown complete");
@@ -354,6 +393,11 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         engine.budget.clone(),
         engine.stats.clone(),
     );
+    let resumes = actors::resumes::ResumeAnalyzer::new(
+        engine.pool.clone(),
+        engine.cache.clone(),
+        engine.stats.clone(),
+    );
     let state = Arc::new(AppState {
         config: config.clone(),
         pool: engine.pool.clone(),
@@ -371,7 +415,14 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         budget: engine.budget.clone(),
         stt: engine.stt.clone(),
         tts: engine.tts.clone(),
-        resume_calls: actors::coalesce::Coalescer::new(),
+        resumes: resumes.clone(),
+        interviews: actors::creation::Interviews::new(
+            Arc::new(engine.store.clone()),
+            engine.questions.clone(),
+            engine.budget.clone(),
+            resumes,
+            engine.cluster.as_ref().map(|c| c.sessions.clone()),
+        ),
         gateway_calls: actors::coalesce::Coalescer::new(),
         limits: http::limits::ClientLimits::new(&config.limits)?,
         live: engine.live.clone(),
@@ -438,6 +489,7 @@ async fn start_voice(
     http: &reqwest::Client,
     store: &SledStore,
     ledger: &Arc<dyn UsageLedger>,
+    root: ractor::ActorCell,
 ) -> Result<
     (
         Option<actors::voice::stt_pool::SttPool>,
@@ -448,7 +500,7 @@ async fn start_voice(
     use actors::voice::{speech_cache, stt_pool, tts_pool};
     let env = |k: &str| std::env::var(k).ok();
     let v = &config.voice;
-    let stt_nodes = start_node_pool(config, &config.stt_nodes, "stt", http).await?;
+    let stt_nodes = start_node_pool(config, &config.stt_nodes, "stt", http, root.clone()).await?;
     let stt_keys = audio_keys(config, &env, ledger.clone(), AudioUse::Stt)?;
     let stt = stt_pool::SttPool::new(
         stt_nodes,
@@ -459,7 +511,7 @@ async fn start_voice(
         },
         http.clone(),
     );
-    let tts_nodes = start_node_pool(config, &config.tts_nodes, "tts", http).await?;
+    let tts_nodes = start_node_pool(config, &config.tts_nodes, "tts", http, root).await?;
     let tts_keys = audio_keys(config, &env, ledger.clone(), AudioUse::Tts)?;
     let cache = speech_cache::SpeechCache::open(store.db(), v.tts_cache_mb << 20)
         .map_err(|e| StartError::Actor(format!("speech cache: {e}")))?;
@@ -491,6 +543,7 @@ async fn start_node_pool(
     nodes: &[crate::config::GpuNodeConfig],
     what: &str,
     http: &reqwest::Client,
+    root: ractor::ActorCell,
 ) -> Result<Option<GpuPool>, StartError> {
     if nodes.is_empty() {
         return Ok(None);
@@ -506,7 +559,7 @@ async fn start_node_pool(
     };
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(nodes = ?names, "{what} nodes configured");
-    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), None)
+    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), Some(root))
         .await
         .map_err(|e| StartError::Actor(format!("{what} nodes: {e}")))?;
     Ok(Some(pool))
@@ -584,6 +637,7 @@ fn spawn_retention(engine: &Engine, config: &Config) -> tokio::task::JoinHandle<
 async fn start_gpu_pool(
     config: &Config,
     http: &reqwest::Client,
+    root: ractor::ActorCell,
 ) -> Result<Option<GpuPool>, StartError> {
     if config.gpu_nodes.is_empty() {
         return Ok(None);
@@ -599,7 +653,7 @@ async fn start_gpu_pool(
     };
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     tracing::info!(nodes = ?names, "GPU pool configured: nodes are tried before cloud keys");
-    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), None)
+    let (pool, _) = GpuPool::start(specs, cfg, http.clone(), Some(root))
         .await
         .map_err(|e| StartError::Actor(format!("gpu pool: {e}")))?;
     Ok(Some(pool))

@@ -30,7 +30,7 @@ use crate::content::templates::{Ack, Closing, Feedback, Templates, Transition};
 use crate::content::Verdict;
 use crate::interview::{InterviewRecord, Phase};
 use crate::pool::Pool;
-use crate::protocol::{self, ClientMessage, ErrorCode};
+use crate::protocol::{ClientMessage, ErrorCode, LineKind, ServerEvent};
 use crate::stats::{OptimizationStats, Source};
 use crate::storage::SessionLog;
 
@@ -258,15 +258,6 @@ fn now_ms() -> i64 {
     Clock::wall().timestamp_millis()
 }
 
-fn error_event(rec: &InterviewRecord, code: ErrorCode, message: &str) -> Value {
-    protocol::error_event(code, rec.last_seq(), message)
-}
-
-/// Whether a logged event opens a prompt the candidate answers (a question or a follow-up).
-fn is_prompt(ev: &Value) -> bool {
-    ev["type"] == "interviewer" && (ev["kind"] == "question" || ev["kind"] == "follow_up")
-}
-
 /// The seq of the last prompt in the interview's log (looked for among its last few events).
 fn last_prompt_seq(log: &dyn SessionLog, rec: &InterviewRecord) -> u64 {
     let last = rec.last_seq();
@@ -274,7 +265,7 @@ fn last_prompt_seq(log: &dyn SessionLog, rec: &InterviewRecord) -> u64 {
         .unwrap_or_default()
         .into_iter()
         .rev()
-        .find(|(_, text)| serde_json::from_str::<Value>(text).is_ok_and(|v| is_prompt(&v)))
+        .find(|(_, text)| serde_json::from_str::<ServerEvent>(text).is_ok_and(|e| e.is_prompt()))
         .map_or(0, |(seq, _)| seq)
 }
 
@@ -283,10 +274,20 @@ impl SessionState {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn send_ephemeral(&self, v: &Value) {
+    /// Sends an ephemeral event (with the last logged seq) to the connection, if any.
+    fn send_ephemeral(&self, ev: ServerEvent) {
         if let Some(c) = self.conn() {
-            c.send(Outbound::Text(Arc::from(v.to_string())));
+            let text = ev.ephemeral_text(Some(self.rec.last_seq()));
+            c.send(Outbound::Text(Arc::from(text)));
         }
+    }
+
+    /// Sends an `error` event (ephemeral) to the connection, if any.
+    fn send_error(&self, code: ErrorCode, message: &str) {
+        self.send_ephemeral(ServerEvent::Error {
+            code,
+            message: message.to_string(),
+        });
     }
 
     fn seed(&self) -> String {
@@ -298,7 +299,7 @@ impl SessionState {
     fn admit(&mut self) {
         let d = self.deps.budget.admit(
             &self.rec.id,
-            Level::ceiling_of(&self.rec.mode),
+            self.rec.mode.ceiling(),
             self.rec.questions.len(),
         );
         self.rec.level = d.level;
@@ -340,26 +341,25 @@ impl SessionState {
     }
 
     /// Numbers `events`, commits them with the record, flushes, then sends them.
-    async fn emit(&mut self, events: Vec<Value>) -> Result<(), ActorProcessingErr> {
+    async fn emit(&mut self, events: Vec<ServerEvent>) -> Result<(), ActorProcessingErr> {
         let sources: Vec<Source> = events
             .iter()
-            .filter_map(|e| e["source"].as_str().and_then(Source::of))
+            .filter_map(|e| e.source().and_then(Source::of))
             .collect();
         let lines = self.lines_to_speak(&events);
         let mut logged = Vec::with_capacity(events.len());
         let mut prompt = None;
-        for mut ev in events {
+        for ev in events {
             let seq = self.rec.next_seq;
             self.rec.next_seq += 1;
-            ev["seq"] = json!(seq);
-            if is_prompt(&ev) {
+            if ev.is_prompt() {
                 prompt = Some(seq);
             }
-            if ev["type"] == "report" {
+            if matches!(ev, ServerEvent::Report { .. }) {
                 // The report is stored once, as this event; the record points at it.
                 self.rec.report_seq = Some(seq);
             }
-            logged.push((seq, ev.to_string()));
+            logged.push((seq, ev.logged(seq).to_string()));
         }
         self.rec.updated_ms = now_ms();
         self.deps.log.commit(&mut self.rec, &logged)?;
@@ -404,11 +404,16 @@ impl SessionState {
         Ok(())
     }
 
-    fn interviewer(&self, turn: usize, kind: &str, text: &str, source: &str) -> Value {
-        json!({"type": "interviewer", "turn": turn, "kind": kind, "text": text, "source": source})
+    fn interviewer(&self, turn: usize, kind: LineKind, text: &str, source: &str) -> ServerEvent {
+        ServerEvent::Interviewer {
+            turn,
+            kind,
+            text: text.to_string(),
+            source: source.to_string(),
+        }
     }
 
-    fn question_event(&mut self, idx: usize, lead_in: Option<String>, source: &str) -> Value {
+    fn question_event(&mut self, idx: usize, lead_in: Option<String>, source: &str) -> ServerEvent {
         let q = &self.rec.questions[idx];
         self.rec.items.push(ReportItem {
             index: (idx + 1) as u32,
@@ -429,7 +434,7 @@ impl SessionState {
             Some(l) => format!("{l} {}", q.text),
             None => q.text.clone(),
         };
-        self.interviewer(idx + 1, "question", &text, source)
+        self.interviewer(idx + 1, LineKind::Question, &text, source)
     }
 
     /// A model's own feedback, else written feedback from the templates (variant `slot`): the points
@@ -463,12 +468,17 @@ impl SessionState {
     }
 
     /// The `evaluation` event of a grade.
-    fn evaluation_event(&self, turn: usize, ev: &EvalOutcome, feedback: &str) -> Value {
-        json!({
-            "type": "evaluation", "turn": turn, "score": ev.score, "feedback": feedback,
-            "source": ev.source, "band": Verdict::of(ev.score).as_str(), "graded_by": ev.grader,
-            "follow_up": self.rec.in_follow_up, "points": ev.points,
-        })
+    fn evaluation_event(&self, turn: usize, ev: &EvalOutcome, feedback: &str) -> ServerEvent {
+        ServerEvent::Evaluation {
+            turn,
+            score: ev.score,
+            feedback: feedback.to_string(),
+            source: ev.source.clone(),
+            band: Verdict::of(ev.score),
+            graded_by: ev.grader,
+            follow_up: self.rec.in_follow_up,
+            points: ev.points.clone(),
+        }
     }
 
     fn template_greeting(&self) -> String {
@@ -525,7 +535,7 @@ impl SessionState {
         if self.rec.phase != Phase::Created {
             return Ok(());
         }
-        let mut events = vec![self.interviewer(0, "greeting", &greeting, &source)];
+        let mut events = vec![self.interviewer(0, LineKind::Greeting, &greeting, &source)];
         if self.rec.questions.is_empty() {
             return self.finish(myself, Phase::Completed, events).await;
         }
@@ -550,7 +560,7 @@ impl SessionState {
         let left = total.saturating_sub(self.rec.current);
         let d = self.deps.budget.turn(
             &self.rec.id,
-            Level::ceiling_of(&self.rec.mode),
+            self.rec.mode.ceiling(),
             self.rec.level,
             self.rec.current as u32 + 1,
             (total, left),
@@ -595,7 +605,7 @@ impl SessionState {
         } else {
             "no question is open: wait for the next question"
         };
-        self.send_ephemeral(&error_event(&self.rec, ErrorCode::NoOpenQuestion, msg));
+        self.send_error(ErrorCode::NoOpenQuestion, msg);
         true
     }
 
@@ -605,22 +615,18 @@ impl SessionState {
         text: String,
         audio: Option<f64>,
         (turn, seq): (Option<u32>, Option<u64>),
-        lead: Vec<Value>,
+        lead: Vec<ServerEvent>,
     ) -> Result<(), ActorProcessingErr> {
         if self.refused_unless_open() {
             return Ok(());
         }
         if let Some(why) = self.stale_reason(turn, seq) {
-            self.send_ephemeral(&error_event(&self.rec, ErrorCode::StaleAnswer, &why));
+            self.send_error(ErrorCode::StaleAnswer, &why);
             return Ok(());
         }
         let text = text.trim().to_string();
         if text.is_empty() {
-            self.send_ephemeral(&error_event(
-                &self.rec,
-                ErrorCode::EmptyAnswer,
-                "the answer is empty",
-            ));
+            self.send_error(ErrorCode::EmptyAnswer, "the answer is empty");
             return Ok(());
         }
         if self.deps.test_hooks && text == "__panic__" {
@@ -666,11 +672,10 @@ impl SessionState {
         }
         let idx = self.rec.current;
         if turn.is_some_and(|t| t as usize != idx + 1) {
-            self.send_ephemeral(&error_event(
-                &self.rec,
+            self.send_error(
                 ErrorCode::StaleAnswer,
                 "that question is no longer open: the skip was not applied",
-            ));
+            );
             return Ok(());
         }
         let follow_up = self.rec.in_follow_up;
@@ -689,8 +694,11 @@ impl SessionState {
             &self.rec.candidate.name,
         );
         let events = vec![
-            json!({"type": "skipped", "turn": idx + 1, "follow_up": follow_up}),
-            self.interviewer(idx + 1, "reaction", &reaction, "template"),
+            ServerEvent::Skipped {
+                turn: idx + 1,
+                follow_up,
+            },
+            self.interviewer(idx + 1, LineKind::Reaction, &reaction, "template"),
         ];
         self.advance(myself, events).await
     }
@@ -738,7 +746,7 @@ impl SessionState {
                 "template".to_string(),
             ),
         };
-        events.push(self.interviewer(turn, "reaction", &reaction, &rsrc));
+        events.push(self.interviewer(turn, LineKind::Reaction, &reaction, &rsrc));
 
         // A follow-up when the answer was partial, at most one per question and a third of the questions.
         let max_follow_ups = (self.rec.questions.len() as u32).div_ceil(3);
@@ -758,7 +766,12 @@ impl SessionState {
                     .deps
                     .templates
                     .transition(Transition::FollowUp, &seed, turn as u32);
-                events.push(self.interviewer(turn, "follow_up", &format!("{lead} {fq}"), "pool"));
+                events.push(self.interviewer(
+                    turn,
+                    LineKind::FollowUp,
+                    &format!("{lead} {fq}"),
+                    "pool",
+                ));
                 self.open_follow_up(idx, fq);
                 return self.emit(events).await;
             }
@@ -793,7 +806,7 @@ impl SessionState {
         if text.trim().is_empty() {
             return self.advance(myself, Vec::new()).await;
         }
-        let ev = self.interviewer(idx + 1, "follow_up", &text, &source);
+        let ev = self.interviewer(idx + 1, LineKind::FollowUp, &text, &source);
         // Spoken sentence by sentence while it streamed: not spoken a second time.
         self.voice.skip_follow_up = self.voice.streamed_aloud(&source);
         self.open_follow_up(idx, text);
@@ -804,7 +817,7 @@ impl SessionState {
     async fn advance(
         &mut self,
         myself: &ActorRef<SessionMsg>,
-        events: Vec<Value>,
+        events: Vec<ServerEvent>,
     ) -> Result<(), ActorProcessingErr> {
         self.rec.in_follow_up = false;
         let next = self.rec.current + 1;
@@ -856,7 +869,7 @@ impl SessionState {
     async fn ask(
         &mut self,
         next: usize,
-        mut events: Vec<Value>,
+        mut events: Vec<ServerEvent>,
         source: &str,
     ) -> Result<(), ActorProcessingErr> {
         let seed = self.seed();
@@ -879,7 +892,7 @@ impl SessionState {
         &mut self,
         myself: &ActorRef<SessionMsg>,
         phase: Phase,
-        mut events: Vec<Value>,
+        mut events: Vec<ServerEvent>,
     ) -> Result<(), ActorProcessingErr> {
         if let Some((task, _)) = self.stream.take() {
             task.abort();
@@ -896,7 +909,7 @@ impl SessionState {
             .closing(kind, &seed, &self.rec.candidate.name);
         events.push(self.interviewer(
             self.rec.questions.len() + 1,
-            "closing",
+            LineKind::Closing,
             &closing,
             "template",
         ));
@@ -934,7 +947,7 @@ impl SessionState {
     async fn write_report(
         &mut self,
         phase: Phase,
-        mut events: Vec<Value>,
+        mut events: Vec<ServerEvent>,
         work: ReportWork,
     ) -> Result<(), ActorProcessingErr> {
         let seed = self.seed();
@@ -962,7 +975,7 @@ impl SessionState {
             }
         }
         self.grade_unscored(&seed);
-        self.deps.stats.count_completed(&self.rec.mode);
+        self.deps.stats.count_completed(self.rec.mode.as_str());
         self.deps.stats.count_completed_level(self.rec.level);
         self.deps.budget.release(&self.rec.id);
         self.rec.phase = phase;
@@ -978,7 +991,7 @@ impl SessionState {
             role: &self.rec.role,
             track: self.rec.track,
             difficulty: self.rec.difficulty,
-            mode: &self.rec.mode,
+            mode: self.rec.mode.as_str(),
             state: phase.as_str(),
             started_at: &started,
             finished_at: &finished,
@@ -1002,7 +1015,7 @@ impl SessionState {
             None => Value::Null,
         };
         self.rec.report = Some(report.to_string());
-        events.push(json!({"type": "report", "report": report}));
+        events.push(ServerEvent::Report { report });
         self.emit(events).await
     }
 
@@ -1054,14 +1067,13 @@ impl SessionState {
         }
         match msg {
             ClientMsg::Ping => {
-                self.send_ephemeral(&protocol::pong_event(self.rec.last_seq()));
+                self.send_ephemeral(ServerEvent::Pong);
             }
             ClientMsg::AudioEnd { .. } => {
-                self.send_ephemeral(&error_event(
-                    &self.rec,
+                self.send_error(
                     ErrorCode::AudioUnsupported,
                     "speech-to-text is not configured on this server: send the answer as text",
-                ));
+                );
             }
             ClientMsg::Resume { last_seq } => {
                 if let Some(c) = current {
@@ -1103,21 +1115,19 @@ impl SessionState {
             }
             ClientMsg::AudioStart { .. } => {
                 // Audio is taken by the connection's voice input when speech-to-text is configured.
-                self.send_ephemeral(&error_event(
-                    &self.rec,
+                self.send_error(
                     ErrorCode::AudioUnsupported,
                     "speech-to-text is not configured on this server: send the answer as text",
-                ));
+                );
             }
             ClientMsg::TranscriptHint { .. } => self.on_speech_started(myself).await?,
             ClientMsg::Skip { turn } => self.on_skip(myself, turn).await?,
             ClientMsg::End => {
                 if self.rec.phase.is_finished() || self.rec.phase == Phase::Reporting {
-                    self.send_ephemeral(&error_event(
-                        &self.rec,
+                    self.send_error(
                         ErrorCode::InterviewFinished,
                         "the interview is already finished",
-                    ));
+                    );
                 } else {
                     self.finish(myself, Phase::EndedEarly, Vec::new()).await?;
                 }
@@ -1197,9 +1207,10 @@ impl Actor for InterviewSession {
             if let Some(c) = state.conn() {
                 // The client carries on: tell it, and send whatever it has not seen.
                 c.set_logged(state.rec.last_seq());
-                c.send(Outbound::Text(Arc::from(
-                    error_event(&state.rec, ErrorCode::SessionRestarted, "the interview recovered from an internal error; if your last answer got no reply, send it again").to_string(),
-                )));
+                state.send_error(
+                    ErrorCode::SessionRestarted,
+                    "the interview recovered from an internal error; if your last answer got no reply, send it again",
+                );
                 if c.is_live() {
                     state.replay(&c, c.sent_upto())?;
                 }
@@ -1368,3 +1379,6 @@ impl Actor for InterviewSession {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

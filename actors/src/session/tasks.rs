@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::protocol::ServerEvent;
 use futures::StreamExt;
 use ractor::ActorRef;
-use serde_json::json;
 
 use super::{EvalOutcome, ReportWork, SessionMsg, SessionState};
-use crate::budget::Level;
+use crate::budget::{Level, Mode};
 use crate::cache::{self, Cache, CacheKind};
 use crate::conn::{ConnHandle, Outbound};
 use crate::content::grading::Target;
@@ -57,7 +57,7 @@ pub(super) struct TaskCtx {
     pub(super) pool: Pool,
     pub(super) cache: Option<Cache>,
     pub(super) stats: Arc<OptimizationStats>,
-    pub(super) mode: String,
+    pub(super) mode: Mode,
     /// The interview's level when the task started (calls are counted per level too).
     pub(super) level: Level,
     pub(super) deadline: Duration,
@@ -106,7 +106,7 @@ impl TaskCtx {
                 ..self.opts()
             };
             let result = self.pool.complete(req, opts).await;
-            count_cost_at(&self.stats, &self.mode, self.level, &result);
+            count_cost_at(&self.stats, self.mode.as_str(), self.level, &result);
             let done = match result {
                 Ok(done) => done,
                 // Every key it tried failed (errors, timeouts, 429s), or every key is briefly out
@@ -187,7 +187,7 @@ impl SessionState {
             pool,
             cache: self.deps.cache.clone(),
             stats: self.deps.stats.clone(),
-            mode: self.rec.mode.clone(),
+            mode: self.rec.mode,
             level: self.rec.level,
             deadline,
             interview: self.rec.id.clone(),
@@ -284,16 +284,19 @@ impl SessionState {
         let task = tokio::spawn(async move {
             let streamed = async {
                 let opened = ctx.pool.stream(&req, ctx.opts()).await;
-                count_cost_at(&ctx.stats, &ctx.mode, ctx.level, &opened);
+                count_cost_at(&ctx.stats, ctx.mode.as_str(), ctx.level, &opened);
                 let mut s = opened.ok()?;
                 while let Some(item) = s.stream.next().await {
                     match item {
                         Ok(StreamChunk::Delta(d)) => {
                             buf.lock().unwrap_or_else(|p| p.into_inner()).push_str(&d);
-                            let ev = json!({"type": "interviewer_delta", "seq": seq, "ephemeral": true, "turn": turn, "delta": d});
+                            let ev = ServerEvent::InterviewerDelta {
+                                turn,
+                                delta: d.clone(),
+                            };
                             let c = conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
                             if let Some(c) = c.filter(ConnHandle::is_live) {
-                                c.send(Outbound::Text(Arc::from(ev.to_string())));
+                                c.send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
                                 if let Some(f) = &aloud {
                                     f.delta(turn, "follow_up", &d);
                                 }
@@ -301,7 +304,7 @@ impl SessionState {
                         }
                         Ok(StreamChunk::Done { usage, .. }) => {
                             if let Some(u) = usage {
-                                ctx.stats.count_tokens(&ctx.mode, u.total());
+                                ctx.stats.count_tokens(ctx.mode.as_str(), u.total());
                                 ctx.stats.count_level_tokens(ctx.level, u.total());
                             }
                             break;
@@ -423,7 +426,7 @@ impl SessionState {
                         .collect();
                     let req = prompts::batch_evaluation_request(&inputs, &role);
                     let result = ctx.pool.complete(&req, ctx.opts()).await;
-                    count_cost_at(&ctx.stats, &ctx.mode, ctx.level, &result);
+                    count_cost_at(&ctx.stats, ctx.mode.as_str(), ctx.level, &result);
                     match result {
                         Ok(done) => {
                             let rs: Vec<&[String]> = inputs.iter().map(|(_, r, _)| *r).collect();

@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use ractor::{ActorProcessingErr, ActorRef};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{now_ms, SessionMsg, SessionState};
 use crate::interview::{Phase, SpokenTurn};
+use crate::protocol::{LineKind, ServerEvent};
 use crate::voice::speaker::{Speaker, SpeakerFeed};
 use crate::voice::tts_pool::TtsPool;
 use crate::voice::{Word, MAX_WORDS, REPROMPTS};
@@ -137,23 +138,27 @@ impl SessionState {
     }
 
     /// The interviewer lines among `events`, when the interviewer speaks.
-    pub(super) fn lines_to_speak(&mut self, events: &[Value]) -> Vec<Line> {
+    pub(super) fn lines_to_speak(&mut self, events: &[ServerEvent]) -> Vec<Line> {
         let Some(sp) = &self.voice.speaker else {
             return Vec::new();
         };
         self.rec.voice.interviewer_ms = sp.spoken_ms();
         events
             .iter()
-            .filter(|e| e["type"] == "interviewer")
-            .filter_map(|e| {
-                let source = e["source"].as_str().unwrap_or("");
-                Some(Line {
-                    turn: e["turn"].as_u64()? as usize,
-                    kind: e["kind"].as_str()?.to_string(),
-                    text: e["text"].as_str()?.to_string(),
+            .filter_map(|e| match e {
+                ServerEvent::Interviewer {
+                    turn,
+                    kind,
+                    text,
+                    source,
+                } => Some(Line {
+                    turn: *turn,
+                    kind: kind.as_str().to_string(),
+                    text: text.clone(),
                     // Templates and pool questions are the same for everyone: synthesised once.
-                    fixed: matches!(source, "template" | "pool"),
-                })
+                    fixed: matches!(source.as_str(), "template" | "pool"),
+                }),
+                _ => None,
             })
             .collect()
     }
@@ -242,10 +247,17 @@ impl SessionState {
         self.touch();
         let turn = self.rec.current + 1;
         let duration = a.audio_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
-        let transcript = a.transcribed_by.as_ref().map(|src| {
-            json!({"type": "transcript", "turn": turn, "text": a.text.trim(), "final": true,
-                "source": src, "stt_ms": a.stt_ms, "audio_duration_s": duration.map(|d| (d * 100.0).round() / 100.0)})
-        });
+        let transcript = a
+            .transcribed_by
+            .as_ref()
+            .map(|src| ServerEvent::Transcript {
+                turn,
+                text: a.text.trim().to_string(),
+                is_final: true,
+                source: src.clone(),
+                stt_ms: a.stt_ms,
+                audio_duration_s: duration.map(|d| (d * 100.0).round() / 100.0),
+            });
         let mut words = a.words;
         words.truncate(MAX_WORDS);
         self.voice.pending = Some(SpokenTurn {
@@ -256,17 +268,15 @@ impl SessionState {
             word_times_exact: a.word_times_exact,
             source: a.transcribed_by.unwrap_or_else(|| "client".into()),
         });
-        let lead: Vec<Value> = transcript.iter().cloned().collect();
+        let lead: Vec<ServerEvent> = transcript.iter().cloned().collect();
         let result = self
             .on_answer(myself, a.text, duration, (a.turn, a.seq), lead)
             .await;
         // Accepted answers took the pending turn (`take_spoken`).
         let accepted = self.voice.pending.take().is_none();
         if !accepted {
-            if let Some(mut t) = transcript {
-                t["seq"] = json!(self.rec.last_seq());
-                t["ephemeral"] = json!(true);
-                self.send_ephemeral(&t);
+            if let Some(t) = transcript {
+                self.send_ephemeral(t);
             }
         }
         result
@@ -298,7 +308,7 @@ impl SessionState {
             .bytes()
             .fold(0usize, |a, b| a.wrapping_add(usize::from(b)));
         let text = REPROMPTS[pick % REPROMPTS.len()];
-        let ev = self.interviewer(self.rec.current + 1, "reprompt", text, "template");
+        let ev = self.interviewer(self.rec.current + 1, LineKind::Reprompt, text, "template");
         self.emit(vec![ev]).await
     }
 

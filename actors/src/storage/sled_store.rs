@@ -854,7 +854,7 @@ mod tests {
             let again = SessionLog::load(&s, id).unwrap().unwrap();
             assert_eq!(
                 (again.level, again.next_seq, again.mode),
-                (level, 5, r.mode.clone())
+                (level, 5, r.mode)
             );
         }
         s.interviews.insert("bad", vec![9u8, 0]).unwrap();
@@ -889,7 +889,7 @@ mod tests {
             role: "SRE".into(),
             track: Default::default(),
             difficulty: Default::default(),
-            mode: "auto".into(),
+            mode: crate::budget::Mode::Auto,
             created_ms,
             updated_ms: created_ms,
             resume: Some(crate::content::resume::analyze_offline("Rust, 5 years")),

@@ -13,14 +13,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde_json::{json, Value};
 
 use super::audio::{self, check_format, pcm16_samples};
 use super::stt_pool::{SttError, SttPool};
 use super::vad::{EndedBy, EndpointConfig, Endpointer, Utterance, VadEvent};
 use super::{Word, MAX_WORDS};
 use crate::conn::{ConnHandle, Outbound};
-use crate::protocol::{error_event, ErrorCode};
+use crate::protocol::{ErrorCode, ServerEvent, SpeechState};
 use crate::session::{SpokenAnswer, VoiceEvent};
 
 /// Binary frames taken by every voice input of this process (status: frames sent by clients minus
@@ -97,14 +96,22 @@ pub struct VoiceInputState {
 pub struct VoiceInput;
 
 impl VoiceInputState {
-    fn send(&self, v: Value) {
+    /// Sends an ephemeral event with `seq: null` (as the voice activity events always were).
+    fn send(&self, ev: ServerEvent) {
         self.args
             .conn
-            .send(Outbound::Text(Arc::from(v.to_string())));
+            .send(Outbound::Text(Arc::from(ev.ephemeral_text(None))));
     }
 
     fn error(&self, code: ErrorCode, message: &str) {
-        self.send(error_event(code, self.args.conn.logged_seq(), message));
+        let ev = ServerEvent::Error {
+            code,
+            message: message.to_string(),
+        };
+        let seq = self.args.conn.logged_seq();
+        self.args
+            .conn
+            .send(Outbound::Text(Arc::from(ev.ephemeral_text(Some(seq)))));
     }
 
     fn frame(&mut self, myself: &ActorRef<VoiceInputMsg>, bytes: &[u8]) {
@@ -138,7 +145,10 @@ impl VoiceInputState {
         for ev in events {
             match ev {
                 VadEvent::SpeechStarted => {
-                    self.send(json!({"type": "speech", "seq": null, "ephemeral": true, "state": "started"}));
+                    self.send(ServerEvent::Speech {
+                        state: SpeechState::Started,
+                        duration_s: None,
+                    });
                     (self.args.forward)(VoiceEvent::SpeechStarted);
                 }
                 VadEvent::Ended(u) => self.utterance(myself, u),
@@ -148,10 +158,10 @@ impl VoiceInputState {
 
     fn utterance(&mut self, myself: &ActorRef<VoiceInputMsg>, u: Utterance) {
         let duration_s = u.duration_s();
-        self.send(
-            json!({"type": "speech", "seq": null, "ephemeral": true, "state": "ended",
-            "duration_s": (duration_s * 100.0).round() / 100.0}),
-        );
+        self.send(ServerEvent::Speech {
+            state: SpeechState::Ended,
+            duration_s: Some((duration_s * 100.0).round() / 100.0),
+        });
         if u.ended_by == EndedBy::MaxLength {
             let max = self.args.endpoint.max_utterance_s;
             self.error(

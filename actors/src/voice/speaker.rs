@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::audio::pcm16_bytes;
 use super::tts::{sentences, sentences_done};
 use super::tts_pool::TtsPool;
 use crate::conn::{ConnSlot, Outbound};
+use crate::protocol::ServerEvent;
 
 /// Samples per binary frame: 100 ms.
 const FRAME_MS: u32 = 100;
@@ -175,9 +175,12 @@ impl Speaker {
         // The client stops its playback now; the task drops the rest without a second end.
         let c = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(c) = c.filter(|c| c.is_live()) {
-            let end = json!({"type": "audio_out_end", "seq": null, "ephemeral": true, "turn": line.turn,
-                "interrupted": true, "heard_s": round2(heard)});
-            c.send(Outbound::Text(Arc::from(end.to_string())));
+            let end = ServerEvent::AudioOutEnd {
+                turn: line.turn,
+                interrupted: Some(true),
+                heard_s: Some(round2(heard)),
+            };
+            c.send(Outbound::Text(Arc::from(end.ephemeral_text(None))));
         }
         Some(Heard {
             turn: line.turn,
@@ -248,8 +251,9 @@ impl Ctx {
         }
     }
 
-    fn text(&self, v: serde_json::Value) {
-        self.send(Outbound::Text(Arc::from(v.to_string())));
+    /// Sends an ephemeral event with `seq: null` (the speaker does not track the logged seq).
+    fn text(&self, ev: ServerEvent) {
+        self.send(Outbound::Text(Arc::from(ev.ephemeral_text(None))));
     }
 
     /// Speaks one sentence of the line `(turn, kind)`; opens the line's audio first if needed.
@@ -279,11 +283,13 @@ impl Ctx {
                     .unwrap_or_else(|p| p.into_inner())
                     .as_ref()
                     .map_or(0, |c| c.logged_seq());
-                self.text(crate::protocol::error_event(
-                    crate::protocol::ErrorCode::TtsUnavailable,
-                    seq,
-                    "the interviewer's voice is unavailable for this line; the text is on screen",
-                ));
+                let err = ServerEvent::Error {
+                    code: crate::protocol::ErrorCode::TtsUnavailable,
+                    message:
+                        "the interviewer's voice is unavailable for this line; the text is on screen"
+                            .into(),
+                };
+                self.send(Outbound::Text(Arc::from(err.ephemeral_text(Some(seq)))));
                 return;
             }
         };
@@ -292,16 +298,20 @@ impl Ctx {
             *open = None;
         }
         if open.is_some_and(|(r, _)| r != speech.sample_rate) {
-            self.text(
-                json!({"type": "audio_out_end", "seq": null, "ephemeral": true, "turn": turn}),
-            );
+            self.text(ServerEvent::AudioOutEnd {
+                turn,
+                interrupted: None,
+                heard_s: None,
+            });
             *open = None;
         }
         if open.is_none() {
-            self.text(
-                json!({"type": "audio_out_start", "seq": null, "ephemeral": true, "turn": turn,
-                "kind": kind, "format": "pcm16", "sample_rate": speech.sample_rate}),
-            );
+            self.text(ServerEvent::AudioOutStart {
+                turn,
+                kind: kind.to_string(),
+                format: "pcm16".into(),
+                sample_rate: speech.sample_rate,
+            });
             *open = Some((speech.sample_rate, generation));
             self.lock().line = Some(LineState {
                 turn,
@@ -331,9 +341,11 @@ impl Ctx {
 
     fn close(&self, turn: usize, generation: u64, open: &mut Option<(u32, u64)>) {
         if open.take().is_some_and(|(_, g)| g == generation) && self.current() == generation {
-            self.text(
-                json!({"type": "audio_out_end", "seq": null, "ephemeral": true, "turn": turn}),
-            );
+            self.text(ServerEvent::AudioOutEnd {
+                turn,
+                interrupted: None,
+                heard_s: None,
+            });
         }
     }
 }

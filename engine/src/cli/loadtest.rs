@@ -161,7 +161,7 @@ fn proc_figures(pid: &str) -> Option<(f64, f64, f64)> {
 /// from a hash of (n, index) so runs are repeatable.
 pub fn think_time(lt: &LoadTest, n: usize, index: usize) -> Duration {
     let j = lt.think_jitter.clamp(0.0, 1.0);
-    let u = (mix(&[n as u64, index as u64, 0x7468_696e_6b]) % 10_001) as f64 / 10_000.0;
+    let u = (mix(&[n as u64, index as u64, 0x0074_6869_6e6b]) % 10_001) as f64 / 10_000.0;
     let factor = 1.0 - j + 2.0 * j * u;
     Duration::from_millis((lt.think_ms as f64 * factor).round() as u64)
 }
@@ -322,9 +322,9 @@ async fn one_interview(
     n: usize,
     hist: &Mutex<Histogram<u64>>,
     voice: Option<&super::voice_load::VoiceRecorder>,
-    creating: &tokio::sync::Semaphore,
-    open: &Arc<std::sync::atomic::AtomicUsize>,
+    gates: &Gates,
 ) -> Result<u64, String> {
+    let (creating, open) = (&gates.creating, &gates.open);
     let role = [
         "Backend Engineer",
         "Frontend Engineer",
@@ -501,6 +501,12 @@ async fn sample(
         }
         s.server_rss_peak = s.server_rss_peak.max(rss);
     }
+}
+
+/// What the interviews of a run share: creations in flight, and open sockets.
+struct Gates {
+    creating: tokio::sync::Semaphore,
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Counts an open WebSocket while it lives.
@@ -752,8 +758,11 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let creating = Arc::new(tokio::sync::Semaphore::new(creators));
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gates = Arc::new(Gates {
+        creating: tokio::sync::Semaphore::new(creators),
+        open: open.clone(),
+    });
     let server_pid = lt.server_pid.map(|p| p.to_string());
     let server_start = server_pid.as_deref().and_then(proc_figures);
     let stats_before = optimization_stats(&http, &lt).await;
@@ -792,7 +801,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
     let sampler = tokio::spawn(sample(open.clone(), server_pid.clone(), samples.clone()));
     let mut workers = Vec::new();
     for _ in 0..lt.concurrency.max(1) {
-        let (creating, open) = (creating.clone(), open.clone());
+        let gates = gates.clone();
         let (http, lt, hist, next, results, run, voice, progress) = (
             http.clone(),
             lt.clone(),
@@ -816,8 +825,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                     n,
                     &hist,
                     voice.as_deref(),
-                    &creating,
-                    &open,
+                    &gates,
                 )
                 .await;
                 progress.finished(r.is_ok());

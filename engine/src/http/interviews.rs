@@ -1,26 +1,19 @@
-//! Interview routes: create (with resume analysis and question selection), state and transcript,
+//! Interview routes: create (checks the request, then `actors::creation` does the rest), state and transcript,
 //! the report (JSON or HTML), a candidate's history, and `POST /api/resume/analyze`.
 //!
 //! Reads need the interview's token or the admin token in `Authorization: Bearer`; the report also
 //! takes its read-only report token (header or `?token=`, for links). See [`Access`].
 
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::budget::Level;
-use actors::cache::{self, CacheKind};
-use actors::content::prompts;
-use actors::content::question_pool::{Fill, Selection};
-use actors::content::resume::{self, ResumeAnalysis};
+use actors::budget::Mode;
 use actors::content::{Difficulty, Track};
+use actors::creation::{Created, NewInterview};
 use actors::interview::{
-    report_token, report_token_matches, same_secret, sha256_hex, token_matches, Candidate,
-    InterviewRecord, Phase,
+    report_token, report_token_matches, same_secret, token_matches, InterviewRecord, Phase,
 };
-use actors::pool::CallOptions;
-use actors::stats::{count_cost, Source};
+use actors::resumes::ResumeFor;
 use actors::storage::SessionLog;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -182,90 +175,6 @@ pub fn authorized_record(
     }
 }
 
-/// Who asks for a resume analysis.
-#[derive(Debug, Clone, Copy)]
-pub enum ResumeFor<'a> {
-    /// `POST /api/resume/analyze`: a provider reads it when one is configured.
-    Request,
-    /// An interview of `mode` admitted at `level`: a provider reads it from balanced up (economy and
-    /// below keep their call count), and the call counts toward the mode's calls and tokens.
-    Interview {
-        /// The interview's requested mode.
-        mode: &'a str,
-        /// Its admitted level.
-        level: Level,
-    },
-}
-
-/// Resume analysis: cached (kind `resume_analysis`, by a hash of the normalized text); through the
-/// pool when an LLM is configured, with identical concurrent analyses sharing one call; else (or when
-/// the pool fails, or the interview's level makes no calls for it) the offline extractor, which is
-/// cheap and not cached.
-pub async fn analyze_resume(
-    state: &AppState,
-    text: &str,
-    asker: ResumeFor<'_>,
-) -> (ResumeAnalysis, String) {
-    let key = cache::key(&[text]);
-    if let Some(hit) = state
-        .cache
-        .get(CacheKind::ResumeAnalysis, &key, None)
-        .await
-        .and_then(|j| serde_json::from_str::<ResumeAnalysis>(&j).ok())
-    {
-        state.stats.count_source(Source::Cache);
-        return (hit, "cache".into());
-    }
-    let (llm, mode) = match asker {
-        ResumeFor::Request => (true, None),
-        ResumeFor::Interview { mode, level } => (level >= Level::Balanced, Some(mode.to_string())),
-    };
-    if llm && state.pool.has_llm() {
-        let (pool, cache, t, k) = (
-            state.pool.clone(),
-            state.cache.clone(),
-            text.to_string(),
-            key.clone(),
-        );
-        let stats = state.stats.clone();
-        let shared = state
-            .resume_calls
-            .run(key, move || async move {
-                let opts = CallOptions {
-                    deadline: Duration::from_secs(20),
-                    ..CallOptions::default()
-                };
-                let done = pool.complete(&prompts::resume_request(&t), opts).await;
-                if let Some(mode) = &mode {
-                    count_cost(&stats, mode, &done);
-                }
-                match done.ok().and_then(|d| {
-                    prompts::parse_resume(&d.response.text).map(|a| (a, d.source.clone()))
-                }) {
-                    Some((a, source)) => {
-                        if let Ok(j) = serde_json::to_string(&a) {
-                            let _ = cache.put(CacheKind::ResumeAnalysis, &k, j).await;
-                        }
-                        (a, source)
-                    }
-                    None => (resume::analyze_offline(&t), "heuristic".to_string()),
-                }
-            })
-            .await;
-        if let Ok((result, shared)) = shared {
-            // A caller that shared another's call is counted as a dedup save, not a second call.
-            if shared {
-                state.stats.count_dedup();
-            } else if let Some(s) = Source::of(&result.1) {
-                state.stats.count_source(s);
-            }
-            return result;
-        }
-    }
-    state.stats.count_source(Source::Heuristic);
-    (resume::analyze_offline(text), "heuristic".into())
-}
-
 /// `POST /api/interviews`.
 pub async fn create(
     state: State,
@@ -319,15 +228,13 @@ pub async fn create(
             message: format!("expected a whole number from 1 to {MAX_QUESTIONS}, got {count}"),
         });
     }
-    let mode = b
-        .mode
-        .unwrap_or_else(|| format!("{:?}", state.config.interview.mode).to_lowercase());
-    if !["economy", "balanced", "adaptive", "auto"].contains(&mode.as_str()) {
-        return Err(ApiError::InvalidField {
+    let mode = match b.mode {
+        None => state.config.interview.mode,
+        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::InvalidField {
             field: "mode".into(),
-            message: format!("expected one of economy, balanced, adaptive, auto, got {mode:?}"),
-        });
-    }
+            message: e.to_string(),
+        })?,
+    };
     let resume_text = b.resume_text.unwrap_or_default();
     if resume_text.chars().count() > MAX_RESUME_CHARS {
         return Err(ApiError::InvalidField {
@@ -338,106 +245,29 @@ pub async fn create(
             ),
         });
     }
-    let track = b.track.unwrap_or_default();
-    let difficulty = b.difficulty.unwrap_or_default();
+    let new = NewInterview {
+        candidate_id,
+        name,
+        role,
+        track: b.track.unwrap_or_default(),
+        difficulty: b.difficulty.unwrap_or_default(),
+        questions: count as usize,
+        mode,
+        resume_text,
+        voice,
+    };
     let st = state.get_ref().clone();
-    let record = state
-        .on_engine(async move {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            // The level its share of today's quota would pay for now (it decides who reads the
-            // resume). Nothing is reserved yet: the session admits the interview, and reserves its
-            // share, when the candidate first connects (interviews nobody opens hold nothing).
-            let level = st.budget.preview(Level::ceiling_of(&mode), count as usize);
-            let resume = if resume_text.trim().is_empty() {
-                None
-            } else {
-                let asker = ResumeFor::Interview { mode: &mode, level };
-                Some(analyze_resume(&st, &resume_text, asker).await.0)
-            };
-            // No question repeats within the candidate's last 5 interviews.
-            let mut exclude = HashSet::new();
-            let past = st
-                .store
-                .candidate_interviews(&candidate_id)
-                .unwrap_or_default();
-            for id in past.iter().rev().take(5) {
-                if let Ok(Some(r)) = st.store.load(id) {
-                    exclude.extend(r.questions.iter().map(|q| q.id.clone()));
-                }
-            }
-            let empty: Vec<String> = Vec::new();
-            let chosen = st.questions.select(&Selection {
-                role: &role,
-                track,
-                difficulty,
-                count: count as usize,
-                seed: &id,
-                fill: Fill {
-                    role: &role,
-                    technologies: resume.as_ref().map_or(&empty, |r| &r.skills),
-                    projects: resume.as_ref().map_or(&empty, |r| &r.projects),
-                },
-                exclude: &exclude,
-            });
-            let token = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            let now = chrono::Utc::now().timestamp_millis();
-            let record = InterviewRecord {
-                id: id.clone(),
-                token_sha256: sha256_hex(&token),
-                candidate: Candidate {
-                    id: candidate_id,
-                    name,
-                },
-                role,
-                track,
-                difficulty,
-                mode,
-                created_ms: now,
-                updated_ms: now,
-                resume,
-                questions: chosen.into_iter().map(|c| Arc::new(c.question)).collect(),
-                items: Vec::new(),
-                current: 0,
-                in_follow_up: false,
-                phase: Phase::Created,
-                next_seq: 1,
-                report: None,
-                follow_ups_asked: 0,
-                level,
-                steps: Vec::new(),
-                ending: None,
-                voice: actors::interview::VoiceRecord {
-                    enabled: voice,
-                    ..Default::default()
-                },
-                report_seq: None,
-                stored: Default::default(),
-            };
-            // Written and flushed here, not through the supervisor: creates then share group
-            // flushes instead of queueing one fsync each behind a single actor.
-            let log: &dyn SessionLog = &st.store;
-            let stored = async {
-                log.create(&record)?;
-                log.flush().await
-            };
-            if let Err(e) = stored.await {
-                return Err(ApiError::Unavailable(format!("storage: {e}")));
-            }
-            // Cluster mode: every node can serve it from now on.
-            if let Some(c) = &st.cluster {
-                if let Err(e) = c.sessions.publish_created(&record).await {
-                    tracing::warn!(interview = %record.id, error = %e, "interview not yet visible to the other nodes (redis unreachable); it is once this node connects it");
-                }
-            }
-            let total = record.questions.len();
-            Ok::<_, ApiError>((id, token, record.mode, record.level, total))
-        })
-        .await??;
-    let (id, token, mode, level, total) = record;
+    let created = state
+        .on_engine(async move { st.interviews.create(new).await })
+        .await?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let Created {
+        id,
+        token,
+        mode,
+        level,
+        questions_total: total,
+    } = created;
     let report = report_token(&token);
     let mut created = json!({
         "interview_id": id, "token": token, "ws_url": format!("/ws/interviews/{id}"),
@@ -621,7 +451,7 @@ pub async fn analyze(
     state.limits.resume_analysis(&state.limits.client(&req))?;
     let st = state.get_ref().clone();
     let (analysis, source) = state
-        .on_engine(async move { analyze_resume(&st, &text, ResumeFor::Request).await })
+        .on_engine(async move { st.resumes.analyze(&text, ResumeFor::Request).await })
         .await?;
     let mut v = serde_json::to_value(analysis).map_err(|_| ApiError::Internal)?;
     v["source"] = json!(source);

@@ -20,8 +20,6 @@ pub mod ws_frames;
 
 use std::sync::Arc;
 
-use actors::content::resume::ResumeAnalysis;
-
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
@@ -63,8 +61,10 @@ pub struct AppState {
     /// Identical concurrent gateway requests share one provider call.
     pub gateway_calls:
         actors::coalesce::Coalescer<String, Result<serde_json::Value, actors::pool::PoolError>>,
-    /// Identical concurrent resume analyses share one provider call.
-    pub resume_calls: actors::coalesce::Coalescer<String, (ResumeAnalysis, String)>,
+    /// Resume analysis (cache, shared concurrent calls, the pool, the offline extractor).
+    pub resumes: actors::resumes::ResumeAnalyzer,
+    /// Interview creation (level preview, resume, questions, the durable write).
+    pub interviews: actors::creation::Interviews,
     /// Per-client limits (`[limits]`).
     pub limits: limits::ClientLimits,
     /// Live sessions on this node and their cap.

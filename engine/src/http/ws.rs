@@ -32,7 +32,7 @@ use actix_web::error::PayloadError;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use actors::conn::{ConnHandle, ConnWatch, Outbound};
-use actors::protocol::{self, ClientMessage, ErrorCode};
+use actors::protocol::{self, ClientMessage, ErrorCode, ServerEvent};
 use actors::session::SessionMsg;
 use actors::supervisor::{SessionError, SupervisorMsg};
 use actors::voice::input::{Forward, VoiceInput, VoiceInputArgs, VoiceInputMsg};
@@ -94,8 +94,9 @@ enum End {
 impl Conn {
     /// Sends an `error` event carrying the last logged seq.
     async fn error(&mut self, code: ErrorCode, message: &str) -> Result<(), End> {
-        let ev = protocol::error_event(code, self.watch.logged_seq(), message);
-        self.ws.text(ev.to_string()).await.map_err(|_| End::Gone)
+        let ev = ServerEvent::error(code, message);
+        let text = ev.ephemeral_text(Some(self.watch.logged_seq()));
+        self.ws.text(text).await.map_err(|_| End::Gone)
     }
 
     /// Hands a parsed message to the session (finding the session again if it was restarted).
@@ -165,8 +166,8 @@ impl Conn {
             }
             Ok(ClientMessage::Ping) => {
                 // Answered here: a ping needs nothing from the session.
-                let pong = protocol::pong_event(self.watch.logged_seq());
-                self.ws.text(pong.to_string()).await.map_err(|_| End::Gone)
+                let pong = ServerEvent::Pong.ephemeral_text(Some(self.watch.logged_seq()));
+                self.ws.text(pong).await.map_err(|_| End::Gone)
             }
             Ok(msg @ ClientMessage::Answer { .. }) => {
                 if let Some(Err(why)) = self.answers.as_ref().map(AnswerLimiter::take) {

@@ -74,7 +74,7 @@ fn record(world: &World, n: usize) -> InterviewRecord {
         role,
         track: Track::default(),
         difficulty: Difficulty::default(),
-        mode: "auto".into(),
+        mode: actors::budget::Mode::Auto,
         created_ms: now,
         updated_ms: now,
         resume: None,
