@@ -818,16 +818,7 @@ pub async fn run(lt: LoadTest) -> Result<LoadReport, String> {
                 if n >= lt.interviews {
                     break;
                 }
-                let r = one_interview(
-                    &http,
-                    &lt,
-                    &run,
-                    n,
-                    &hist,
-                    voice.as_deref(),
-                    &gates,
-                )
-                .await;
+                let r = one_interview(&http, &lt, &run, n, &hist, voice.as_deref(), &gates).await;
                 progress.finished(r.is_ok());
                 let mut res = results.lock().await;
                 match r {
