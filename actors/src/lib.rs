@@ -6,15 +6,16 @@
 //!
 //! ```text
 //! EngineRoot (root.rs)                     logs and counts a child's failure; restarts none (why: root.rs)
-//! ├── InterviewSupervisor (supervisor.rs)  restarts a failed session from its log (restart.rs rule)
+//! ├── InterviewSupervisor (supervisor.rs)  restarts a failed session from its log (restart.rs rule);
+//! │                                        keeps a hibernating session's connection until it wakes
 //! │   └── InterviewSession (session/)      one per live interview
 //! ├── RouterActor (router.rs)              restarts a stopped key actor (restart.rs rule)
 //! │   └── KeyActor (key.rs)                one per API key; keys of one quota scope share a SharedQuota
-//! ├── GpuPoolActor (gpu_pool.rs)           restarts a stopped node actor (restart.rs rule)
+//! ├── GpuPoolActor (gpu_pool/actor.rs)     restarts a stopped node actor (restart.rs rule)
 //! │   └── GpuNode (gpu_node.rs)            one per local inference node
-//! ├── GpuPoolActor (gpu_pool.rs)           [[stt_nodes]], when configured
+//! ├── GpuPoolActor (gpu_pool/actor.rs)     [[stt_nodes]], when configured
 //! │   └── GpuNode (gpu_node.rs)
-//! ├── GpuPoolActor (gpu_pool.rs)           [[tts_nodes]], when configured
+//! ├── GpuPoolActor (gpu_pool/actor.rs)     [[tts_nodes]], when configured
 //! │   └── GpuNode (gpu_node.rs)
 //! └── CacheActor (cache.rs)                one sled tree per cache kind
 //! ```
