@@ -1,7 +1,9 @@
 //! `InterviewSupervisor`: spawns one linked `InterviewSession` per live interview, finds it for
 //! connections (bringing it back from the log after a process restart), and restarts a session that
 //! fails (panic or error) from its last committed record, up to a bound ([`crate::restart`]'s rule:
-//! a session that failed is restarted, one that exited is not).
+//! a session that failed is restarted, one that exited is not). A session that hibernates
+//! (`SessionDeps::hibernate_after`) leaves an `Asleep` entry here holding its connection; the next
+//! message for the interview, or its idle timeout (`WakeDue`), spawns it again from the log.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
