@@ -33,21 +33,12 @@ fn body(name: &str, questions: u32) -> Value {
            "track": "technical", "difficulty": "medium", "questions": questions})
 }
 
-async fn metric(engine: &Engine, name: &str) -> f64 {
-    let text = engine.get("/metrics", None).await.text;
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 /// Polls until the node has `live` session actors and `asleep` hibernating interviews.
 async fn until_sessions(engine: &Engine, live: f64, asleep: f64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let l = metric(engine, "interview_engine_sessions_live").await;
-        let a = metric(engine, "interview_engine_sessions_hibernated").await;
+        let l = engine.metric("interview_engine_sessions_live").await;
+        let a = engine.metric("interview_engine_sessions_hibernated").await;
         if l == live && a == asleep {
             return;
         }
@@ -94,7 +85,7 @@ async fn a_waiting_session_sleeps_and_the_next_answer_wakes_it_on_the_same_socke
     assert_eq!(ev["turn"], 1, "{ev}");
     client.next_prompt().await;
     assert_eq!(
-        metric(&engine, "interview_engine_sessions_hibernated").await,
+        engine.metric("interview_engine_sessions_hibernated").await,
         0.0
     );
 

@@ -59,15 +59,6 @@ fn created(v: &Value) -> Created {
     }
 }
 
-async fn metric(engine: &Engine, name: &str) -> f64 {
-    let text = engine.get("/metrics", None).await.text;
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 /// Behind a trusted proxy the client is the address the proxy puts in `X-Forwarded-For`: 20
 /// creations (the burst) pass, the 21st is 429 `rate_limited` with `Retry-After`; another client is
 /// not affected; what a client writes to the left of the proxy's entry is not believed.
@@ -310,9 +301,9 @@ async fn interviews_that_never_connect_reserve_nothing_and_leave_memory() {
         ghosts.push(c);
         cl.drop_connection().await;
     }
-    assert!(metric(&engine, "interview_engine_sessions_live").await >= 1.0);
+    assert!(engine.metric("interview_engine_sessions_live").await >= 1.0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while metric(&engine, "interview_engine_sessions_live").await > 0.0 {
+    while engine.metric("interview_engine_sessions_live").await > 0.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "sessions nobody uses are still live"

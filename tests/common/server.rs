@@ -189,6 +189,16 @@ impl Engine {
     pub async fn status(&self) -> Value {
         self.get("/api/system_status", None).await.json
     }
+
+    /// The value of the first `/metrics` line that starts with `name` (panics if there is none).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics", None).await.text;
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
 }
 
 /// The status entry of one key id.
